@@ -1,0 +1,103 @@
+"""Names that come from configuration or from the drive: validation, versions, identifiers.
+
+Every dataset, column and file name is checked here before it reaches SQL or the file system,
+and every SQL identifier is quoted by psycopg's ``sql.Identifier``, never by string formatting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import UTC, date, datetime
+
+DATE_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+SEMVER_VERSION = re.compile(r"^v(\d+)\.(\d+)(?:\.(\d+))?$")
+DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,62}$")
+RESERVED_COLUMNS = {"dataset_version"}
+
+
+class InvalidName(ValueError):
+    """A dataset, column, version or file name that the pipeline refuses to use."""
+
+
+def is_version(name: str) -> bool:
+    """A version folder is a date (2024-06-01) or a semantic version (v2.3, v2.3.1)."""
+    if DATE_VERSION.match(name):
+        try:
+            date.fromisoformat(name)
+        except ValueError:
+            return False
+        return True
+    return bool(SEMVER_VERSION.match(name))
+
+
+def version_sort_key(version: str) -> tuple:
+    """Orders versions: dates by date, semantic versions numerically; dates sort before semvers."""
+    if DATE_VERSION.match(version):
+        return (0, version, ())
+    m = SEMVER_VERSION.match(version)
+    if m:
+        return (1, "", tuple(int(p or 0) for p in m.groups()))
+    return (2, version, ())
+
+
+def check_dataset_name(name: str) -> str:
+    if not isinstance(name, str) or not DATASET_NAME.match(name):
+        raise InvalidName(
+            f"dataset name {name!r} is not allowed: use lower-case letters, digits and '_', "
+            "starting with a letter, at most 48 characters"
+        )
+    return name
+
+
+def check_column_name(name: str) -> str:
+    if not isinstance(name, str) or not COLUMN_NAME.match(name) or name.startswith("_"):
+        raise InvalidName(
+            f"column name {name!r} is not allowed: letters, digits, '_', '-' or spaces, "
+            "not starting with '_' (reserved for lineage columns), at most 63 characters"
+        )
+    if name in RESERVED_COLUMNS:
+        raise InvalidName(f"column name {name!r} is reserved by the pipeline")
+    return name
+
+
+def unsafe_file_name_reason(name: str) -> str | None:
+    """Why a drive file or folder name is refused, or None if it is safe."""
+    if name in ("", ".", ".."):
+        return f"the name {name!r} is not a file name"
+    if ".." in name:
+        return "the name contains '..'"
+    if "/" in name or "\\" in name:
+        return "the name contains a path separator"
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        return "the name contains a control character"
+    if len(name.encode("utf-8")) > 255:
+        return "the name is longer than 255 bytes"
+    return None
+
+
+def printable(name: str) -> str:
+    """A name as it may appear in a message: control characters shown escaped."""
+    return "".join(
+        ch if unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode() for ch in name
+    )
+
+
+def table_suffix(*parts: str) -> str:
+    """A short, stable, identifier-safe suffix for physical tables derived from free text."""
+    return hashlib.sha1("\x00".join(parts).encode("utf-8")).hexdigest()[:12]
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def artifact_name(
+    entity: str, name: str, version: str, platform_hint: str, ext: str, project: str = "dynamic-capital",
+    moment: datetime | None = None,
+) -> str:
+    """`[project]_[entity]_[version]_[timestamp]_[platform-hint].[ext]` from the design card."""
+    slug = re.sub(r"[^a-z0-9.-]+", "-", f"{name}-{version}".lower()).strip("-")
+    return f"{project}_{entity}_{slug}_{utc_stamp(moment)}_{platform_hint}.{ext.lstrip('.')}"
