@@ -1,0 +1,43 @@
+"""The code location: one `Definitions`, merged from per-domain builders.
+
+Reading the declarations file is the only thing done at import: no connection is opened, no
+file written.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dynamic_assets.config import Declarations, load_declarations
+from dynamic_assets.defs.datasets.assets import build_dataset_assets, build_ingest_job
+from dynamic_assets.defs.datasets.sensors import build_drive_sensor, build_reconcile_schedule
+from dynamic_assets.defs.resources import build_resources
+from dynamic_assets.settings import Settings
+
+
+def datasets_defs(decls: Declarations) -> dg.Definitions:
+    assets = []
+    jobs = []
+    for ds in decls.datasets:
+        assets.extend(build_dataset_assets(ds, decls))
+        jobs.append(build_ingest_job(ds))
+    schedules = [
+        build_reconcile_schedule(ds.name, decls, job)
+        for ds, job in zip(decls.datasets, jobs, strict=True)
+    ]
+    sensors = [build_drive_sensor(decls, jobs)] if jobs else []
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)
+
+
+def build_defs(
+    settings: Settings | None = None, decls: Declarations | None = None
+) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    decls = decls or load_declarations(settings.config_path)
+    return dg.Definitions.merge(
+        datasets_defs(decls),
+        dg.Definitions(resources=build_resources(settings)),
+    )
+
+
+defs = build_defs()

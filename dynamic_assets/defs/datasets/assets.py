@@ -1,0 +1,240 @@
+"""One asset factory: each declared dataset becomes a chain of assets partitioned by version.
+
+onedrive/<dataset>  the version folder's file manifest, recorded in `onedrive_ingest`
+ai_raw/<dataset>    staging, streamed in with binary COPY (blocking check: rows castable)
+ai_curated/<dataset> typed rows promoted inside Postgres, registered in `datasets`
+"""
+
+import dagster as dg
+from psycopg import sql
+
+from dynamic_assets import pipeline
+from dynamic_assets.config import Dataset, Declarations
+from dynamic_assets.defs.datasets.metadata import md_table
+from dynamic_assets.defs.datasets.partitions import versions_partitions
+from dynamic_assets.defs.resources import DriveResource, PostgresResource
+from dynamic_assets.loading.tables import CURATED_SCHEMA, ident
+
+PIPELINE_CODE_VERSION = "1"
+CASTABLE_CHECK = "rows_castable"
+PREVIEW_ROWS = 5
+
+
+def manifest_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["onedrive", dataset])
+
+
+def raw_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["ai_raw", dataset])
+
+
+def curated_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["ai_curated", dataset])
+
+
+def ingest_job_name(dataset: str) -> str:
+    return f"ingest_{dataset}"
+
+
+def _failure(exc: pipeline.VersionFailed) -> dg.Failure:
+    return dg.Failure(
+        description=str(exc),
+        metadata={
+            "dataset": exc.dataset,
+            "version": exc.version,
+            "failures": dg.MetadataValue.md(md_table(["file", "reason"], exc.failures)),
+        },
+    )
+
+
+def _owners(ds: Dataset) -> list[str] | None:
+    return [o for o in ds.owners if "@" in o or o.startswith("team:")] or None
+
+
+def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
+    """The assets and checks of one declared dataset."""
+    partitions = versions_partitions(ds.name)
+    schema_md = md_table(
+        ["column", "type", "nullable"], [(c.name, c.type, c.nullable) for c in ds.columns]
+    )
+    common = {
+        "partitions_def": partitions,
+        "group_name": ds.name,
+        "owners": _owners(ds),
+        "tags": {"sensitivity": ds.sensitivity},
+    }
+
+    @dg.asset(
+        key=manifest_key(ds.name),
+        kinds={"onedrive"},
+        code_version=PIPELINE_CODE_VERSION,
+        description=f"Files of one version folder of `{ds.name}` in the drive "
+        f"(`datasets/{ds.name}/<version>/`), recorded in `onedrive_ingest`.",
+        **common,
+    )
+    def manifest(
+        context: dg.AssetExecutionContext, postgres: PostgresResource, drive: DriveResource
+    ) -> dg.MaterializeResult:
+        version = context.partition_key
+        try:
+            m = pipeline.record_manifest(postgres.database(), drive.get(), decls, ds, version)
+        except pipeline.VersionFailed as exc:
+            raise _failure(exc) from None
+        files = m.rows
+        return dg.MaterializeResult(
+            metadata={
+                "files": len(files),
+                "bytes": sum(f["bytes"] for f in files),
+                "folder": m.folder.folder,
+                "manifest": dg.MetadataValue.md(
+                    md_table(
+                        ["path", "format", "bytes", "modified"],
+                        [(f["path"], f["format"], f["bytes"], f["modified"]) for f in files],
+                    )
+                ),
+            },
+            data_version=dg.DataVersion(m.folder.digest),
+        )
+
+    @dg.asset(
+        key=raw_key(ds.name),
+        deps=[manifest_key(ds.name)],
+        kinds={"postgres"},
+        code_version=PIPELINE_CODE_VERSION,
+        description=f"Staging table `ai_raw.{ds.name}`: the version's files streamed in with binary COPY "
+        f"({ds.family} staging), one partition per version, with source file and row of every row.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                CASTABLE_CHECK,
+                asset=raw_key(ds.name),
+                blocking=True,
+                description="Every staged value casts to its declared type, non-nullable columns have "
+                "values, and the primary key is unique. Blocks promotion to curated.",
+            )
+        ],
+        **common,
+    )
+    def staging(
+        context: dg.AssetExecutionContext, postgres: PostgresResource, drive: DriveResource
+    ) -> dg.MaterializeResult:
+        version = context.partition_key
+        db = postgres.database()
+        try:
+            staged = pipeline.stage(db, drive.get(), decls, ds, version, run_id=context.run.run_id)
+        except pipeline.VersionFailed as exc:
+            raise _failure(exc) from None
+        problems = pipeline.check_staged(db, ds, version)
+        check_meta: dict = {"problems": len(problems)}
+        for p in problems[:10]:
+            check_meta[f"{p.kind}: {p.column}"] = dg.MetadataValue.md(
+                p.message
+                + "\n\n"
+                + (
+                    md_table(list(p.examples[0].keys()), [list(e.values()) for e in p.examples])
+                    if p.examples
+                    else ""
+                )
+            )
+        seconds = staged.seconds
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": staged.rows,
+                "files": len(staged.loads),
+                "bytes": staged.bytes,
+                "seconds": round(seconds, 3),
+                "rows_per_second": round(staged.rows / seconds) if seconds > 0 else None,
+                "loads": dg.MetadataValue.md(
+                    md_table(
+                        ["file", "rows", "bytes", "sha256", "seconds"],
+                        [
+                            (f.path, f.rows, f.bytes, f.sha256[:16] + "…", round(f.seconds, 3))
+                            for f in staged.loads
+                        ],
+                    )
+                ),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=CASTABLE_CHECK,
+                    passed=not problems,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description="; ".join(p.message for p in problems)[:2000]
+                    if problems
+                    else "all rows cast to the declared types",
+                    metadata=check_meta,
+                )
+            ],
+        )
+
+    @dg.asset(
+        key=curated_key(ds.name),
+        deps=[raw_key(ds.name)],
+        kinds={"postgres", "pgvector"} if ds.embeddings else {"postgres"},
+        code_version=PIPELINE_CODE_VERSION,
+        description=(ds.description or f"Curated dataset {ds.name}.")
+        + f"\n\nTyped table `ai_curated.{ds.name}` (sensitivity: {ds.sensitivity}), one partition per version, "
+        "replaced atomically; registered in `datasets`.\n\n" + schema_md,
+        **common,
+    )
+    def curated(
+        context: dg.AssetExecutionContext, postgres: PostgresResource, drive: DriveResource
+    ) -> dg.MaterializeResult:
+        version = context.partition_key
+        db = postgres.database()
+        try:
+            result = pipeline.curate(db, drive.get().kind, ds, version, run_id=context.run.run_id)
+        except pipeline.VersionFailed as exc:
+            raise _failure(exc) from None
+        checksum = _checksum(result.files)
+        meta = {
+            "dagster/row_count": result.rows,
+            "files": len(result.files),
+            "bytes": sum(int(f["size_bytes"] or 0) for f in result.files),
+            "seconds": round(result.seconds, 3),
+            "checksum": checksum,
+            "table": f"ai_curated.{ds.name}",
+            "version": version,
+        }
+        if ds.sensitivity == "sensitive":
+            meta["preview"] = dg.MetadataValue.md(
+                "_No value preview: the dataset is declared sensitive._\n\n" + schema_md
+            )
+        else:
+            meta["preview"] = dg.MetadataValue.md(_preview(db, ds, version))
+        return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(checksum))
+
+    return [manifest, staging, curated]
+
+
+def _checksum(files: list[dict]) -> str:
+    from dynamic_assets.registry import combined_checksum
+
+    return combined_checksum(files)
+
+
+def _preview(db, ds: Dataset, version: str) -> str:
+    names = [c.name for c in ds.columns]
+    with db.connect() as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT {} FROM {} WHERE dataset_version = %s ORDER BY _source_file_id, _source_row LIMIT {}"
+            ).format(
+                sql.SQL(", ").join(sql.Identifier(n) for n in names),
+                ident(CURATED_SCHEMA, ds.name),
+                sql.Literal(PREVIEW_ROWS),
+            ),
+            (version,),
+        ).fetchall()
+    return md_table(names, rows)
+
+
+def build_ingest_job(ds: Dataset):
+    return dg.define_asset_job(
+        ingest_job_name(ds.name),
+        selection=dg.AssetSelection.assets(
+            manifest_key(ds.name), raw_key(ds.name), curated_key(ds.name)
+        ),
+        partitions_def=versions_partitions(ds.name),
+        description=f"Bring one version of {ds.name} from the drive to curated.",
+        tags={"dataset": ds.name},
+    )

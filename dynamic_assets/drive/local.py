@@ -1,0 +1,82 @@
+"""A local folder with the OneDrive layout: the embedded default drive."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from dynamic_assets.drive.base import DriveItem
+
+
+class LocalDrive:
+    kind = "local"
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).absolute()
+
+    def describe(self) -> str:
+        return f"local drive at {self.root}"
+
+    def _item(self, rel: str, entry: os.DirEntry | Path) -> DriveItem:
+        st = entry.stat() if isinstance(entry, Path) else entry.stat(follow_symlinks=False)
+        is_folder = (
+            entry.is_dir() if isinstance(entry, Path) else entry.is_dir(follow_symlinks=False)
+        )
+        # A local file has no drive item id: its path is its identity, its size and mtime its eTag.
+        item_id = "local-" + hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        etag = hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return DriveItem(
+            item_id=item_id,
+            path=rel,
+            name=rel.rsplit("/", 1)[-1],
+            is_folder=is_folder,
+            size=0 if is_folder else st.st_size,
+            modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
+            etag=etag,
+        )
+
+    def list_tree(self, folder: str) -> Iterator[DriveItem]:
+        base = self.root / folder
+        if not base.is_dir():
+            return
+        stack = [(base, folder.strip("/"))]
+        while stack:
+            current, rel = stack.pop()
+            try:
+                entries = list(os.scandir(current))
+            except OSError:
+                continue
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_symlink():
+                    continue  # never follow links out of the drive
+                child_rel = f"{rel}/{entry.name}" if rel else entry.name
+                item = self._item(child_rel, entry)
+                yield item
+                if item.is_folder:
+                    stack.append((Path(entry.path), child_rel))
+
+    def _resolve(self, path: str) -> Path:
+        target = (self.root / path).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise ValueError(f"{path!r} points outside the drive")
+        return target
+
+    def open(self, path: str) -> BinaryIO:
+        return open(self._resolve(path), "rb")  # noqa: SIM115 - the caller closes the stream
+
+    def stat(self, path: str) -> DriveItem:
+        return self._item(path, self._resolve(path))
+
+    def write_bytes(self, path: str, data: bytes, *, overwrite: bool = False) -> DriveItem:
+        target = self._resolve(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists in the drive")
+        tmp = target.with_name(f".{target.name}.partial")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return self.stat(path)

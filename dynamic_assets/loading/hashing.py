@@ -1,0 +1,86 @@
+"""Hashing bytes while they stream past, so a file is read once for loading and fingerprinting."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import BinaryIO
+
+
+class HashingReader:
+    """A read-only byte stream that computes SHA-256 and counts bytes of what is read through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._sha = hashlib.sha256()
+        self.bytes_read = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._sha.update(data)
+            self.bytes_read += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        n = self._raw.readinto(buf)
+        if n:
+            self._sha.update(memoryview(buf)[:n])
+            self.bytes_read += n
+        return n
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._raw.readline(size)
+        if data:
+            self._sha.update(data)
+            self.bytes_read += len(data)
+        return data
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def drain(self, chunk: int = 1 << 20) -> None:
+        """Read what the parser left unread (trailing bytes), so the digest covers the whole file."""
+        while self.read(chunk):
+            pass
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._raw.close()
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def sha256_stream(stream: BinaryIO, chunk: int = 1 << 20) -> tuple[str, int]:
+    """SHA-256 and size of a whole stream, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    while True:
+        n = stream.readinto(buf)
+        if not n:
+            break
+        h.update(view[:n])
+        size += n
+    return h.hexdigest(), size
