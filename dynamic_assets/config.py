@@ -7,7 +7,9 @@ assets; nothing about a dataset is written in code.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +29,8 @@ FILE_EXTENSIONS = {
 }
 SCALAR_TYPES = ("string", "integer", "float", "boolean", "date", "timestamp", "json")
 VECTOR_TYPE = re.compile(r"^vector\((\d{1,5})\)$")
+MAX_VECTOR_DIM = 16_000
+HNSW_MAX_DIM = 2_000
 
 # Postgres type of each declared type in the curated table.
 PG_TYPES = {
@@ -57,7 +61,15 @@ class Column(BaseModel):
     @classmethod
     def _type(cls, v: str) -> str:
         v = v.strip().lower()
-        if v in SCALAR_TYPES or VECTOR_TYPE.match(v):
+        if v in SCALAR_TYPES:
+            return v
+        m = VECTOR_TYPE.match(v)
+        if m:
+            dim = int(m.group(1))
+            if not 1 <= dim <= MAX_VECTOR_DIM:
+                raise ValueError(
+                    f"vector dimension {dim} is out of range: 1 to {MAX_VECTOR_DIM} (pgvector's limit)"
+                )
             return v
         raise ValueError(
             f"unknown column type {v!r}: use one of {', '.join(SCALAR_TYPES)} or vector(N)"
@@ -98,7 +110,9 @@ class Dataset(BaseModel):
 
     name: str
     description: str = ""
-    formats: list[Literal["csv", "json", "jsonl", "parquet"]] = Field(default_factory=lambda: ["csv"])
+    formats: list[Literal["csv", "json", "jsonl", "parquet"]] = Field(
+        default_factory=lambda: ["csv"]
+    )
     columns: list[Column]
     primary_key: list[str] = Field(default_factory=list)
     expectations: list[Expectation] = Field(default_factory=list)
@@ -125,7 +139,9 @@ class Dataset(BaseModel):
             raise ValueError(f"dataset {self.name!r} declares column(s) twice: {sorted(dupes)}")
         missing = [k for k in self.primary_key if k not in names]
         if missing:
-            raise ValueError(f"dataset {self.name!r}: primary key column(s) not declared: {missing}")
+            raise ValueError(
+                f"dataset {self.name!r}: primary key column(s) not declared: {missing}"
+            )
         families = {FORMAT_FAMILIES[f] for f in self.formats}
         if len(families) != 1:
             raise ValueError(
@@ -178,6 +194,15 @@ class Declarations(BaseModel):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"dataset(s) declared twice: {sorted(dupes)}")
+        models = [m.name for m in self.models]
+        dupes = {n for n in models if models.count(n) > 1}
+        if dupes:
+            raise ValueError(f"model(s) declared twice: {sorted(dupes)}")
+        for m in self.models:
+            if m.dataset not in names:
+                raise ValueError(
+                    f"model {m.name!r} trains on dataset {m.dataset!r}, which is not declared"
+                )
         return self
 
     def dataset(self, name: str) -> Dataset:
@@ -203,6 +228,8 @@ def load_declarations(path: Path | str) -> Declarations:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: the declarations file does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the declarations file: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
@@ -218,9 +245,16 @@ def dump_declarations(decls: Declarations) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
+DECLARATIONS_HEADER = (
+    "# Dataset and model declarations for dynamic_assets (written by `dynamic-assets declare`;\n"
+    "# hand edits are kept, comments are not).\n"
+)
+
+
 def save_declarations(decls: Declarations, path: Path | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dump_declarations(decls), encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(DECLARATIONS_HEADER + dump_declarations(decls))
+    os.replace(tmp, path)

@@ -81,7 +81,8 @@ def unsafe_file_name_reason(name: str) -> str | None:
 def printable(name: str) -> str:
     """A name as it may appear in a message: control characters shown escaped."""
     return "".join(
-        ch if unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode() for ch in name
+        ch if unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode()
+        for ch in name
     )
 
 
@@ -95,7 +96,12 @@ def utc_stamp(moment: datetime | None = None) -> str:
 
 
 def artifact_name(
-    entity: str, name: str, version: str, platform_hint: str, ext: str, project: str = "dynamic-capital",
+    entity: str,
+    name: str,
+    version: str,
+    platform_hint: str,
+    ext: str,
+    project: str = "dynamic-capital",
     moment: datetime | None = None,
 ) -> str:
     """`[project]_[entity]_[version]_[timestamp]_[platform-hint].[ext]` from the design card."""

@@ -32,9 +32,7 @@ class Settings:
         home = Path(env.get("DYNAMIC_ASSETS_HOME") or ".dynamic_assets").expanduser().absolute()
         drive = env.get("DYNAMIC_ASSETS_DRIVE")
         drive_root = (
-            Path(drive).expanduser().absolute()
-            if drive
-            else home / "onedrive" / DEFAULT_DRIVE_ROOT
+            Path(drive).expanduser().absolute() if drive else home / "onedrive" / DEFAULT_DRIVE_ROOT
         )
         config = env.get("DYNAMIC_ASSETS_CONFIG")
         if config:

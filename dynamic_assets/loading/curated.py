@@ -15,7 +15,7 @@ from datetime import date, timedelta
 import psycopg
 from psycopg import sql
 
-from dynamic_assets.config import Column, Dataset
+from dynamic_assets.config import HNSW_MAX_DIM, Column, Dataset
 from dynamic_assets.loading.errors import PromotionError
 from dynamic_assets.loading.staging import RECORD_COLUMN
 from dynamic_assets.loading.tables import (
@@ -320,7 +320,7 @@ def promote_version(
                 f"the staged rows do not fit the declared types: {exc.diag.message_primary or exc}"
             ) from None
         for col in ds.columns:
-            if col.vector_dim:
+            if col.vector_dim and col.vector_dim <= HNSW_MAX_DIM:
                 conn.execute(
                     sql.SQL("CREATE INDEX ON {} USING hnsw ({} vector_cosine_ops)").format(
                         target, sql.Identifier(col.name)

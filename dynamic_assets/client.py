@@ -1,0 +1,192 @@
+"""What trainers call: read a curated dataset version as a pandas DataFrame or an Arrow table.
+
+    from dynamic_assets.client import read_curated
+    df = read_curated("market")                                  # latest curated version
+    df = read_curated("market", version="2024-06-01", columns=["date", "symbol", "close"])
+    table = read_curated("embeddings", as_arrow=True)            # pyarrow.Table
+
+Rows come out of Postgres through ADBC (binary COPY into Arrow), not row by row, and columns get
+their declared types: integer -> Int64, float -> float64, boolean -> boolean, string -> string,
+date -> datetime64[s], timestamp -> datetime64[us, UTC], json -> Python objects, vector(N) ->
+numpy float32 arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from psycopg import sql
+
+from dynamic_assets.config import Column, Dataset, load_declarations
+from dynamic_assets.db import Database
+from dynamic_assets.names import check_dataset_name, version_sort_key
+from dynamic_assets.settings import Settings
+
+
+class DatasetNotFound(LookupError):
+    """The dataset or version has not reached curated."""
+
+
+def default_database(settings: Settings | None = None) -> Database:
+    settings = settings or Settings.from_env()
+    if settings.db_url_set:
+        return Database(os.environ["SUPABASE_DB_URL"])
+    return Database(pgdata=settings.pgdata)
+
+
+def curated_versions(dataset: str, *, database: Database | None = None) -> list[str]:
+    """The versions of a dataset that reached curated, oldest first."""
+    from dynamic_assets.registry import curated_versions as _versions
+
+    db = database or default_database()
+    with db.connect() as conn:
+        return _versions(conn, dataset)
+
+
+def _registry_columns(db: Database, dataset: str, version: str) -> list[Column] | None:
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT schema FROM public.datasets WHERE name = %s AND version = %s AND status = 'curated'",
+            (dataset, version),
+        ).fetchone()
+    if row is None:
+        return None
+    return [Column.model_validate(c) for c in (row[0] or [])]
+
+
+def read_curated(
+    dataset: str,
+    version: str | None = None,
+    columns: list[str] | None = None,
+    *,
+    as_arrow: bool = False,
+    database: Database | None = None,
+) -> pd.DataFrame | pa.Table:
+    """Read one curated version (the latest when `version` is None) with its declared types."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    check_dataset_name(dataset)
+    db = database or default_database()
+    versions = curated_versions(dataset, database=db)
+    if not versions:
+        raise DatasetNotFound(f"dataset {dataset!r} has no curated version")
+    if version is None:
+        version = max(versions, key=version_sort_key)
+    elif version not in versions:
+        raise DatasetNotFound(
+            f"dataset {dataset!r} has no curated version {version!r}; curated versions: {', '.join(versions)}"
+        )
+    declared = _registry_columns(db, dataset, version) or []
+    by_name = {c.name: c for c in declared}
+    if columns is None:
+        columns = [c.name for c in declared]
+    unknown = [c for c in columns if c not in by_name]
+    if unknown:
+        raise KeyError(
+            f"dataset {dataset!r} has no column(s) {unknown}; columns: {', '.join(by_name)}"
+        )
+
+    select = sql.SQL(", ").join(
+        sql.SQL("{}::real[] AS {}").format(sql.Identifier(c), sql.Identifier(c))
+        if by_name[c].vector_dim
+        else sql.Identifier(c)
+        for c in columns
+    )
+    query = sql.SQL("SELECT {} FROM {} WHERE dataset_version = $1").format(
+        select, sql.Identifier("ai_curated", dataset)
+    )
+    with db.connect() as conn:
+        text = query.as_string(conn)
+    with adbc.connect(db.uri) as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(text, parameters=(version,))
+            table = cur.fetch_arrow_table()
+        finally:
+            cur.close()
+    table = _typed_table(table, [by_name[c] for c in columns])
+    if as_arrow:
+        return table
+    return _to_pandas(table, [by_name[c] for c in columns])
+
+
+def _typed_table(table: pa.Table, cols: list[Column]) -> pa.Table:
+    arrays = []
+    fields = []
+    for col, arr in zip(cols, table.columns, strict=True):
+        if col.type == "json":
+            arr = (
+                pa.chunked_array(
+                    [
+                        pa.array(
+                            [None if v is None else str(v) for v in chunk.to_pylist()], pa.string()
+                        )
+                        for chunk in arr.chunks
+                    ],
+                    pa.string(),
+                )
+                if not pa.types.is_string(arr.type)
+                else arr
+            )
+        elif col.vector_dim:
+            arr = (
+                arr.cast(pa.list_(pa.float32(), col.vector_dim))
+                if len(arr)
+                else arr.cast(pa.list_(pa.float32(), col.vector_dim))
+            )
+        arrays.append(arr)
+        fields.append(
+            pa.field(
+                col.name, arr.type, nullable=col.nullable, metadata={"declared_type": col.type}
+            )
+        )
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_PANDAS_TYPES = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    pa.string(): pd.StringDtype(),
+    pa.large_string(): pd.StringDtype(),
+}
+
+
+def _to_pandas(table: pa.Table, cols: list[Column]) -> pd.DataFrame:
+    plain = [c.name for c in cols if c.type not in ("json",) and not c.vector_dim]
+    frame = table.select(plain).to_pandas(
+        types_mapper=_PANDAS_TYPES.get, date_as_object=False, split_blocks=True, self_destruct=False
+    )
+    for col in cols:
+        if col.type == "date" and col.name in frame:
+            frame[col.name] = frame[col.name].astype("datetime64[s]")
+        elif col.type == "float" and col.name in frame:
+            frame[col.name] = frame[col.name].astype("float64")
+        elif col.type == "json":
+            values = table.column(col.name).to_pylist()
+            frame[col.name] = pd.Series(
+                [None if v is None else json.loads(v) for v in values], dtype="object"
+            )
+        elif col.vector_dim:
+            arr = table.column(col.name).combine_chunks()
+            flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+            if arr.null_count == 0:
+                matrix = flat.reshape(-1, col.vector_dim)
+                frame[col.name] = pd.Series(list(matrix), dtype="object")
+            else:
+                frame[col.name] = pd.Series(
+                    [
+                        None if v is None else np.asarray(v, dtype=np.float32)
+                        for v in arr.to_pylist()
+                    ],
+                    dtype="object",
+                )
+    return frame[[c.name for c in cols]]
+
+
+def declared_dataset(dataset: str, settings: Settings | None = None) -> Dataset:
+    settings = settings or Settings.from_env()
+    return load_declarations(settings.config_path).dataset(dataset)
