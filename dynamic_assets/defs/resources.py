@@ -19,7 +19,8 @@ class PostgresResource(dg.ConfigurableResource):
     pgdata: str | None = Field(default=None, description="Data folder of the embedded PostgreSQL.")
 
     def database(self) -> Database:
-        return Database(self.url or None, pgdata=Path(self.pgdata) if self.pgdata else None)
+        url = self.url.get_value() if isinstance(self.url, dg.EnvVar) else self.url
+        return Database(url or None, pgdata=Path(self.pgdata) if self.pgdata else None)
 
 
 class DriveResource(dg.ConfigurableResource):
