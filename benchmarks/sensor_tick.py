@@ -32,7 +32,9 @@ def make_drive(root: Path, files: int, versions: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--versions", type=int, default=100)
     args = parser.parse_args()
@@ -42,7 +44,10 @@ def main() -> None:
         make_drive(root, args.files, args.versions)
         decls = load_declarations(DEMO_CONFIG)
         sensor = build_drive_sensor(decls, jobs=[])
-        resources = {"drive": DriveResource(root=str(root)), "postgres": PostgresResource(pgdata=str(Path(tmp) / "pg"))}
+        resources = {
+            "drive": DriveResource(root=str(root)),
+            "postgres": PostgresResource(pgdata=str(Path(tmp) / "pg")),
+        }
 
         t = time.perf_counter()
         n = sum(len(f) for _, _, f in os.walk(root))
@@ -57,10 +62,14 @@ def main() -> None:
             for req in first.dynamic_partitions_requests:
                 instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
             t = time.perf_counter()
-            again = sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
+            again = sensor(
+                dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
+            )
             again_s = time.perf_counter() - t
 
-        print(f"| files | versions | os.walk s | first tick s (runs requested) | unchanged tick s (runs) | cursor bytes |")
+        print(
+            "| files | versions | os.walk s | first tick s (runs requested) | unchanged tick s (runs) | cursor bytes |"
+        )
         print("|---|---|---|---|---|---|")
         print(
             f"| {n:,} | {args.versions} | {walk:.3f} | {first_s:.3f} ({len(first.run_requests)}) "

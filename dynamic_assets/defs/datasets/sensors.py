@@ -120,9 +120,10 @@ def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
             for p in new_problems:
                 context.log.warning(f"not taken: {p.message}")
         if requests:
+            names = [f"{r.tags['dataset']} {r.partition_key}" for r in requests]
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
             context.log.info(
-                f"{len(requests)} version(s) to bring in: "
-                + ", ".join(f"{r.tags['dataset']} {r.partition_key}" for r in requests)
+                f"{len(requests)} version(s) to bring in: {', '.join(names[:10])}{more}"
             )
         return dg.SensorResult(
             run_requests=requests,
