@@ -152,6 +152,18 @@ def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
             )
         return
     version = parts[2]
+    if len(parts) == 3 and not item.is_folder:
+        out.problems.append(
+            Problem(
+                item.path,
+                "files belong in a version folder, not directly in the dataset folder",
+                "ignored",
+                dataset,
+                None,
+                item,
+            )
+        )
+        return
     if not is_version(version):
         if not item.is_folder or len(parts) == 3:
             out.problems.append(

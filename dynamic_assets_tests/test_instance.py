@@ -10,7 +10,9 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_job_runs_on_an_instance_stored_in_embedded_postgres(pg_server, defs, monkeypatch, db, tmp_path):
+def test_job_runs_on_an_instance_stored_in_embedded_postgres(
+    pg_server, defs, monkeypatch, db, tmp_path
+):
     with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS dagster_storage")
         conn.execute("CREATE DATABASE dagster_storage")

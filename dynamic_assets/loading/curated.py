@@ -90,7 +90,9 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
     checks: list[tuple[str, Column, sql.Composable]] = []
     can_validate = _server_version(conn) >= 160000
     for col in ds.columns:
-        if ds.family != "parquet" and col.type != "string" and can_validate:
+        if ds.family != "parquet" and col.vector_dim:
+            checks.append(("cast", col, _bad_vector_text(_text_source(ds, col), col.vector_dim)))
+        elif ds.family != "parquet" and col.type != "string" and can_validate:
             src = _text_source(ds, col)
             checks.append(
                 (
@@ -139,6 +141,23 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
     if ds.primary_key:
         problems.extend(_duplicate_keys(conn, ds, part))
     return problems
+
+
+def _bad_vector_text(src: sql.Composable, dim: int) -> sql.Composable:
+    """True for a text value that is not `[x1, ..., x<dim>]` of finite numbers.
+
+    pgvector raises instead of answering pg_input_is_valid, so the text is checked as a real[]
+    (brackets turned into braces) and its length compared with the declared dimension.
+    """
+    as_array = sql.SQL("translate({}, '[]', '{{}}')").format(src)
+    valid = sql.SQL(
+        "({src} ~ '^\s*\[[^\[\]]*\]\s*$' AND pg_input_is_valid({arr}, 'real[]'))"
+    ).format(src=src, arr=as_array)
+    return sql.SQL(
+        "{src} IS NOT NULL AND NOT coalesce({valid} AND (SELECT cardinality(x) = {dim} "
+        "AND NOT ('NaN'::real = ANY(x) OR 'Infinity'::real = ANY(x) OR '-Infinity'::real = ANY(x)) "
+        "FROM (SELECT CASE WHEN {valid} THEN {arr}::real[] END AS x) v), false)"
+    ).format(src=src, valid=valid, arr=as_array, dim=sql.Literal(dim))
 
 
 def _null_source(ds: Dataset, col: Column) -> sql.Composable:

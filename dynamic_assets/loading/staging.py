@@ -167,27 +167,38 @@ def load_version(
     return loads
 
 
+class _LargerBlocks(Exception):
+    """A CSV field larger than the parse block: the file's COPY restarts with larger blocks."""
+
+
 def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile) -> FileLoad:
     started = time.perf_counter()
-    if ds.family == "csv":
-        names, produce, finish = _csv_source(ds, f)
-    elif ds.family == "json":
-        names, produce, finish = _json_source(f)
-    else:
-        names, produce, finish = _parquet_source(ds, f)
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-        ident(RAW_SCHEMA, table), sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    )
-    try:
-        rows = _pipe_copy(conn, copy_sql, produce)
-    except psycopg.errors.DataError as exc:
-        raise _copy_error(f.path, exc) from None
-    except psycopg.Error as exc:
-        raise LoadError(
-            f.path, f"the database refused the rows: {exc.diag.message_primary or exc}"
-        ) from None
-    sha, size = finish()
-    return FileLoad(f.file_id, f.path, rows, size, sha, time.perf_counter() - started)
+    blocks = [CSV_BLOCK, CSV_BLOCK_LARGE] if ds.family == "csv" else [None]
+    for attempt, block in enumerate(blocks):
+        last = attempt == len(blocks) - 1
+        if ds.family == "csv":
+            names, produce, finish = _csv_source(ds, f, block, retry=not last)
+        elif ds.family == "json":
+            names, produce, finish = _json_source(f)
+        else:
+            names, produce, finish = _parquet_source(ds, f)
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
+            ident(RAW_SCHEMA, table), sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        )
+        try:
+            with conn.transaction():  # a savepoint: a restarted COPY leaves nothing behind
+                rows = _pipe_copy(conn, copy_sql, produce)
+        except _LargerBlocks:
+            continue
+        except psycopg.errors.DataError as exc:
+            raise _copy_error(f.path, exc) from None
+        except psycopg.Error as exc:
+            raise LoadError(
+                f.path, f"the database refused the rows: {exc.diag.message_primary or exc}"
+            ) from None
+        sha, size = finish()
+        return FileLoad(f.file_id, f.path, rows, size, sha, time.perf_counter() - started)
+    raise LoadError(f.path, "a field is larger than the largest parse block")
 
 
 def _copy_error(path: str, exc: psycopg.Error) -> LoadError:
@@ -272,7 +283,7 @@ def _lineage(file_id: int, start: int, n: int) -> list[pa.Array]:
 # ---------------------------------------------------------------- CSV
 
 
-def _csv_source(ds: Dataset, f: SourceFile):
+def _csv_source(ds: Dataset, f: SourceFile, block: int, *, retry: bool):
     names = [c.name for c in ds.columns]
     out_names = names + [n for n, _ in LINEAGE]
     schema = pa.schema([(n, pa.string()) for n in names] + [(n, pa.int64()) for n, _ in LINEAGE])
@@ -299,18 +310,15 @@ def _csv_source(ds: Dataset, f: SourceFile):
         return stream, reader
 
     def produce() -> Iterator[tuple[bytes, int]]:
-        block = CSV_BLOCK
-        while True:
-            try:
-                yield from _csv_batches(f, names, schema, open_reader, block)
-                return
-            except pa.ArrowInvalid as exc:
-                if "straddling" in str(exc) and block < CSV_BLOCK_LARGE:
-                    block = CSV_BLOCK_LARGE  # a very large field: retry with larger blocks
-                    continue
-                raise _locate_csv_problem(f, names, str(exc)) from None
-            except pa.ArrowException as exc:
-                raise _locate_csv_problem(f, names, str(exc)) from None
+        try:
+            yield from _csv_batches(f, names, schema, open_reader, block)
+        except pa.ArrowInvalid as exc:
+            if "straddling" in str(exc) and retry:
+                state["stream"].close()
+                raise _LargerBlocks() from None
+            raise _locate_csv_problem(f, names, str(exc)) from None
+        except pa.ArrowException as exc:
+            raise _locate_csv_problem(f, names, str(exc)) from None
 
     def finish() -> tuple[str, int]:
         stream = state["stream"]
