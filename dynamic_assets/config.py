@@ -51,6 +51,7 @@ class Column(BaseModel):
     type: str = "string"
     nullable: bool = True
     description: str | None = None
+    allow_non_finite: bool = False  # float columns: accept NaN / Infinity
 
     @field_validator("name")
     @classmethod
@@ -123,6 +124,7 @@ class Dataset(BaseModel):
     owners: list[str] = Field(default_factory=list)
     freshness: Freshness | None = None
     readers: list[str] = Field(default_factory=list)
+    csv_header: Literal["exact", "by_name"] = "exact"  # exact: same columns in the declared order
 
     @field_validator("name")
     @classmethod

@@ -57,9 +57,16 @@ def list_version(drive: Drive, decls: Declarations, ds: Dataset, version: str) -
 
 
 def record_manifest(
-    db: Database, drive: Drive, decls: Declarations, ds: Dataset, version: str
+    db: Database,
+    drive: Drive,
+    decls: Declarations,
+    ds: Dataset,
+    version: str,
+    *,
+    run_id: str | None = None,
 ) -> Manifest:
     """List the version folder and record each file in `onedrive_ingest`; refuse bad files."""
+    started = datetime.now(UTC)
     folder = list_version(drive, decls, ds, version)
     manifest = Manifest(folder)
     with db.connect() as conn:
@@ -88,6 +95,18 @@ def record_manifest(
     if not folder.files and not folder.rejected:
         failures.append((folder.folder, "the version folder holds no data files"))
     if failures:
+        with db.connect() as conn:
+            registry.record_etl_run(
+                conn,
+                run_id=run_id,
+                dataset=ds.name,
+                version=version,
+                step="manifest",
+                status="failed",
+                started_at=started,
+                files=len(folder.files) + len(folder.rejected),
+                error="; ".join(f"{p}: {r}" for p, r in failures)[:4000],
+            )
         raise VersionFailed(ds.name, version, failures)
     return manifest
 
@@ -118,7 +137,7 @@ def stage(
 ) -> Staged:
     """Stream every file of the version into its `ai_raw` partition (all or nothing)."""
     started = datetime.now(UTC)
-    manifest = record_manifest(db, drive, decls, ds, version)
+    manifest = record_manifest(db, drive, decls, ds, version, run_id=run_id)
     sources = [
         SourceFile(manifest.file_ids[item.path], item.path, fmt, _opener(drive, item.path))
         for item, fmt in manifest.folder.files
@@ -314,3 +333,103 @@ def outstanding(db: Database, found) -> tuple[list[VersionFolder], list[dict]]:
         if any(s != "curated" for s in statuses):
             pending.append(vf)
     return pending, quarantined
+
+
+@dataclass
+class Validation:
+    """Everything checked on a staged version before promotion."""
+
+    problems: list  # loading.curated.Problem: values that do not fit the declaration
+    expectations: list  # quality.expectations.ExpectationOutcome
+    schema_change: object  # quality.schema.SchemaChange
+    quarantined: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+    @property
+    def blocking_failures(self) -> list[str]:
+        out = [p.message for p in self.problems]
+        out += [o.message for o in self.expectations if not o.success and o.severity == "error"]
+        return out
+
+
+def validate(
+    db: Database,
+    ds: Dataset,
+    version: str,
+    staged: Staged | None = None,
+    *,
+    run_id: str | None = None,
+) -> Validation:
+    """Run the blocking checks on a staged version, record them, quarantine the files at fault."""
+    from psycopg.types.json import Jsonb
+
+    from dynamic_assets.quality import schema as schema_mod
+    from dynamic_assets.quality.expectations import run_expectations
+
+    parquet_types: dict[str, str] = {}
+    for load in staged.loads if staged else []:
+        for name, typ in (load.source_types or {}).items():
+            parquet_types.setdefault(name, typ)
+    with db.connect() as conn:
+        problems = staging_problems(conn, ds, version)
+        observed = schema_mod.observe(conn, ds, version, parquet_types or None)
+        change = schema_mod.compare(conn, ds.name, version, observed)
+        schema_mod.store(conn, ds.name, version, observed)
+    outcomes = run_expectations(db.uri, ds, version)
+
+    reasons: dict[int, list[str]] = {}
+    for p in problems:
+        for fid in p.file_ids:
+            reasons.setdefault(fid, []).append(p.message)
+    with db.connect() as conn:
+        paths = dict(
+            conn.execute(
+                "SELECT path, id FROM public.onedrive_ingest WHERE dataset = %s AND version = %s",
+                (ds.name, version),
+            ).fetchall()
+        )
+        for o in outcomes:
+            if not o.success and o.severity == "error":
+                for ex in o.examples:
+                    fid = paths.get(ex["file"])
+                    if fid is not None and o.message not in reasons.get(fid, []):
+                        reasons.setdefault(fid, []).append(o.message)
+        quarantined: dict[str, str] = {}
+        by_id = {v: k for k, v in paths.items()}
+        for fid, msgs in reasons.items():
+            reason = "; ".join(msgs)[:4000]
+            registry.mark_files(conn, [fid], "quarantined", error=reason)
+            quarantined[by_id.get(fid, f"file #{fid}")] = reason
+        checks = {
+            "rows_castable": {"passed": not problems, "problems": [p.message for p in problems]},
+            **{
+                o.check_name: {
+                    "passed": o.success,
+                    "severity": o.severity,
+                    "unexpected_count": o.unexpected_count,
+                    "message": o.message,
+                }
+                for o in outcomes
+            },
+            "schema_unchanged": {"passed": not change.changed, "message": change.message},
+        }
+        rejected = sum(p.count for p in problems) + sum(
+            o.unexpected_count or 0 for o in outcomes if not o.success and o.severity == "error"
+        )
+        conn.execute(
+            """UPDATE public.etl_runs SET checks = %s, rows_rejected = %s,
+                      status = CASE WHEN %s THEN 'failed' ELSE status END,
+                      error = CASE WHEN %s THEN %s ELSE error END
+                WHERE id = (SELECT max(id) FROM public.etl_runs
+                             WHERE dataset = %s AND version = %s AND step = 'stage' AND run_id IS NOT DISTINCT FROM %s)""",
+            (
+                Jsonb(checks),
+                rejected,
+                bool(reasons) or bool(problems),
+                bool(problems) or any(not o.success and o.severity == "error" for o in outcomes),
+                "blocking checks failed",
+                ds.name,
+                version,
+                run_id,
+            ),
+        )
+    return Validation(problems, outcomes, change, quarantined)

@@ -77,6 +77,7 @@ class Problem:
     count: int
     message: str
     examples: list[dict] = field(default_factory=list)
+    file_ids: list[int] = field(default_factory=list)
 
 
 def _server_version(conn: psycopg.Connection) -> int:
@@ -114,6 +115,8 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
                     ),
                 )
             )
+        if col.type == "float" and not col.allow_non_finite:
+            checks.append(("non_finite", col, _non_finite(ds, col)))
         if not col.nullable:
             checks.append(("null", col, sql.SQL("{} IS NULL").format(_null_source(ds, col))))
     if checks:
@@ -132,12 +135,23 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
             if kind == "cast":
                 what = f"vector({col.vector_dim})" if col.vector_dim else col.type
                 msg = f"column {col.name}: {n} value(s) are not a valid {what}"
+            elif kind == "non_finite":
+                msg = (
+                    f"column {col.name}: {n} value(s) are NaN or infinite, which the declaration does not allow "
+                    "(set allow_non_finite: true to accept them)"
+                )
             else:
                 msg = f"column {col.name}: {n} row(s) have no value but the column is declared not nullable"
             if examples:
                 first = examples[0]
                 msg += f" (first: {first['file']} row {first['row']}: {first['value']!r})"
-            problems.append(Problem(kind, col.name, int(n), msg, examples))
+            file_ids = [
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("SELECT DISTINCT s._file_id FROM {} s WHERE {}").format(part, cond)
+                ).fetchall()
+            ]
+            problems.append(Problem(kind, col.name, int(n), msg, examples, file_ids))
     if ds.primary_key:
         problems.extend(_duplicate_keys(conn, ds, part))
     return problems
@@ -158,6 +172,16 @@ def _bad_vector_text(src: sql.Composable, dim: int) -> sql.Composable:
         "AND NOT ('NaN'::real = ANY(x) OR 'Infinity'::real = ANY(x) OR '-Infinity'::real = ANY(x)) "
         "FROM (SELECT CASE WHEN {valid} THEN {arr}::real[] END AS x) v), false)"
     ).format(src=src, valid=valid, arr=as_array, dim=sql.Literal(dim))
+
+
+def _non_finite(ds: Dataset, col: Column) -> sql.Composable:
+    if ds.family == "parquet":
+        src = sql.SQL("s.{}").format(sql.Identifier(col.name))
+        return sql.SQL("{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)").format(src)
+    src = _text_source(ds, col)
+    return sql.SQL(
+        "lower({}) IN ('nan', 'inf', '+inf', '-inf', 'infinity', '+infinity', '-infinity')"
+    ).format(src)
 
 
 def _null_source(ds: Dataset, col: Column) -> sql.Composable:
@@ -212,6 +236,26 @@ def _duplicate_keys(conn, ds: Dataset, part) -> list[Problem]:
     ]
     first = examples[0]
     key_text = ", ".join(f"{k}={v}" for k, v in first["key"].items())
+    dup_files = [
+        r[0]
+        for r in conn.execute(
+            sql.SQL(
+                "SELECT DISTINCT s._file_id FROM {part} s JOIN (SELECT {keys} FROM {part} s GROUP BY {positions} "
+                "HAVING count(*) > 1) d ON ({match})"
+            ).format(
+                part=part,
+                keys=sql.SQL(", ").join(
+                    sql.SQL("{} AS {}").format(k, sql.Identifier(f"k{i}"))
+                    for i, k in enumerate(keys)
+                ),
+                positions=sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(keys))),
+                match=sql.SQL(" AND ").join(
+                    sql.SQL("{} IS NOT DISTINCT FROM d.{}").format(k, sql.Identifier(f"k{i}"))
+                    for i, k in enumerate(keys)
+                ),
+            )
+        ).fetchall()
+    ]
     return [
         Problem(
             "duplicate_key",
@@ -220,6 +264,7 @@ def _duplicate_keys(conn, ds: Dataset, part) -> list[Problem]:
             f"primary key ({', '.join(ds.primary_key)}): {total} value(s) appear more than once "
             f"(first: {key_text} in {' and '.join(first['rows'][:2])})",
             examples,
+            dup_files,
         )
     ]
 

@@ -132,6 +132,7 @@ class FileLoad:
     bytes: int
     sha256: str
     seconds: float
+    source_types: dict[str, str] | None = None  # Parquet: the Arrow types the file declares
 
 
 def load_version(
@@ -167,6 +168,13 @@ def load_version(
     return loads
 
 
+_NO_ROWS = {
+    "csv": "the file has a header but no data rows",
+    "json": "the file holds no JSON records",
+    "parquet": "the Parquet file holds no rows",
+}
+
+
 class _LargerBlocks(Exception):
     """A CSV field larger than the parse block: the file's COPY restarts with larger blocks."""
 
@@ -196,8 +204,11 @@ def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
             raise LoadError(
                 f.path, f"the database refused the rows: {exc.diag.message_primary or exc}"
             ) from None
+        if rows == 0:
+            raise LoadError(f.path, _NO_ROWS[ds.family], line=2 if ds.family == "csv" else None)
         sha, size = finish()
-        return FileLoad(f.file_id, f.path, rows, size, sha, time.perf_counter() - started)
+        types = getattr(finish, "source_types", None)
+        return FileLoad(f.file_id, f.path, rows, size, sha, time.perf_counter() - started, types)
     raise LoadError(f.path, "a field is larger than the largest parse block")
 
 
@@ -311,7 +322,7 @@ def _csv_source(ds: Dataset, f: SourceFile, block: int, *, retry: bool):
 
     def produce() -> Iterator[tuple[bytes, int]]:
         try:
-            yield from _csv_batches(f, names, schema, open_reader, block)
+            yield from _csv_batches(f, names, schema, open_reader, block, ds.csv_header == "exact")
         except pa.ArrowInvalid as exc:
             if "straddling" in str(exc) and retry:
                 state["stream"].close()
@@ -329,10 +340,10 @@ def _csv_source(ds: Dataset, f: SourceFile, block: int, *, retry: bool):
     return out_names, produce, finish
 
 
-def _csv_batches(f, names, schema, open_reader, block) -> Iterator[tuple[bytes, int]]:
+def _csv_batches(f, names, schema, open_reader, block, exact) -> Iterator[tuple[bytes, int]]:
     stream, reader = open_reader(block)
     header = reader.schema.names
-    _check_header(f.path, header, names)
+    _check_header(f.path, header, names, exact)
     enc = _encoder(schema)
     yield enc.write_header(), 0
     start = 1
@@ -347,7 +358,7 @@ def _csv_batches(f, names, schema, open_reader, block) -> Iterator[tuple[bytes, 
     yield enc.finish(), 0
 
 
-def _check_header(path: str, header: list[str], names: list[str]) -> None:
+def _check_header(path: str, header: list[str], names: list[str], exact: bool = True) -> None:
     if not header or header == [""]:
         raise LoadError(path, "the file is empty: no header row", line=1)
     dupes = sorted({h for h in header if header.count(h) > 1})
@@ -587,6 +598,7 @@ def _parquet_source(ds: Dataset, f: SourceFile):
                 f.path, f"not a readable Parquet file (truncated or corrupt?): {exc}"
             ) from None
         present = file_schema.names
+        finish.source_types = {fld.name: str(fld.type) for fld in file_schema}
         missing = [n for n in names if n not in present]
         extra = [n for n in present if n not in names]
         if missing or extra:

@@ -130,13 +130,11 @@ def test_csv_row_numbers_run_per_file_across_several_files(db, tmp_path):
     assert rows == [(1, i, f"a{i}") for i in range(1, 6)] + [(2, i, f"b{i}") for i in range(1, 4)]
 
 
-def test_csv_with_a_header_only_loads_no_rows(db, tmp_path):
+def test_csv_with_a_header_only_is_refused(db, tmp_path):
     path = write(tmp_path, "empty.csv", "id,name,note\n")
-    with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
-        assert staged(conn, PEOPLE, "v1", ["id"]) == []
-    assert load.rows == 0
-    assert load.bytes == len("id,name,note\n")
+    with db.connect(autocommit=True) as conn, pytest.raises(LoadError) as err:
+        load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
+    assert err.value.message == "datasets/people/v1/empty.csv: line 2: the file has a header but no data rows"
 
 
 def test_csv_too_many_fields_names_the_exact_line(db, tmp_path):

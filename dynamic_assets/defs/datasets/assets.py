@@ -5,6 +5,8 @@ ai_raw/<dataset>    staging, streamed in with binary COPY (blocking check: rows 
 ai_curated/<dataset> typed rows promoted inside Postgres, registered in `datasets`
 """
 
+from datetime import timedelta
+
 import dagster as dg
 from psycopg import sql
 
@@ -14,9 +16,11 @@ from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.loading.tables import CURATED_SCHEMA, ident
+from dynamic_assets.quality.expectations import check_names
 
 PIPELINE_CODE_VERSION = "1"
 CASTABLE_CHECK = "rows_castable"
+SCHEMA_CHECK = "schema_unchanged"
 PREVIEW_ROWS = 5
 
 
@@ -77,7 +81,9 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
     ) -> dg.MaterializeResult:
         version = context.partition_key
         try:
-            m = pipeline.record_manifest(postgres.database(), drive.get(), decls, ds, version)
+            m = pipeline.record_manifest(
+                postgres.database(), drive.get(), decls, ds, version, run_id=context.run.run_id
+            )
         except pipeline.VersionFailed as exc:
             raise _failure(exc) from None
         files = m.rows
@@ -103,15 +109,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         code_version=PIPELINE_CODE_VERSION,
         description=f"Staging table `ai_raw.{ds.name}`: the version's files streamed in with binary COPY "
         f"({ds.family} staging), one partition per version, with source file and row of every row.",
-        check_specs=[
-            dg.AssetCheckSpec(
-                CASTABLE_CHECK,
-                asset=raw_key(ds.name),
-                blocking=True,
-                description="Every staged value casts to its declared type, non-nullable columns have "
-                "values, and the primary key is unique. Blocks promotion to curated.",
-            )
-        ],
+        check_specs=_staging_check_specs(ds),
         **common,
     )
     def staging(
@@ -123,17 +121,11 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
             staged = pipeline.stage(db, drive.get(), decls, ds, version, run_id=context.run.run_id)
         except pipeline.VersionFailed as exc:
             raise _failure(exc) from None
-        problems = pipeline.check_staged(db, ds, version)
-        check_meta: dict = {"problems": len(problems)}
-        for p in problems[:10]:
-            check_meta[f"{p.kind}: {p.column}"] = dg.MetadataValue.md(
-                p.message
-                + "\n\n"
-                + (
-                    md_table(list(p.examples[0].keys()), [list(e.values()) for e in p.examples])
-                    if p.examples
-                    else ""
-                )
+        checked = pipeline.validate(db, ds, version, staged, run_id=context.run.run_id)
+        if checked.quarantined:
+            context.log.error(
+                "quarantined: "
+                + "; ".join(f"{path}: {reason}" for path, reason in checked.quarantined.items())
             )
         seconds = staged.seconds
         return dg.MaterializeResult(
@@ -153,17 +145,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
                     )
                 ),
             },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=CASTABLE_CHECK,
-                    passed=not problems,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description="; ".join(p.message for p in problems)[:2000]
-                    if problems
-                    else "all rows cast to the declared types",
-                    metadata=check_meta,
-                )
-            ],
+            check_results=_check_results(ds, checked),
         )
 
     @dg.asset(
@@ -171,6 +153,13 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         deps=[raw_key(ds.name)],
         kinds={"postgres", "pgvector"} if ds.embeddings else {"postgres"},
         code_version=PIPELINE_CODE_VERSION,
+        freshness_policy=(
+            dg.FreshnessPolicy.time_window(
+                fail_window=timedelta(days=ds.freshness.max_days_between_versions)
+            )
+            if ds.freshness
+            else None
+        ),
         description=(ds.description or f"Curated dataset {ds.name}.")
         + f"\n\nTyped table `ai_curated.{ds.name}` (sensitivity: {ds.sensitivity}), one partition per version, "
         "replaced atomically; registered in `datasets`.\n\n" + schema_md,
@@ -204,6 +193,118 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(checksum))
 
     return [manifest, staging, curated]
+
+
+def _staging_check_specs(ds: Dataset) -> list[dg.AssetCheckSpec]:
+    key = raw_key(ds.name)
+    specs = [
+        dg.AssetCheckSpec(
+            CASTABLE_CHECK,
+            asset=key,
+            blocking=True,
+            description="Every staged value casts to its declared type (NaN/inf only where allowed), "
+            "non-nullable columns have values, and the primary key is unique. Blocks promotion to curated.",
+        )
+    ]
+    for name, exp in zip(check_names(ds), ds.expectations, strict=True):
+        args = ", ".join(f"{k}={v!r}" for k, v in exp.kwargs.items())
+        specs.append(
+            dg.AssetCheckSpec(
+                name,
+                asset=key,
+                blocking=True,
+                description=f"Great Expectations `{exp.type}({args})`, severity {exp.severity.upper()}"
+                + (
+                    " (blocks promotion when it fails)"
+                    if exp.severity == "error"
+                    else " (reported, does not block)"
+                ),
+            )
+        )
+    specs.append(
+        dg.AssetCheckSpec(
+            SCHEMA_CHECK,
+            asset=key,
+            description="Columns added, dropped or retyped in the source files compared with the previous version (warning).",
+        )
+    )
+    return specs
+
+
+def _examples_md(examples: list[dict]) -> str:
+    if not examples:
+        return ""
+    cols = list(examples[0].keys())
+    return md_table(cols, [[e.get(c) for c in cols] for e in examples])
+
+
+def _check_results(ds: Dataset, checked) -> list[dg.AssetCheckResult]:
+    problems = checked.problems
+    castable_meta: dict = {
+        "problems": len(problems),
+        "rows_rejected": sum(p.count for p in problems),
+    }
+    for p in problems[:10]:
+        castable_meta[f"{p.kind}: {p.column}"] = dg.MetadataValue.md(
+            p.message + "\n\n" + _examples_md(p.examples)
+        )
+    if checked.quarantined:
+        castable_meta["quarantined_files"] = dg.MetadataValue.md(
+            md_table(["file", "reason"], list(checked.quarantined.items()))
+        )
+    results = [
+        dg.AssetCheckResult(
+            check_name=CASTABLE_CHECK,
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(p.message for p in problems)[:2000]
+            if problems
+            else "all rows fit the declaration",
+            metadata=castable_meta,
+        )
+    ]
+    for o in checked.expectations:
+        meta = {
+            "expectation": o.expectation.type,
+            "arguments": dg.MetadataValue.json(o.expectation.kwargs),
+            "severity": o.severity,
+        }
+        if o.observed is not None:
+            meta["observed_value"] = dg.MetadataValue.text(str(o.observed)[:500])
+        if o.unexpected_count is not None:
+            meta["unexpected_count"] = int(o.unexpected_count)
+            meta["unexpected_percent"] = float(round(o.unexpected_percent or 0.0, 4))
+        if o.examples:
+            meta["examples"] = dg.MetadataValue.md(_examples_md(o.examples))
+        if o.error:
+            meta["error"] = o.error
+        results.append(
+            dg.AssetCheckResult(
+                check_name=o.check_name,
+                passed=o.success,
+                severity=dg.AssetCheckSeverity.ERROR
+                if o.severity == "error"
+                else dg.AssetCheckSeverity.WARN,
+                description=o.message[:2000],
+                metadata=meta,
+            )
+        )
+    change = checked.schema_change
+    results.append(
+        dg.AssetCheckResult(
+            check_name=SCHEMA_CHECK,
+            passed=not change.changed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=change.message,
+            metadata={
+                "previous_version": change.previous_version or "",
+                "added": ", ".join(change.added),
+                "dropped": ", ".join(change.dropped),
+                "retyped": ", ".join(f"{c}: {a} -> {b}" for c, (a, b) in change.retyped.items()),
+            },
+        )
+    )
+    return results
 
 
 def _checksum(files: list[dict]) -> str:

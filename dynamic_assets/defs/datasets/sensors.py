@@ -55,8 +55,7 @@ def plan_tick(
     requests: list[dg.RunRequest] = []
     additions: dict[str, list[str]] = {}
     for key, vf in sorted(found.versions.items()):
-        if not vf.files and not vf.rejected:
-            continue  # an empty folder: reported as a problem, nothing to run
+        # An empty version folder gets a run too: it fails naming the folder, visibly in the UI.
         digest = vf.digest
         next_versions[key] = digest
         if seen.get(key) == digest:

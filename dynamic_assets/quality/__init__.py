@@ -1,0 +1,1 @@
+"""Data quality: declared Great Expectations checks, schema drift and dataset health."""
