@@ -15,8 +15,9 @@ from rich.table import Table
 
 from dynamic_assets.settings import Settings
 
-console = Console(stderr=False)
-err = Console(stderr=True)
+# Wide enough for the summary tables when the output is a file or a pipe (CI logs, scripts).
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -229,6 +230,87 @@ def _curated_rows(instance, dataset: str, version: str) -> int:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Health of every dataset: latest version, checks, last runs, quarantined files.
+
+    Exits 1 when a blocking check of any dataset is failing.
+    """
+    import json
+
+    from dynamic_assets.client import default_database
+    from dynamic_assets.config import load_declarations
+    from dynamic_assets.quality.status import health
+
+    settings = Settings.from_env()
+    decls = load_declarations(settings.config_path)
+    report = health(default_database(settings), decls)
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in report], default=str, indent=2))
+    else:
+        table = Table(title="dynamic-assets status")
+        for name in (
+            "dataset",
+            "latest",
+            "rows",
+            "checks",
+            "last success",
+            "last failure",
+            "quarantined",
+            "fresh",
+        ):
+            table.add_column(name)
+        for h in report:
+            total = len(h.checks)
+            failed = [
+                n for n, r in h.checks.items() if isinstance(r, dict) and not r.get("passed", True)
+            ]
+            if not total:
+                checks = "-"
+            elif h.failing_checks:
+                checks = f"[red]{len(h.failing_checks)} blocking failed[/]"
+            elif failed:
+                checks = f"[yellow]{len(failed)} warning(s)[/]"
+            else:
+                checks = f"[green]{total} passed[/]"
+            fresh = "-" if h.stale is None else ("[red]stale[/]" if h.stale else "[green]yes[/]")
+            table.add_row(
+                h.dataset,
+                h.latest_version or "-",
+                f"{h.latest_rows:,}" if h.latest_rows is not None else "-",
+                checks,
+                _when(h.last_success),
+                _when(h.last_failure),
+                str(len(h.quarantined)),
+                fresh,
+            )
+        console.print(table)
+        for h in report:
+            for name in h.failing_checks:
+                result = h.checks.get(name, {})
+                detail = result.get("message") or "; ".join(result.get("problems", []))
+                err.print(
+                    f"  {h.dataset} {h.checked_version}  check {name} failing: {detail}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            for q in h.quarantined:
+                err.print(
+                    f"  {h.dataset} {q['version']}  {q['path']} quarantined: {q['error']}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    if any(h.blocking_failure for h in report):
+        sys.exit(1)
+
+
+def _when(run: dict | None) -> str:
+    return f"{run['version']} {run['finished_at']:%Y-%m-%d %H:%M}" if run else "-"
+
+
+@main.command()
 @click.argument("name")
 @click.option(
     "--from",
@@ -270,6 +352,15 @@ def declare(name: str, source: Path, replace: bool, config_path: Path | None) ->
         dump_declarations(Declarations(datasets=[dataset])), markup=False, highlight=False
     )
     console.print(f"Declared [bold]{name}[/] in {target}")
+
+
+main.add_command(__import__("dynamic_assets.cli_onedrive", fromlist=["onedrive"]).onedrive)
+
+from dynamic_assets.cli_provenance import attest, lineage, verify  # noqa: E402
+
+main.add_command(verify)
+main.add_command(lineage)
+main.add_command(attest)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from typing import BinaryIO
 class HashingReader:
     """A read-only byte stream that computes SHA-256 and counts bytes of what is read through it."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO, *, count: bytes | None = None):
         self._raw = raw
         self._sha = hashlib.sha256()
+        self._count = count
+        self.counted = 0  # occurrences of `count` (e.g. b'"' to find an unterminated CSV quote)
         self.bytes_read = 0
         self.closed = False
 
@@ -20,6 +22,8 @@ class HashingReader:
         if data:
             self._sha.update(data)
             self.bytes_read += len(data)
+            if self._count is not None:
+                self.counted += data.count(self._count)
         return data
 
     def readinto(self, buf) -> int:

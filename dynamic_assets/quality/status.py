@@ -1,0 +1,110 @@
+"""Health of every declared dataset, from the registry and run records (for `dynamic-assets status`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from dynamic_assets.config import Declarations
+from dynamic_assets.db import Database
+from dynamic_assets.names import version_sort_key
+
+
+@dataclass
+class DatasetHealth:
+    dataset: str
+    latest_version: str | None = None
+    latest_rows: int | None = None
+    curated_at: datetime | None = None
+    checked_version: str | None = None
+    checks: dict = field(default_factory=dict)
+    failing_checks: list[str] = field(default_factory=list)
+    last_success: dict | None = None
+    last_failure: dict | None = None
+    quarantined: list[dict] = field(default_factory=list)
+    stale: bool | None = None
+    freshness_days: int | None = None
+
+    @property
+    def blocking_failure(self) -> bool:
+        return bool(self.failing_checks)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["blocking_failure"] = self.blocking_failure
+        return out
+
+
+def _failing(checks: dict) -> list[str]:
+    failing = []
+    for name, result in (checks or {}).items():
+        if not isinstance(result, dict) or result.get("passed", True):
+            continue
+        severity = result.get("severity", "error" if name == "rows_castable" else "warn")
+        if severity == "error":
+            failing.append(name)
+    return failing
+
+
+def health(
+    db: Database, decls: Declarations, *, now: datetime | None = None
+) -> list[DatasetHealth]:
+    now = now or datetime.now(UTC)
+    out: list[DatasetHealth] = []
+    with db.connect() as conn:
+        for ds in decls.datasets:
+            h = DatasetHealth(ds.name)
+            versions = conn.execute(
+                "SELECT version, row_count, curated_at FROM public.datasets WHERE name = %s AND status = 'curated'",
+                (ds.name,),
+            ).fetchall()
+            if versions:
+                latest = max(versions, key=lambda r: version_sort_key(r[0]))
+                h.latest_version, h.latest_rows, h.curated_at = latest
+            stage = conn.execute(
+                """SELECT version, checks, status, finished_at FROM public.etl_runs
+                    WHERE dataset = %s AND step = 'stage' ORDER BY id DESC LIMIT 1""",
+                (ds.name,),
+            ).fetchone()
+            if stage:
+                h.checked_version, h.checks = stage[0], stage[1] or {}
+                later_success = conn.execute(
+                    """SELECT 1 FROM public.etl_runs WHERE dataset = %s AND version = %s AND step = 'curate'
+                         AND status = 'succeeded' AND finished_at >= %s""",
+                    (ds.name, stage[0], stage[3]),
+                ).fetchone()
+                h.failing_checks = [] if later_success else _failing(h.checks)
+            ok = conn.execute(
+                """SELECT version, run_id, finished_at FROM public.etl_runs
+                    WHERE dataset = %s AND step = 'curate' AND status = 'succeeded' ORDER BY id DESC LIMIT 1""",
+                (ds.name,),
+            ).fetchone()
+            if ok:
+                h.last_success = {"version": ok[0], "run_id": ok[1], "finished_at": ok[2]}
+            bad = conn.execute(
+                """SELECT version, run_id, finished_at, step, error FROM public.etl_runs
+                    WHERE dataset = %s AND status = 'failed' ORDER BY id DESC LIMIT 1""",
+                (ds.name,),
+            ).fetchone()
+            if bad:
+                h.last_failure = {
+                    "version": bad[0],
+                    "run_id": bad[1],
+                    "finished_at": bad[2],
+                    "step": bad[3],
+                    "error": bad[4],
+                }
+            h.quarantined = [
+                {"version": v, "path": p, "error": e}
+                for v, p, e in conn.execute(
+                    """SELECT version, path, error FROM public.onedrive_ingest
+                        WHERE dataset = %s AND status = 'quarantined' ORDER BY path""",
+                    (ds.name,),
+                ).fetchall()
+            ]
+            if ds.freshness:
+                h.freshness_days = ds.freshness.max_days_between_versions
+                last = max((r[2] for r in versions if r[2]), default=None)
+                h.stale = last is None or (now - last).total_seconds() > h.freshness_days * 86400
+            out.append(h)
+    return out

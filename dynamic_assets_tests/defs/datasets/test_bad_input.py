@@ -1,0 +1,260 @@
+"""Bad input never loses data: each file of the corpus is dropped into a curated version of the
+demo drive. The version's run (or its blocking check) fails with a message naming the file, the
+line or row and the reason; the file is quarantined in `onedrive_ingest` with that reason; the
+curated rows are exactly as before; the sensor keeps ticking; other versions go through; and
+removing or correcting the file brings the version back to curated and clears the quarantine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from dynamic_assets.config import DEMO_CONFIG, load_declarations
+from dynamic_assets.db import Database
+from dynamic_assets.definitions import build_defs
+from dynamic_assets.seed import seed_drive
+from dynamic_assets.settings import Settings
+
+CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "bad"
+TARGET = {"market": "2024-06-01", "corpus": "v1.0", "embeddings": "v2.3"}
+
+
+@dataclass
+class Env:
+    db: Database
+    root: Path
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    cursor: str | None = None
+
+    def cycle(self) -> dict[tuple[str, str], dg.ExecuteInProcessResult]:
+        """One sensor tick, then every run it requested (as the daemon would launch them)."""
+        sensor = self.defs.get_sensor_def("drive_sensor")
+        result = sensor(
+            dg.build_sensor_context(
+                instance=self.instance, cursor=self.cursor, resources=self.defs.resources
+            )
+        )
+        self.cursor = result.cursor
+        for req in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        outcomes = {}
+        for req in result.run_requests:
+            job = self.defs.get_job_def(req.job_name)
+            outcomes[(req.tags["dataset"], req.partition_key)] = job.execute_in_process(
+                partition_key=req.partition_key,
+                instance=self.instance,
+                raise_on_error=False,
+                tags=req.tags,
+            )
+        return outcomes
+
+    def snapshot(self, dataset: str) -> tuple:
+        """Row count and a digest of every curated row of the dataset (all versions)."""
+        ds = load_declarations(DEMO_CONFIG).dataset(dataset)
+        cols = ", ".join(f'"{c.name}"::text' for c in ds.columns)
+        with self.db.connect() as conn:
+            return conn.execute(
+                f"SELECT count(*), md5(string_agg(r, '|' ORDER BY r)) FROM "
+                f"(SELECT concat_ws(',', dataset_version, {cols}, _source_file_id, _source_row) AS r FROM ai_curated.{dataset}) t"
+            ).fetchone()
+
+    def ingest(self, path: str) -> tuple[str, str] | None:
+        with self.db.connect() as conn:
+            return conn.execute(
+                "SELECT status, coalesce(error, '') FROM onedrive_ingest WHERE path = %s ORDER BY id DESC LIMIT 1",
+                (path,),
+            ).fetchone()
+
+
+@pytest.fixture(scope="module")
+def env(pg_server, tmp_path_factory):
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_server.get_uri(name)
+    root = tmp_path_factory.mktemp("bad") / "drive"
+    seed_drive(root)
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        mp.setenv("SUPABASE_DB_URL", url)
+        settings = Settings(
+            home=root.parent / "home", drive_root=root, config_path=DEMO_CONFIG, db_url_set=True
+        )
+        e = Env(Database(url), root, build_defs(settings, load_declarations(DEMO_CONFIG)), instance)
+        first = e.cycle()
+        assert len(first) == 6 and all(r.success for r in first.values())
+        yield e
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """What a data engineer reads in the UI: step failure messages and failed check descriptions."""
+    parts = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            parts.append(data.error.message if data.error else "")
+            if data.user_failure_data and data.user_failure_data.description:
+                parts.append(data.user_failure_data.description)
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            parts.append(evaluation.description or "")
+    return "\n".join(parts)
+
+
+CASES = [
+    # (corpus file, dataset, fragments the message and the quarantine reason must hold)
+    ("too_many_fields.csv", "market", ["line 3", "expected 9 fields, found 10"]),
+    ("too_few_fields.csv", "market", ["line 3", "expected 9 fields, found 8"]),
+    ("unterminated_quote.csv", "market", ["line 3", "unterminated quote"]),
+    ("latin1.csv", "market", ["line 3", "not valid UTF-8", "0xfc"]),
+    ("empty.csv", "market", ["line 1", "the file is empty"]),
+    ("header_only.csv", "market", ["line 2", "header but no data rows"]),
+    ("header_added_column.csv", "market", ["line 1", "undeclared column(s) vwap"]),
+    ("header_missing_column.csv", "market", ["line 1", "missing declared column(s) note"]),
+    (
+        "header_renamed_column.csv",
+        "market",
+        ["line 1", "missing declared column(s) close", "undeclared column(s) close_price"],
+    ),
+    ("header_reordered_columns.csv", "market", ["line 1", "not in the declared order"]),
+    (
+        "float_with_decimal_comma.csv",
+        "market",
+        ["column close", "not a valid float", "row 2", "'12,5'"],
+    ),
+    ("impossible_date.csv", "market", ["column date", "not a valid date", "row 2", "2024-13-45"]),
+    ("nan_and_inf.csv", "market", ["NaN or infinite", "column close", "column high", "row 2"]),
+    (
+        "duplicate_primary_key.csv",
+        "market",
+        ["primary key (date, symbol)", "date=2030-01-02, symbol=ZZA", "row 1", "row 3"],
+    ),
+    ("single_object.json", "corpus", ["line 1", "not a JSON array of objects nor JSON Lines"]),
+    ("scalar.json", "corpus", ["line 1", "not a JSON array of objects nor JSON Lines"]),
+    ("broken_line.jsonl", "corpus", ["line 2", "not valid JSON"]),
+    ("truncated.parquet", "embeddings", ["not a readable Parquet file"]),
+    (
+        "other_schema.parquet",
+        "embeddings",
+        [
+            "does not match the declaration",
+            "missing declared column(s) label",
+            "undeclared column(s) title",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "dataset", "fragments"), CASES, ids=[c[0] for c in CASES])
+def test_bad_file_is_refused_quarantined_and_recovered(env, name, dataset, fragments):
+    version = TARGET[dataset]
+    drive_path = f"datasets/{dataset}/{version}/{name}"
+    before = env.snapshot(dataset)
+
+    shutil.copy(CORPUS / name, env.root / drive_path)
+    outcomes = env.cycle()
+    assert list(outcomes) == [(dataset, version)]
+    result = outcomes[(dataset, version)]
+    assert not result.success
+    text = failure_text(result)
+    assert drive_path in text
+    for fragment in fragments:
+        assert fragment in text, (fragment, text)
+
+    status, reason = env.ingest(drive_path)
+    assert status == "quarantined"
+    for fragment in fragments:
+        assert fragment in reason, (fragment, reason)
+    assert env.snapshot(dataset) == before  # same rows, same digest
+    assert env.cycle() == {}  # the sensor keeps ticking and does not retry an unchanged file
+
+    (env.root / drive_path).unlink()  # the collaborator takes the bad file out
+    recovered = env.cycle()
+    assert recovered[(dataset, version)].success
+    assert env.ingest(drive_path)[0] == "superseded"  # the quarantine is cleared
+    assert env.snapshot(dataset) == before
+
+
+def test_unsafe_file_names_are_refused(env):
+    version = TARGET["market"]
+    before = env.snapshot("market")
+    for bad_name, reason in [
+        ("prices..csv", "contains '..'"),
+        ("bell\x07.csv", "control character"),
+    ]:
+        path = env.root / "datasets" / "market" / version / bad_name
+        shutil.copy(
+            CORPUS / "too_few_fields.csv", path
+        )  # content does not matter: the name is refused
+        result = env.cycle()[("market", version)]
+        assert not result.success
+        text = failure_text(result)
+        assert reason in text
+        status, recorded = env.ingest(f"datasets/market/{version}/{bad_name}")
+        assert (status, reason in recorded) == ("quarantined", True)
+        assert env.snapshot("market") == before
+        path.unlink()
+        assert env.cycle()[("market", version)].success
+
+
+def test_an_empty_version_folder_fails_then_a_file_brings_it_in(env):
+    folder = env.root / "datasets" / "market" / "2024-09-02"
+    folder.mkdir()
+    result = env.cycle()[("market", "2024-09-02")]
+    assert not result.success
+    assert "datasets/market/2024-09-02: the version folder holds no data files" in failure_text(
+        result
+    )
+    assert env.ingest("datasets/market/2024-09-02") == (
+        "quarantined",
+        "the version folder holds no data files",
+    )
+
+    shutil.copy(env.root / "datasets" / "market" / "2024-06-01" / "nyse.csv", folder / "nyse.csv")
+    assert env.cycle()[("market", "2024-09-02")].success
+    assert env.ingest("datasets/market/2024-09-02")[0] == "superseded"
+
+
+def test_a_bad_version_does_not_hold_up_others(env):
+    market_before = env.snapshot("market")
+    shutil.copy(
+        CORPUS / "latin1.csv", env.root / "datasets" / "market" / "2024-07-01" / "latin1.csv"
+    )
+    shutil.copytree(
+        env.root / "datasets" / "corpus" / "v1.0", env.root / "datasets" / "corpus" / "v1.2"
+    )
+    outcomes = env.cycle()
+    assert not outcomes[("market", "2024-07-01")].success
+    assert outcomes[("corpus", "v1.2")].success
+    assert env.snapshot("market") == market_before
+    with env.db.connect() as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM ai_curated.corpus WHERE dataset_version = 'v1.2'"
+        ).fetchone() == (200,)
+    (env.root / "datasets" / "market" / "2024-07-01" / "latin1.csv").unlink()
+    assert env.cycle()[("market", "2024-07-01")].success
+
+
+def test_a_bom_and_a_10_mb_field_are_taken(env):
+    folder = env.root / "datasets" / "market" / "2024-10-01"
+    folder.mkdir()
+    shutil.copy(CORPUS / "utf8_bom.csv", folder / "excel.csv")
+    big = "x" * (10 * 1024 * 1024)
+    (folder / "big.csv").write_text(
+        "date,symbol,exchange,open,high,low,close,volume,note\n"
+        f'2030-01-03,ZZE,NYSE,1.0,2.0,0.5,1.5,10,"{big}"\n',
+        encoding="utf-8",
+    )
+    assert env.cycle()[("market", "2024-10-01")].success
+    with env.db.connect() as conn:
+        rows = conn.execute(
+            "SELECT symbol, length(note) FROM ai_curated.market WHERE dataset_version = '2024-10-01' ORDER BY symbol"
+        ).fetchall()
+    assert rows == [("ZZD", len("from Excel")), ("ZZE", len(big))]
