@@ -389,9 +389,11 @@ def validate(
         )
         for o in outcomes:
             if not o.success and o.severity == "error":
-                for ex in o.examples:
-                    fid = paths.get(ex["file"])
-                    if fid is not None and o.message not in reasons.get(fid, []):
+                fids = set(o.file_ids) | {
+                    paths[ex["file"]] for ex in o.examples if ex["file"] in paths
+                }
+                for fid in fids:
+                    if o.message not in reasons.get(fid, []):
                         reasons.setdefault(fid, []).append(o.message)
         quarantined: dict[str, str] = {}
         by_id = {v: k for k, v in paths.items()}

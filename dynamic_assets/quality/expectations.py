@@ -33,6 +33,7 @@ class ExpectationOutcome:
     unexpected_percent: float | None = None
     examples: list[dict] = field(default_factory=list)
     error: str | None = None
+    file_ids: list[int] = field(default_factory=list)  # files holding unexpected rows
 
     @property
     def severity(self) -> str:
@@ -148,14 +149,16 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
                 "result_format": "SUMMARY",
                 "unexpected_index_column_names": ["_file_id", "_row"],
                 "partial_unexpected_count": EXAMPLES,
+                "return_unexpected_index_query": True,
             },
         )
-        by_id = {r.expectation_config.id: r for r in result.results}
-        for name, exp, configured in built:
-            r = by_id.get(configured.id)
-            if r is None:
-                outcomes.append(ExpectationOutcome(name, exp, False, error="no result returned"))
-                continue
+        # Expectations of an ephemeral suite have no ids; results come back in suite order.
+        ordered = list(result.results)
+        if len(ordered) != len(built) or any(
+            r.expectation_config.type != c.expectation_type for r, (_, _, c) in zip(ordered, built, strict=False)
+        ):
+            raise RuntimeError("Great Expectations returned results that do not match the suite")
+        for (name, exp, _configured), r in zip(built, ordered, strict=True):
             res = r.result or {}
             error = None
             if r.exception_info and r.exception_info.get("raised_exception"):
@@ -171,11 +174,15 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
                 }
                 for item in (res.get("partial_unexpected_index_list") or [])[:EXAMPLES]
             ]
+            file_ids: list[int] = []
+            if not r.success and res.get("unexpected_index_query"):
+                file_ids = _files_at_fault(uri, query, res["unexpected_index_query"])
             outcomes.append(
                 ExpectationOutcome(
                     name,
                     exp,
                     bool(r.success) and error is None,
+                    file_ids=file_ids,
                     observed=res.get("observed_value"),
                     unexpected_count=res.get("unexpected_count"),
                     unexpected_percent=res.get("unexpected_percent"),
@@ -185,3 +192,22 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
             )
     order = {n: i for i, n in enumerate(names)}
     return sorted(outcomes, key=lambda o: order[o.check_name])
+
+
+def _files_at_fault(uri: str, typed: str, unexpected_query: str) -> list[int]:
+    """The files holding a failed column expectation's unexpected rows, found in SQL.
+
+    Great Expectations returns the query that selects the unexpected rows; its WHERE clause is
+    applied to the typed query here (its FROM clause is not usable as is for a query asset).
+    """
+    if "\nWHERE " not in unexpected_query:
+        return []
+    condition = unexpected_query.rsplit("\nWHERE ", 1)[1].strip().rstrip(";")
+    try:
+        with psycopg.connect(uri) as conn:
+            rows = conn.execute(
+                f"SELECT DISTINCT _file_id FROM ({typed}) q WHERE {condition}"
+            ).fetchall()  # noqa: S608
+    except psycopg.Error:
+        return []
+    return [r[0] for r in rows]
