@@ -109,10 +109,13 @@ def test_csv_values_arrive_exactly(db, tmp_path):
 
 
 def test_csv_columns_map_by_name_and_a_bom_is_ignored(db, tmp_path):
+    by_name = PEOPLE.model_copy(update={"csv_header": "by_name"})
     path = write(tmp_path, "p.csv", b"\xef\xbb\xbfnote,id,name\nn1,1,Ann\nn2,2,Bob\n")
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
-        rows = staged(conn, PEOPLE, "v1", ["_row", "id", "name", "note"])
+        with pytest.raises(LoadError, match="line 1: the columns are not in the declared order"):
+            load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
+        (load,) = load_version(conn, by_name, "v1", [source(path, by_name)])
+        rows = staged(conn, by_name, "v1", ["_row", "id", "name", "note"])
     assert rows == [(1, "1", "Ann", "n1"), (2, "2", "Bob", "n2")]
     assert load.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert load.bytes == path.stat().st_size
