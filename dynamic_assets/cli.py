@@ -354,3 +354,4 @@ def declare(name: str, source: Path, replace: bool, config_path: Path | None) ->
     console.print(f"Declared [bold]{name}[/] in {target}")
 
 
+main.add_command(__import__("dynamic_assets.cli_onedrive", fromlist=["onedrive"]).onedrive)

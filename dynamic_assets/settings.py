@@ -6,6 +6,10 @@
 | DYNAMIC_ASSETS_DRIVE | local drive root (the folder laid out like OneDrive) | $HOME_FOLDER/onedrive/DynamicCapital/ai-training |
 | DYNAMIC_ASSETS_CONFIG | the dataset/model declarations file | ./dynamic_assets.yaml, else the packaged demo |
 | SUPABASE_DB_URL | Postgres connection string (secret) | unset: embedded Postgres under the home folder |
+| ONEDRIVE_CLIENT_ID, ONEDRIVE_TENANT_ID | set: the drive is the team's OneDrive through Microsoft Graph | unset: the local drive |
+| ONEDRIVE_CLIENT_SECRET | app-only access (secret); unset: delegated, via `dynamic-assets onedrive login` | - |
+| ONEDRIVE_DRIVE_ID / ONEDRIVE_USER | the drive (`/drives/{id}`) or a user's OneDrive | delegated: the signed-in user's |
+| ONEDRIVE_ROOT, ONEDRIVE_GRAPH_URL, ONEDRIVE_AUTHORITY_HOST | folder in the drive; Graph and sign-in hosts | DynamicCapital/ai-training; public cloud |
 """
 
 from __future__ import annotations
@@ -15,8 +19,62 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dynamic_assets.config import DEMO_CONFIG
+from dynamic_assets.provenance.settings import ProvenanceSettings
 
 DEFAULT_DRIVE_ROOT = "DynamicCapital/ai-training"
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+TOKEN_CACHE_FILE = "msal_token_cache.json"
+
+
+@dataclass(frozen=True)
+class OneDriveSettings:
+    """The team's OneDrive through Microsoft Graph. The client secret is not held here: only
+    whether it is set (it reaches the drive resource as `dg.EnvVar("ONEDRIVE_CLIENT_SECRET")`)."""
+
+    tenant_id: str
+    client_id: str
+    client_secret_set: bool
+    drive_id: str | None
+    user: str | None
+    root: str
+    graph_url: str
+    authority_host: str
+    token_cache: Path
+
+    @property
+    def auth(self) -> str:
+        return "app-only" if self.client_secret_set else "delegated"
+
+    @classmethod
+    def from_env(cls, env, home: Path) -> OneDriveSettings | None:
+        client_id = (env.get("ONEDRIVE_CLIENT_ID") or "").strip()
+        if not client_id:
+            return None
+        tenant_id = (env.get("ONEDRIVE_TENANT_ID") or "").strip()
+        if not tenant_id:
+            raise ValueError("ONEDRIVE_CLIENT_ID is set but ONEDRIVE_TENANT_ID is not")
+        secret_set = bool(env.get("ONEDRIVE_CLIENT_SECRET"))
+        drive_id = (env.get("ONEDRIVE_DRIVE_ID") or "").strip() or None
+        user = (env.get("ONEDRIVE_USER") or "").strip() or None
+        if secret_set and not (drive_id or user):
+            raise ValueError(
+                "app-only OneDrive access (ONEDRIVE_CLIENT_SECRET set) needs ONEDRIVE_DRIVE_ID "
+                "or ONEDRIVE_USER: an app has no drive of its own"
+            )
+        return cls(
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret_set=secret_set,
+            drive_id=drive_id,
+            user=user,
+            root=(env.get("ONEDRIVE_ROOT") or DEFAULT_DRIVE_ROOT).strip("/"),
+            graph_url=(env.get("ONEDRIVE_GRAPH_URL") or DEFAULT_GRAPH_URL).rstrip("/"),
+            authority_host=(env.get("ONEDRIVE_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST)
+            .strip()
+            .rstrip("/"),
+            token_cache=home / TOKEN_CACHE_FILE,
+        )
 
 
 @dataclass(frozen=True)
@@ -25,6 +83,8 @@ class Settings:
     drive_root: Path
     config_path: Path
     db_url_set: bool
+    onedrive: OneDriveSettings | None = None  # set: the drive is OneDrive through Graph
+    provenance: ProvenanceSettings = ProvenanceSettings()  # signing key, TON anchoring
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -45,6 +105,8 @@ class Settings:
             drive_root=drive_root,
             config_path=config_path,
             db_url_set=bool(env.get("SUPABASE_DB_URL")),
+            onedrive=OneDriveSettings.from_env(env, home),
+            provenance=ProvenanceSettings.from_env(env),
         )
 
     @property

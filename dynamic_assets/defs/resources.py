@@ -24,14 +24,56 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 class DriveResource(dg.ConfigurableResource):
-    """The drive that collaborators drop files into: a local folder with the OneDrive layout."""
+    """The drive that collaborators drop files into: a local folder with the OneDrive layout
+    (`kind="local"`), or the team's OneDrive through Microsoft Graph (`kind="onedrive"`)."""
 
     root: str = Field(
-        description="Drive root: the folder holding datasets/, model-checkpoints/, ..."
+        description="Drive root: the folder holding datasets/, model-checkpoints/, ... "
+        "(local: a folder on disk; onedrive: a folder inside the drive)"
+    )
+    kind: str = Field(default="local", description="local | onedrive")
+    tenant_id: str | None = Field(default=None, description="onedrive: Entra tenant id.")
+    client_id: str | None = Field(default=None, description="onedrive: app (client) id.")
+    client_secret: str | None = Field(
+        default=None, description="onedrive, app-only: client secret (give it as an EnvVar)."
+    )
+    drive_id: str | None = Field(default=None, description="onedrive: drive id.")
+    user: str | None = Field(default=None, description="onedrive: a user's OneDrive instead.")
+    graph_url: str | None = Field(default=None, description="onedrive: Graph base URL.")
+    authority_host: str | None = Field(default=None, description="onedrive: sign-in host.")
+    token_cache: str | None = Field(
+        default=None, description="onedrive, delegated: MSAL token cache file."
     )
 
     def get(self) -> Drive:
-        return LocalDrive(self.root)
+        if self.kind == "local":
+            return LocalDrive(self.root)
+        if self.kind == "onedrive":
+            from dynamic_assets.drive.graph import GraphConfig, graph_drive
+
+            secret = (
+                self.client_secret.get_value()
+                if isinstance(self.client_secret, dg.EnvVar)
+                else self.client_secret
+            )
+            optional = {
+                k: v
+                for k, v in (("graph_url", self.graph_url), ("authority_host", self.authority_host))
+                if v
+            }
+            return graph_drive(
+                GraphConfig(
+                    tenant_id=self.tenant_id or "",
+                    client_id=self.client_id or "",
+                    client_secret=secret or None,
+                    drive_id=self.drive_id,
+                    user=self.user,
+                    root=self.root,
+                    token_cache=self.token_cache,
+                    **optional,
+                )
+            )
+        raise ValueError(f"unknown drive kind {self.kind!r}: use local or onedrive")
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -39,4 +81,22 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         postgres = PostgresResource(url=dg.EnvVar("SUPABASE_DB_URL"))
     else:
         postgres = PostgresResource(pgdata=str(settings.pgdata))
-    return {"postgres": postgres, "drive": DriveResource(root=str(settings.drive_root))}
+    return {"postgres": postgres, "drive": _drive_resource(settings)}
+
+
+def _drive_resource(settings: Settings) -> DriveResource:
+    od = settings.onedrive
+    if od is None:
+        return DriveResource(root=str(settings.drive_root))
+    return DriveResource(
+        kind="onedrive",
+        root=od.root,
+        tenant_id=od.tenant_id,
+        client_id=od.client_id,
+        client_secret=dg.EnvVar("ONEDRIVE_CLIENT_SECRET") if od.client_secret_set else None,
+        drive_id=od.drive_id,
+        user=od.user,
+        graph_url=od.graph_url,
+        authority_host=od.authority_host,
+        token_cache=str(od.token_cache),
+    )

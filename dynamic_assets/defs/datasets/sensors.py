@@ -5,6 +5,11 @@ compressed cursor, and for each version whose file set changed registers the ver
 dynamic partition and requests one run keyed by (dataset, version, file-set digest), so repeated
 ticks never start duplicate runs. Files it will not take (undeclared dataset, unsafe name,
 unknown format, empty version folder) are recorded in `onedrive_ingest` and named in the log.
+
+A drive with a change feed (OneDrive through Microsoft Graph) is read with `delta` instead: the
+cursor is the feed's deltaLink (`{"delta": <link>}`; `"full": 1` while a first listing or a resync
+continues over several ticks), only the version folders the feed names are listed, the same run
+keys are requested, deleted files are marked `deleted` (see `dynamic_assets.drive_changes`).
 """
 
 import base64
@@ -20,6 +25,7 @@ from dynamic_assets.defs.datasets.assets import ingest_job_name
 from dynamic_assets.defs.datasets.partitions import partitions_name
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.discovery import Discovery, discover
+from dynamic_assets.drive_changes import DELTA_BUDGET_SECONDS, plan_changes
 from dynamic_assets.pipeline import outstanding
 
 CURSOR_VERSION = 1
@@ -97,7 +103,10 @@ def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
     def drive_sensor(
         context: dg.SensorEvaluationContext, drive: DriveResource, postgres: PostgresResource
     ) -> dg.SensorResult:
-        found = discover(drive.get(), decls)
+        source = drive.get()
+        if hasattr(source, "delta"):
+            return _delta_tick(context, source, postgres, decls)
+        found = discover(source, decls)
         existing = {
             ds.name: set(context.instance.get_dynamic_partitions(partitions_name(ds.name)))
             for ds in decls.datasets
@@ -131,6 +140,92 @@ def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
         )
 
     return drive_sensor
+
+
+def encode_delta_cursor(link: str | None, *, full: bool = False) -> str:
+    state: dict = {"delta": link}
+    if full:
+        state["full"] = 1
+    return json.dumps(state, separators=(",", ":"))
+
+
+def decode_delta_cursor(cursor: str | None) -> dict:
+    """The delta cursor; anything else (none, or a listing cursor) starts a full enumeration."""
+    if cursor and cursor.startswith("{"):
+        try:
+            state = json.loads(cursor)
+        except ValueError:
+            state = None
+        if isinstance(state, dict) and isinstance(state.get("delta"), str):
+            return state
+    return {"delta": None}
+
+
+def _delta_tick(
+    context: dg.SensorEvaluationContext, source, postgres: PostgresResource, decls: Declarations
+) -> dg.SensorResult:
+    """One tick over the drive's change feed: list what changed, run the versions it touched."""
+    state = decode_delta_cursor(context.cursor)
+    changes = source.delta(state["delta"], budget_seconds=DELTA_BUDGET_SECONDS)
+    full = changes.full or bool(state.get("full"))
+    if changes.resync:
+        context.log.warning(
+            "the drive's delta link had expired: listed everything again; "
+            "only files that changed since they were ingested are run"
+        )
+    db = postgres.database()
+    plan = plan_changes(source, decls, changes, db, full_listing=full)
+    existing = {
+        ds.name: set(context.instance.get_dynamic_partitions(partitions_name(ds.name)))
+        for ds in decls.datasets
+    }
+    found = Discovery(versions=plan.versions)
+    requests, additions, _, _ = plan_tick(found, {}, existing)
+    if plan.problems or plan.emptied:
+        with db.connect() as conn:
+            for p in plan.problems:
+                registry.record_problem(
+                    conn,
+                    path=p.path,
+                    reason=p.reason,
+                    status=p.status,
+                    dataset=p.dataset,
+                    version=p.version,
+                    item=p.item,
+                )
+            for vf in plan.emptied:
+                registry.record_problem(
+                    conn,
+                    path=vf.folder,
+                    reason="every file of this version was deleted from the drive; "
+                    "its curated data is kept",
+                    status="deleted",
+                    dataset=vf.dataset,
+                    version=vf.version,
+                )
+    for p in plan.problems:
+        context.log.warning(f"not taken: {p.message}")
+    for path, _, _ in plan.deleted[:20]:
+        context.log.info(f"deleted from the drive: {path}")
+    for vf in plan.emptied:
+        context.log.warning(
+            f"{vf.dataset} {vf.version}: every file was deleted from the drive; "
+            "the curated version is kept (drop it deliberately if it should go)"
+        )
+    if requests:
+        names = [f"{r.tags['dataset']} {r.partition_key}" for r in requests]
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        context.log.info(f"{len(requests)} version(s) to bring in: {', '.join(names[:10])}{more}")
+    context.log.info(
+        f"delta: {changes.pages} page(s), {len(changes.items)} changed, {len(changes.deleted)} "
+        f"deleted, {plan.listed_folders} folder(s) listed, {len(plan.unchanged)} version(s) "
+        "already curated as listed" + ("" if changes.complete else "; continuing next tick")
+    )
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=additions,
+        cursor=encode_delta_cursor(changes.link, full=full and not changes.complete),
+    )
 
 
 def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.ScheduleDefinition:

@@ -1,0 +1,310 @@
+"""Access tokens for Microsoft Graph, from MSAL.
+
+Two providers with one method, `token(force_refresh=False) -> str`:
+
+- `ClientCredentials` (app-only): `msal.ConfidentialClientApplication` with a tenant id, client id
+  and client secret, scope `<graph host>/.default`. MSAL keeps the token in its in-memory cache
+  and hands out the cached one until it is close to expiry, so a token is requested once an
+  hour, never per call.
+- `DeviceCodeLogin` (delegated): `msal.PublicClientApplication` whose `SerializableTokenCache`
+  lives in a file with owner-only permissions (`<DYNAMIC_ASSETS_HOME>/msal_token_cache.json`).
+  `login()` runs the device-code flow once (the `dynamic-assets onedrive login` command); later
+  `token()` calls refresh silently from the cached refresh token and never prompt.
+
+Secrets and tokens never appear in an exception message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+DELEGATED_SCOPES = ("Files.Read.All",)
+TOKEN_CACHE_FILE = "msal_token_cache.json"
+
+
+class AuthError(Exception):
+    """No access token could be had; the message says why and what to do, never a secret."""
+
+
+class TokenProvider(Protocol):
+    def token(self, *, force_refresh: bool = False) -> str:
+        """A bearer token for Graph; `force_refresh` after Graph refused the cached one."""
+        ...
+
+    def describe(self) -> str: ...
+
+
+def ca_bundle() -> str | bool:
+    """The CA bundle to verify TLS with: the usual environment variables, else the default store.
+
+    requests itself reads `REQUESTS_CA_BUNDLE` and `CURL_CA_BUNDLE`; `SSL_CERT_FILE` (OpenSSL's
+    variable) is honoured here too. Verification is never turned off.
+    """
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value and os.path.exists(value):
+            return value
+    return True
+
+
+def graph_scope(graph_url: str) -> str:
+    """The app-only scope of the Graph host: `https://graph.microsoft.com/.default`."""
+    parts = urlsplit(graph_url)
+    return f"{parts.scheme}://{parts.netloc}/.default"
+
+
+def _delegated_scopes(graph_url: str, scopes: tuple[str, ...]) -> list[str]:
+    parts = urlsplit(graph_url)
+    base = f"{parts.scheme}://{parts.netloc}/"
+    # offline_access (the refresh token) is added by MSAL itself; it refuses it in the list.
+    return [s if "://" in s else base + s for s in scopes if s != "offline_access"]
+
+
+def _authority_kwargs(authority_host: str, tenant_id: str) -> dict:
+    host = authority_host.rstrip("/")
+    kwargs: dict = {"authority": f"{host}/{tenant_id}"}
+    if urlsplit(host).hostname != urlsplit(DEFAULT_AUTHORITY_HOST).hostname:
+        # A sovereign cloud or a local test authority: no instance discovery against
+        # login.microsoftonline.com; MSAL reads <authority>/v2.0/.well-known/openid-configuration.
+        kwargs["instance_discovery"] = False
+    return kwargs
+
+
+def _error_text(result: dict | None) -> str:
+    if not result:
+        return "no answer from the token endpoint"
+    code = result.get("error") or "unknown_error"
+    desc = (result.get("error_description") or "").splitlines()
+    first = desc[0] if desc else ""
+    return f"{code}: {first}".rstrip(": ")
+
+
+def _http_session():
+    import requests
+
+    session = requests.Session()
+    session.verify = ca_bundle()
+    return session
+
+
+class ClientCredentials:
+    """App-only access: client credentials of an Entra app registration."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        authority_host: str = DEFAULT_AUTHORITY_HOST,
+        graph_url: str = DEFAULT_GRAPH_URL,
+    ) -> None:
+        if not (tenant_id and client_id and client_secret):
+            raise AuthError(
+                "app-only access needs ONEDRIVE_TENANT_ID, ONEDRIVE_CLIENT_ID and ONEDRIVE_CLIENT_SECRET"
+            )
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self._secret = client_secret
+        self.authority_host = authority_host
+        self.scope = graph_scope(graph_url)
+        self._app = None
+        self._lock = threading.Lock()
+        self.requests = 0  # token endpoint round trips made (for tests and metrics)
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, client_secret=<hidden>)"
+
+    def describe(self) -> str:
+        return f"app-only (client {self.client_id}, tenant {self.tenant_id})"
+
+    def _application(self):
+        if self._app is None:
+            import msal
+
+            try:
+                self._app = msal.ConfidentialClientApplication(
+                    self.client_id,
+                    client_credential=self._secret,
+                    http_client=_http_session(),
+                    **_authority_kwargs(self.authority_host, self.tenant_id),
+                )
+            except (ValueError, OSError) as exc:
+                raise AuthError(
+                    f"cannot reach the authority {self.authority_host}/{self.tenant_id}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                ) from None
+        return self._app
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        with self._lock:
+            app = self._application()
+            if force_refresh:
+                self._drop_cached(app)
+            try:
+                result = app.acquire_token_for_client(scopes=[self.scope])
+            except Exception as exc:  # network errors from MSAL's HTTP client
+                raise AuthError(
+                    f"token request to {self.authority_host} failed: {type(exc).__name__}"
+                ) from None
+            if not result or "access_token" not in result:
+                raise AuthError(
+                    f"no app-only token for client {self.client_id}: {_error_text(result)}"
+                )
+            if result.get("token_source") == "identity_provider":
+                self.requests += 1
+            return result["access_token"]
+
+    @staticmethod
+    def _drop_cached(app) -> None:
+        cache = app.token_cache
+        for entry in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
+            cache.remove_at(entry)
+
+
+class DeviceCodeLogin:
+    """Delegated access: a person signs in once with the device-code flow; the token cache is kept
+    in a file readable by its owner only, and later runs refresh silently."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        cache_path: Path | str,
+        *,
+        authority_host: str = DEFAULT_AUTHORITY_HOST,
+        graph_url: str = DEFAULT_GRAPH_URL,
+        scopes: tuple[str, ...] = DELEGATED_SCOPES,
+    ) -> None:
+        if not (tenant_id and client_id):
+            raise AuthError("delegated access needs ONEDRIVE_TENANT_ID and ONEDRIVE_CLIENT_ID")
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.cache_path = Path(cache_path)
+        self.authority_host = authority_host
+        self.scopes = _delegated_scopes(graph_url, scopes)
+        self._app = None
+        self._cache = None
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"DeviceCodeLogin(client_id={self.client_id!r}, cache={str(self.cache_path)!r})"
+
+    def describe(self) -> str:
+        return f"delegated (client {self.client_id}, token cache {self.cache_path})"
+
+    # -- the token cache file
+
+    def _load_cache(self):
+        import msal
+
+        cache = msal.SerializableTokenCache()
+        if self.cache_path.exists():
+            mode = self.cache_path.stat().st_mode & 0o777
+            if mode & 0o077:
+                self.cache_path.chmod(0o600)  # never leave refresh tokens readable by others
+            cache.deserialize(self.cache_path.read_text(encoding="utf-8"))
+        return cache
+
+    def _save_cache(self) -> None:
+        if self._cache is None or not self._cache.has_state_changed:
+            return
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_path.with_name(f".{self.cache_path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self._cache.serialize())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.cache_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._cache.has_state_changed = False
+
+    def _application(self):
+        if self._app is None:
+            import msal
+
+            self._cache = self._load_cache()
+            try:
+                self._app = msal.PublicClientApplication(
+                    self.client_id,
+                    token_cache=self._cache,
+                    http_client=_http_session(),
+                    **_authority_kwargs(self.authority_host, self.tenant_id),
+                )
+            except (ValueError, OSError) as exc:
+                raise AuthError(
+                    f"cannot reach the authority {self.authority_host}/{self.tenant_id}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                ) from None
+        return self._app
+
+    def accounts(self) -> list[str]:
+        """The signed-in accounts in the cache (user names only)."""
+        with self._lock:
+            return [a.get("username", "?") for a in self._application().get_accounts()]
+
+    def login(self, show: Callable[[str], None] = print) -> str:
+        """Run the device-code flow: `show` gets the instruction (a URL and a code) for the person.
+
+        Returns the signed-in user name. The token cache file is written with mode 0600.
+        """
+        with self._lock:
+            app = self._application()
+            flow = app.initiate_device_flow(scopes=self.scopes)
+            if "user_code" not in flow:
+                raise AuthError(f"the device-code flow did not start: {_error_text(flow)}")
+            show(flow["message"])
+            result = app.acquire_token_by_device_flow(flow)
+            if not result or "access_token" not in result:
+                raise AuthError(f"sign-in did not complete: {_error_text(result)}")
+            self.requests += 1
+            self._save_cache()
+            claims = result.get("id_token_claims") or {}
+            return claims.get("preferred_username") or claims.get("name") or "signed in"
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        with self._lock:
+            app = self._application()
+            accounts = app.get_accounts()
+            if not accounts:
+                raise AuthError(
+                    f"not signed in to OneDrive: run `dynamic-assets onedrive login` "
+                    f"(token cache {self.cache_path})"
+                )
+            result = app.acquire_token_silent_with_error(
+                self.scopes, account=accounts[0], force_refresh=force_refresh
+            )
+            if not result or "access_token" not in result:
+                raise AuthError(
+                    "the saved sign-in no longer works "
+                    f"({_error_text(result)}): run `dynamic-assets onedrive login` again"
+                )
+            if result.get("token_source") == "identity_provider":
+                self.requests += 1
+            self._save_cache()
+            return result["access_token"]
+
+
+def read_cache_accounts(cache_path: Path) -> list[str]:
+    """User names in a token cache file, without contacting anyone (for `onedrive status`)."""
+    if not cache_path.exists():
+        return []
+    try:
+        data = json.loads(cache_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return sorted({a.get("username", "?") for a in (data.get("Account") or {}).values()})
