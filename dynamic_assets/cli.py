@@ -355,3 +355,9 @@ def declare(name: str, source: Path, replace: bool, config_path: Path | None) ->
 
 
 main.add_command(__import__("dynamic_assets.cli_onedrive", fromlist=["onedrive"]).onedrive)
+
+from dynamic_assets.cli_provenance import attest, lineage, verify  # noqa: E402
+
+main.add_command(verify)
+main.add_command(lineage)
+main.add_command(attest)

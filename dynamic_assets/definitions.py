@@ -11,6 +11,7 @@ import dagster as dg
 from dynamic_assets.config import Declarations, load_declarations
 from dynamic_assets.defs.datasets.assets import build_dataset_assets, build_ingest_job
 from dynamic_assets.defs.datasets.sensors import build_drive_sensor, build_reconcile_schedule
+from dynamic_assets.defs.provenance.assets import provenance_defs
 from dynamic_assets.defs.resources import build_resources
 from dynamic_assets.settings import Settings
 
@@ -36,6 +37,7 @@ def build_defs(
     decls = decls or load_declarations(settings.config_path)
     return dg.Definitions.merge(
         datasets_defs(decls),
+        provenance_defs(decls, settings),
         dg.Definitions(resources=build_resources(settings)),
     )
 

@@ -14,6 +14,7 @@ from dynamic_assets import pipeline
 from dynamic_assets.config import Dataset, Declarations
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
+from dynamic_assets.defs.provenance.keys import provenance_keys
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.loading.tables import CURATED_SCHEMA, ident
 from dynamic_assets.quality.expectations import check_names
@@ -333,9 +334,9 @@ def build_ingest_job(ds: Dataset):
     return dg.define_asset_job(
         ingest_job_name(ds.name),
         selection=dg.AssetSelection.assets(
-            manifest_key(ds.name), raw_key(ds.name), curated_key(ds.name)
+            manifest_key(ds.name), raw_key(ds.name), curated_key(ds.name), *provenance_keys(ds.name)
         ),
         partitions_def=versions_partitions(ds.name),
-        description=f"Bring one version of {ds.name} from the drive to curated.",
+        description=f"Bring one version of {ds.name} from the drive to curated and attested.",
         tags={"dataset": ds.name},
     )

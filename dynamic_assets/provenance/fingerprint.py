@@ -1,0 +1,311 @@
+"""Fingerprints of curated dataset versions (spec v1, see docs/fingerprint.md).
+
+A fingerprint says exactly which bytes a curated version came from and what it holds: the
+SHA-256 of every source file (taken while the file streamed into staging, kept in
+`onedrive_ingest.sha256`), the declared schema in canonical form, the dataset and version, the
+curated row count and a content digest of the curated rows. The fingerprint is the SHA-256 of
+the canonical JSON of that record.
+
+The content digest is computed inside Postgres, rows never come into Python: each row's declared
+columns are written in a canonical text form and hashed; the row hashes are grouped by their
+first byte, each group's sorted hashes are hashed, and the digest is the SHA-256 of the groups'
+(byte, hash) pairs in byte order. It changes if any single value changes, and does not depend on
+the physical order of the rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from dynamic_assets.config import VECTOR_TYPE, Dataset
+from dynamic_assets.loading.tables import CURATED_SCHEMA, ident, table_columns
+from dynamic_assets.provenance.canonical import canonical_json, canonical_sha256
+
+SPEC = "dynamic-assets/fingerprint/v1"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+HASH_CHUNK = 1 << 20
+
+
+class FingerprintError(RuntimeError):
+    """A fingerprint could not be computed; the message says which dataset version and why."""
+
+
+def schema_record(ds: Dataset) -> dict[str, Any]:
+    """The declared schema in canonical form: columns (name, type, nullable) in declared order,
+    primary key, schema version. Descriptions are left out: they document, they do not shape."""
+    return {
+        "columns": [
+            {"name": c.name, "type": c.type, "nullable": bool(c.nullable)} for c in ds.columns
+        ],
+        "primary_key": list(ds.primary_key),
+        "schema_version": int(ds.schema_version),
+    }
+
+
+def canonical_value_sql(name: str, type_: str) -> sql.Composable:
+    """The canonical text of one column's value (NULL stays NULL), per docs/fingerprint.md.
+
+    Floats and vectors are written as the hex of their exact IEEE 754 bytes, so no rounding or
+    server setting can change them; dates and timestamps as ISO 8601 in UTC; json as Postgres'
+    normalized jsonb text.
+    """
+    col = sql.Identifier(name)
+    if type_ == "string":
+        return col
+    if type_ == "integer":
+        return sql.SQL("{}::text").format(col)
+    if type_ == "float":
+        return sql.SQL("encode(float8send({}), 'hex')").format(col)
+    if type_ == "boolean":
+        return sql.SQL("CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' END").format(c=col)
+    if type_ == "date":
+        return sql.SQL("{}::text").format(col)
+    if type_ == "timestamp":
+        return sql.SQL(
+            "CASE WHEN isfinite({c}) THEN to_char({c} AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') ELSE {c}::text END'
+        ).format(c=col)
+    if type_ == "json":
+        return sql.SQL("{}::text").format(col)
+    if VECTOR_TYPE.match(type_):
+        return sql.SQL("encode(vector_send({}), 'hex')").format(col)
+    raise FingerprintError(f"column {name}: type {type_!r} has no canonical form in spec v1")
+
+
+def row_text_sql(columns: list[dict[str, Any]]) -> sql.Composable:
+    """One row as text: per column `N` for NULL, else `V<bytes>:<text>` (length-prefixed, so the
+    concatenation is unambiguous)."""
+    parts = []
+    for c in columns:
+        value = canonical_value_sql(c["name"], c["type"])
+        parts.append(
+            sql.SQL("coalesce('V' || octet_length({v})::text || ':' || {v}, 'N')").format(v=value)
+        )
+    return sql.SQL(" || ").join(parts) if parts else sql.SQL("''")
+
+
+@dataclass(frozen=True)
+class ContentDigest:
+    rows: int
+    digest: str
+    seconds: float
+
+
+def content_digest(
+    conn: psycopg.Connection, dataset: str, version: str, columns: list[dict[str, Any]]
+) -> ContentDigest:
+    """Row count and content digest of one curated version, computed inside Postgres."""
+    started = time.perf_counter()
+    existing = table_columns(conn, CURATED_SCHEMA, dataset)
+    if not existing:
+        raise FingerprintError(f"ai_curated.{dataset} does not exist: nothing was curated")
+    missing = [c["name"] for c in columns if c["name"] not in existing]
+    if missing:
+        raise FingerprintError(
+            f"ai_curated.{dataset} has no column(s) {', '.join(missing)} that the schema declares"
+        )
+    encoding = conn.execute("SHOW server_encoding").fetchone()[0]
+    if encoding.upper() not in ("UTF8", "UTF-8"):
+        raise FingerprintError(
+            f"the database encoding is {encoding}; fingerprint spec v1 needs a UTF8 database"
+        )
+    # OFFSET 0 keeps the planner from inlining `r` into the grouping and the aggregate, which
+    # would compute every row hash three times; this way parallel workers hash each row once
+    # and one sort on (first byte, hash) feeds the group aggregates.
+    query = sql.SQL(
+        """WITH r AS (
+               SELECT sha256(convert_to({row}, 'UTF8')) AS h FROM {table}
+                WHERE dataset_version = %s OFFSET 0
+           ), g AS (
+               SELECT get_byte(h, 0) AS b, count(*) AS n,
+                      sha256(string_agg(h, ''::bytea ORDER BY h)) AS gh
+                 FROM r GROUP BY 1
+           )
+           SELECT coalesce(sum(n), 0)::bigint,
+                  encode(sha256(coalesce(
+                      string_agg(set_byte('\\x00'::bytea, 0, b) || gh, ''::bytea ORDER BY b),
+                      ''::bytea)), 'hex')
+             FROM g"""
+    ).format(row=row_text_sql(columns), table=ident(CURATED_SCHEMA, dataset))
+    with conn.transaction():
+        # Only ISO dates depend on a session setting; pin it for this transaction.
+        conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        conn.execute("SET LOCAL work_mem = '64MB'")  # the sort of the row hashes: 36 B a row
+        rows, digest = conn.execute(query, (version,)).fetchone()
+    return ContentDigest(int(rows), digest, time.perf_counter() - started)
+
+
+def version_files(conn: psycopg.Connection, dataset: str, version: str) -> list[dict[str, Any]]:
+    """The source files a curated version came from (`onedrive_ingest` rows marked curated)."""
+    rows = conn.execute(
+        """SELECT path, sha256, size_bytes FROM public.onedrive_ingest
+            WHERE dataset = %s AND version = %s AND status = 'curated' ORDER BY path""",
+        (dataset, version),
+    ).fetchall()
+    files = []
+    for path, sha, size in rows:
+        if not sha:
+            raise FingerprintError(
+                f"{path}: no SHA-256 was recorded when it was loaded; re-run the version"
+            )
+        files.append({"path": path, "sha256": sha, "size_bytes": int(size or 0)})
+    return files
+
+
+def build_record(
+    *,
+    dataset: str,
+    version: str,
+    schema: dict[str, Any],
+    files: list[dict[str, Any]],
+    rows: int,
+    digest: str,
+) -> dict[str, Any]:
+    """The canonical fingerprint record (spec v1)."""
+    return {
+        "spec": SPEC,
+        "dataset": dataset,
+        "version": version,
+        "schema": schema,
+        "files": sorted(
+            (
+                {"path": f["path"], "sha256": f["sha256"], "size_bytes": int(f["size_bytes"])}
+                for f in files
+            ),
+            key=lambda f: f["path"],
+        ),
+        "rows": {"count": int(rows), "content_digest": digest},
+    }
+
+
+def fingerprint_of(record: dict[str, Any]) -> str:
+    """The fingerprint: SHA-256 (hex) of the canonical JSON of the record."""
+    return canonical_sha256(record)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    dataset: str
+    version: str
+    record: dict[str, Any]
+    fingerprint: str
+    seconds: float
+    digest_seconds: float
+
+    @property
+    def rows(self) -> int:
+        return int(self.record["rows"]["count"])
+
+    @property
+    def content_digest(self) -> str:
+        return str(self.record["rows"]["content_digest"])
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        return list(self.record["files"])
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(int(f["size_bytes"]) for f in self.record["files"])
+
+
+def compute_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> Fingerprint:
+    """Fingerprint one curated version from the registry, the ingest records and the curated rows."""
+    started = time.perf_counter()
+    registered = conn.execute(
+        "SELECT 1 FROM public.datasets WHERE name = %s AND version = %s AND status = 'curated'",
+        (ds.name, version),
+    ).fetchone()
+    if registered is None:
+        raise FingerprintError(
+            f"{ds.name} {version} has not reached curated: nothing to fingerprint"
+        )
+    schema = schema_record(ds)
+    files = version_files(conn, ds.name, version)
+    content = content_digest(conn, ds.name, version, schema["columns"])
+    record = build_record(
+        dataset=ds.name,
+        version=version,
+        schema=schema,
+        files=files,
+        rows=content.rows,
+        digest=content.digest,
+    )
+    return Fingerprint(
+        ds.name,
+        version,
+        record,
+        fingerprint_of(record),
+        time.perf_counter() - started,
+        content.seconds,
+    )
+
+
+def store_fingerprint(conn: psycopg.Connection, fp: Fingerprint) -> int:
+    """Write the fingerprint to the `datasets` registry row; returns the row id."""
+    from dynamic_assets.registry import combined_checksum
+
+    row = conn.execute(
+        """UPDATE public.datasets
+              SET checksum = %s, size_bytes = %s, fingerprint = %s, content_digest = %s,
+                  fingerprint_record = %s, fingerprinted_at = now(), updated_at = now()
+            WHERE name = %s AND version = %s AND status = 'curated'
+        RETURNING id""",
+        (
+            combined_checksum(fp.files),
+            fp.size_bytes,
+            fp.fingerprint,
+            fp.content_digest,
+            Jsonb(fp.record),
+            fp.dataset,
+            fp.version,
+        ),
+    ).fetchone()
+    if row is None:
+        raise FingerprintError(f"{fp.dataset} {fp.version} is not registered as curated")
+    return int(row[0])
+
+
+def sha256_file(stream: BinaryIO) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a whole byte stream, as fast as `hashlib.file_digest`.
+
+    Used to re-hash source files for `verify --source`. A regular file goes through
+    `hashlib.file_digest` itself; any other stream is read in 1 MiB chunks into one buffer.
+    """
+    if hasattr(stream, "fileno") and hasattr(stream, "readinto"):
+        try:
+            stream.fileno()
+        except (OSError, ValueError):
+            pass
+        else:
+            start = stream.tell() if stream.seekable() else 0
+            digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]
+            size = stream.tell() - start if stream.seekable() else -1
+            if size >= 0:
+                return digest.hexdigest(), size
+    h = hashlib.sha256()
+    size = 0
+    if not hasattr(stream, "readinto"):
+        while data := stream.read(HASH_CHUNK):
+            h.update(data)
+            size += len(data)
+        return h.hexdigest(), size
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    while n := stream.readinto(buf):
+        h.update(view[:n])
+        size += n
+    return h.hexdigest(), size
+
+
+def record_bytes(record: dict[str, Any]) -> bytes:
+    """The exact bytes the fingerprint is the SHA-256 of."""
+    return canonical_json(record)

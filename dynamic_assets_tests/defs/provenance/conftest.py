@@ -1,0 +1,103 @@
+"""An attested demo: every demo version staged, curated, fingerprinted and attested (market and
+corpus in ledger entry 1, embeddings in entry 2), built once per test session and cloned per test
+(`CREATE DATABASE ... TEMPLATE`, a copy of the drive and home folders), so each test can tamper
+with its own copy."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dynamic_assets import pipeline
+from dynamic_assets.config import DEMO_CONFIG, Declarations, load_declarations
+from dynamic_assets.db import Database
+from dynamic_assets.drive import LocalDrive
+from dynamic_assets.provenance import attest
+from dynamic_assets.provenance.fingerprint import compute_fingerprint, store_fingerprint
+from dynamic_assets.provenance.keys import SigningKey, load_signing_key
+from dynamic_assets.seed import SEED_VERSIONS, seed_drive
+
+BATCHES = [["market", "corpus"], ["embeddings"]]
+
+
+@dataclass
+class Attested:
+    db: Database
+    url: str
+    root: Path
+    decls: Declarations
+
+    @property
+    def drive_root(self) -> Path:
+        return self.root / "drive"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def drive(self) -> LocalDrive:
+        return LocalDrive(self.drive_root)
+
+    @property
+    def key(self) -> SigningKey:
+        key = load_signing_key(self.home, create=False)
+        assert key is not None
+        return key
+
+    def proof_file(self, dataset: str, version: str) -> Path:
+        with self.db.connect() as conn:
+            path = conn.execute(
+                "SELECT drive_path FROM dataset_proofs WHERE dataset = %s AND version = %s",
+                (dataset, version),
+            ).fetchone()[0]
+        return self.drive_root / path
+
+    def tamper(self, sql: str, params=()) -> None:
+        """Edit as a superuser who switches the ledger's triggers off."""
+        with self.db.connect() as conn:
+            conn.execute("SET session_replication_role = replica")
+            conn.execute(sql, params)
+
+
+@pytest.fixture(scope="session")
+def attested_template(pg_server, tmp_path_factory):
+    name = f"tpl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    root = tmp_path_factory.mktemp("attested")
+    seed_drive(root / "drive")
+    db = Database(pg_server.get_uri(name))
+    drive = LocalDrive(root / "drive")
+    decls = load_declarations(DEMO_CONFIG)
+    key = load_signing_key(root / "home")
+    for group in BATCHES:
+        for ds_name in group:
+            ds = decls.dataset(ds_name)
+            for version in SEED_VERSIONS[ds_name]:
+                pipeline.stage(db, drive, decls, ds, version)
+                pipeline.curate(db, drive.kind, ds, version)
+                with db.connect() as conn:
+                    store_fingerprint(conn, compute_fingerprint(conn, ds, version))
+        with db.connect(autocommit=True) as conn:
+            batch = attest.attest_pending(conn, key)
+            for doc in batch.proofs:
+                attest.write_proof_file(conn, drive, doc)
+    return name, root  # the test server's folder (and this database) go at the session's end
+
+
+@pytest.fixture
+def attested(pg_server, attested_template, tmp_path) -> Attested:
+    name, root = attested_template
+    clone = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{clone}" TEMPLATE "{name}"')
+    copy = tmp_path / "attested"
+    shutil.copytree(root, copy)
+    url = pg_server.get_uri(clone)
+    return Attested(Database(url), url, copy, load_declarations(DEMO_CONFIG))
