@@ -99,8 +99,15 @@ def _failures_of(result) -> list[tuple[str, str]]:
 @click.option(
     "--all", "run_all", is_flag=True, help="Run every version, not only what is new or changed."
 )
-def run(dataset: str | None, version: str | None, run_all: bool) -> None:
-    """Discover what is new in the drive and bring every affected version to curated."""
+@click.option(
+    "--train/--no-train",
+    default=True,
+    show_default=True,
+    help="Then train each declared model on curated versions it has no run for (new or changed data).",
+)
+def run(dataset: str | None, version: str | None, run_all: bool, train: bool) -> None:
+    """Discover what is new in the drive, bring every affected version to curated, and train the
+    declared models on new or changed data."""
     from dynamic_assets.config import load_declarations
     from dynamic_assets.definitions import build_defs
     from dynamic_assets.defs.datasets.assets import ingest_job_name
@@ -207,6 +214,10 @@ def run(dataset: str | None, version: str | None, run_all: bool) -> None:
             )
     for p in problems:
         failures.append((p.dataset or "-", p.version or "-", p.path, p.reason))
+    if train:
+        from dynamic_assets.cli_training import train_after_run
+
+        failures.extend(train_after_run(defs, instance, db, decls, dataset, console))
     if failures:
         err.print(f"[red]{len(failures)} problem(s):[/]")
         for ds, ver, path, reason in failures:
@@ -361,3 +372,4 @@ from dynamic_assets.cli_provenance import attest, lineage, verify  # noqa: E402
 main.add_command(verify)
 main.add_command(lineage)
 main.add_command(attest)
+main.add_command(__import__("dynamic_assets.cli_training", fromlist=["x"]).checkpoints)

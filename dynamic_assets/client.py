@@ -4,6 +4,7 @@
     df = read_curated("market")                                  # latest curated version
     df = read_curated("market", version="2024-06-01", columns=["date", "symbol", "close"])
     table = read_curated("embeddings", as_arrow=True)            # pyarrow.Table
+    df = read_curated("market", version="2024-06-01", expected_fingerprint=fp)  # exactly that data
 
 Rows come out of Postgres through ADBC (binary COPY into Arrow), not row by row, and columns get
 their declared types: integer -> Int64, float -> float64, boolean -> boolean, string -> string,
@@ -18,8 +19,9 @@ import os
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
-from psycopg import sql
+from psycopg import IsolationLevel, sql
 
 from dynamic_assets.config import Column, Dataset, load_declarations
 from dynamic_assets.db import Database
@@ -29,6 +31,10 @@ from dynamic_assets.settings import Settings
 
 class DatasetNotFound(LookupError):
     """The dataset or version has not reached curated."""
+
+
+class FingerprintMismatch(RuntimeError):
+    """The curated version is not the data the caller expected (its fingerprint differs)."""
 
 
 def default_database(settings: Settings | None = None) -> Database:
@@ -65,8 +71,28 @@ def read_curated(
     *,
     as_arrow: bool = False,
     database: Database | None = None,
+    expected_fingerprint: str | None = None,
+    via: str = "adbc",
 ) -> pd.DataFrame | pa.Table:
-    """Read one curated version (the latest when `version` is None) with its declared types."""
+    """Read one curated version (the latest when `version` is None) with its declared types.
+
+    `via="rest"` reads through Supabase REST with `SUPABASE_URL` and `SUPABASE_KEY` instead of a
+    database connection; the key's role decides what it may read (`dynamic_assets.rest_client`).
+
+    With `expected_fingerprint`, the rows are read only if they are exactly the data of that
+    fingerprint: the registry's fingerprint must equal it, and the fingerprint recomputed from the
+    version's files and curated rows (content digest inside Postgres, one pass over the rows) must
+    too; the rows are then read in the same database snapshot as the check. Otherwise
+    `FingerprintMismatch` says what differs.
+    """
+    if via == "rest" and database is None and expected_fingerprint is None:
+        from dynamic_assets.rest_client import read_curated_rest
+
+        return read_curated_rest(dataset, version, columns, as_arrow=as_arrow)
+    if via != "adbc":
+        raise ValueError(
+            f"via={via!r}: use 'adbc', or 'rest' (without database or expected_fingerprint)"
+        )
     import adbc_driver_postgresql.dbapi as adbc
 
     check_dataset_name(dataset)
@@ -96,22 +122,90 @@ def read_curated(
         else sql.Identifier(c)
         for c in columns
     )
-    query = sql.SQL("SELECT {} FROM {} WHERE dataset_version = $1").format(
-        select, sql.Identifier("ai_curated", dataset)
+    # The version inlined as a literal: with a bind parameter the driver buffers the whole result.
+    query = sql.SQL("SELECT {} FROM {} WHERE dataset_version = {}").format(
+        select, sql.Identifier("ai_curated", dataset), sql.Literal(version)
     )
     with db.connect() as conn:
         text = query.as_string(conn)
-    with adbc.connect(db.uri) as conn:
-        cur = conn.cursor()
-        try:
-            cur.execute(text, parameters=(version,))
-            table = cur.fetch_arrow_table()
-        finally:
-            cur.close()
+        snapshot = None
+        if expected_fingerprint is not None:
+            # Check and read in one snapshot: a version swapped in meanwhile is not read.
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            _check_fingerprint(conn, dataset, version, expected_fingerprint)
+        with adbc.connect(db.uri) as aconn:
+            cur = aconn.cursor()
+            try:
+                if snapshot is not None:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cur.execute(text)
+                table = cur.fetch_arrow_table()
+            finally:
+                cur.close()
     table = _typed_table(table, [by_name[c] for c in columns])
     if as_arrow:
         return table
     return _to_pandas(table, [by_name[c] for c in columns])
+
+
+def _check_fingerprint(conn: psycopg.Connection, dataset: str, version: str, expected: str) -> None:
+    """Raise FingerprintMismatch unless the version is, in registry and in rows, `expected`."""
+    from dynamic_assets.provenance.fingerprint import (
+        FingerprintError,
+        build_record,
+        content_digest,
+        fingerprint_of,
+        version_files,
+    )
+
+    row = conn.execute(
+        "SELECT fingerprint, fingerprint_record FROM public.datasets "
+        "WHERE name = %s AND version = %s AND status = 'curated'",
+        (dataset, version),
+    ).fetchone()
+    where = f"{dataset} {version}"
+    if row is None or not row[0] or not row[1]:
+        raise FingerprintMismatch(
+            f"{where} has no fingerprint yet (materialize provenance/{dataset}/fingerprint); "
+            f"cannot confirm it is the data of fingerprint {expected}"
+        )
+    registered, record = row
+    if registered != expected:
+        raise FingerprintMismatch(
+            f"{where} now has fingerprint {registered}, not {expected}: the data changed since "
+            "the run was planned on it; plan again on the current fingerprint"
+        )
+    try:
+        files = version_files(conn, dataset, version)
+        content = content_digest(conn, dataset, version, record["schema"]["columns"])
+    except FingerprintError as exc:
+        raise FingerprintMismatch(f"{where}: cannot recompute its fingerprint: {exc}") from exc
+    now = build_record(
+        dataset=dataset,
+        version=version,
+        schema=record["schema"],
+        files=files,
+        rows=content.rows,
+        digest=content.digest,
+    )
+    if fingerprint_of(now) != expected:
+        changed = [
+            part
+            for part, a, b in (
+                ("source files", record.get("files"), now["files"]),
+                ("row count", record["rows"]["count"], now["rows"]["count"]),
+                ("row contents", record["rows"]["content_digest"], now["rows"]["content_digest"]),
+            )
+            if a != b
+        ]
+        raise FingerprintMismatch(
+            f"{where}: the curated data no longer matches its registered fingerprint {expected} "
+            f"({', '.join(changed) or 'record'} differ, recomputed {fingerprint_of(now)}); "
+            "refusing to read it"
+        )
 
 
 def _typed_table(table: pa.Table, cols: list[Column]) -> pa.Table:

@@ -16,6 +16,19 @@ SEMVER_VERSION = re.compile(r"^v(\d+)\.(\d+)(?:\.(\d+))?$")
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,62}$")
 RESERVED_COLUMNS = {"dataset_version"}
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Not allowed as a dataset's extra readers: PUBLIC and anon/authenticated would make any dataset
+# world-readable behind its declared sensitivity (declare `sensitivity: public` for that); the
+# others are SQL keywords or reserved role names.
+NOT_READERS = {
+    "public",
+    "anon",
+    "authenticated",
+    "none",
+    "current_user",
+    "current_role",
+    "session_user",
+}
 
 
 class InvalidName(ValueError):
@@ -60,6 +73,23 @@ def check_column_name(name: str) -> str:
         )
     if name in RESERVED_COLUMNS:
         raise InvalidName(f"column name {name!r} is reserved by the pipeline")
+    return name
+
+
+def check_role_name(name: str) -> str:
+    """A database role named as an extra reader of a dataset (`readers:` in a declaration)."""
+    if not isinstance(name, str) or not ROLE_NAME.match(name):
+        raise InvalidName(
+            f"role name {name!r} is not allowed: lower-case letters, digits and '_', "
+            "starting with a letter or '_', at most 63 characters"
+        )
+    if name in NOT_READERS or name.startswith("pg_"):
+        hint = (
+            " (to let everyone read a dataset, declare `sensitivity: public`)"
+            if name in ("public", "anon", "authenticated")
+            else ""
+        )
+        raise InvalidName(f"role {name!r} cannot be named as a reader{hint}")
     return name
 
 

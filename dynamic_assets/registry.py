@@ -159,7 +159,11 @@ def upsert_dataset(
                size_bytes = EXCLUDED.size_bytes, row_count = EXCLUDED.row_count,
                file_count = EXCLUDED.file_count, tags = EXCLUDED.tags, is_public = EXCLUDED.is_public,
                sensitivity = EXCLUDED.sensitivity, schema_version = EXCLUDED.schema_version,
-               schema = EXCLUDED.schema, status = 'curated', curated_at = now(), updated_at = now()
+               schema = EXCLUDED.schema, status = 'curated', curated_at = now(), updated_at = now(),
+               -- new curated rows: the old fingerprint no longer describes them (the fingerprint
+               -- asset, next in the same run, computes it again)
+               fingerprint = NULL, content_digest = NULL, fingerprint_record = NULL,
+               fingerprinted_at = NULL
            RETURNING id""",
         (
             ds.name,

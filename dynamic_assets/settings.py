@@ -10,6 +10,7 @@
 | ONEDRIVE_CLIENT_SECRET | app-only access (secret); unset: delegated, via `dynamic-assets onedrive login` | - |
 | ONEDRIVE_DRIVE_ID / ONEDRIVE_USER | the drive (`/drives/{id}`) or a user's OneDrive | delegated: the signed-in user's |
 | ONEDRIVE_ROOT, ONEDRIVE_GRAPH_URL, ONEDRIVE_AUTHORITY_HOST | folder in the drive; Graph and sign-in hosts | DynamicCapital/ai-training; public cloud |
+| MLFLOW_TRACKING_URI | MLflow tracking server or store (may hold credentials: an EnvVar) | sqlite under $HOME_FOLDER/mlflow |
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from dynamic_assets.config import DEMO_CONFIG
 from dynamic_assets.provenance.settings import ProvenanceSettings
+from dynamic_assets.webhooks import WebhookSettings
 
 DEFAULT_DRIVE_ROOT = "DynamicCapital/ai-training"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
@@ -84,7 +86,9 @@ class Settings:
     config_path: Path
     db_url_set: bool
     onedrive: OneDriveSettings | None = None  # set: the drive is OneDrive through Graph
+    mlflow_uri_set: bool = False  # MLFLOW_TRACKING_URI set; else a local store under home/mlflow
     provenance: ProvenanceSettings = ProvenanceSettings()  # signing key, TON anchoring
+    webhooks: WebhookSettings = WebhookSettings()  # alert endpoints and signing secret (set?)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -106,7 +110,9 @@ class Settings:
             config_path=config_path,
             db_url_set=bool(env.get("SUPABASE_DB_URL")),
             onedrive=OneDriveSettings.from_env(env, home),
+            mlflow_uri_set=bool(env.get("MLFLOW_TRACKING_URI")),
             provenance=ProvenanceSettings.from_env(env),
+            webhooks=WebhookSettings.from_env(env),
         )
 
     @property

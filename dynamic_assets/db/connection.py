@@ -63,9 +63,11 @@ class Database:
             with _lock:
                 if uri not in _migrated:
                     from dynamic_assets.db.migrate import apply_migrations
+                    from dynamic_assets.security import secure_registry
 
                     with psycopg.connect(uri, autocommit=True) as conn:
                         apply_migrations(conn)
+                        secure_registry(conn)
                     _migrated.add(uri)
         return uri
 

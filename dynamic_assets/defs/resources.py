@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from dynamic_assets.db import Database
+from dynamic_assets.defs.training.resources import build_mlflow_resource
 from dynamic_assets.drive import Drive, LocalDrive
 from dynamic_assets.settings import Settings
 
@@ -81,7 +82,11 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         postgres = PostgresResource(url=dg.EnvVar("SUPABASE_DB_URL"))
     else:
         postgres = PostgresResource(pgdata=str(settings.pgdata))
-    return {"postgres": postgres, "drive": _drive_resource(settings)}
+    return {
+        "postgres": postgres,
+        "drive": _drive_resource(settings),
+        "mlflow": build_mlflow_resource(settings),
+    }
 
 
 def _drive_resource(settings: Settings) -> DriveResource:

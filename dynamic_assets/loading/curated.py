@@ -28,6 +28,7 @@ from dynamic_assets.loading.tables import (
     swap_partition,
     table_columns,
 )
+from dynamic_assets.security import apply_access
 
 GOVERNANCE = [
     ("_source_file_id", "bigint NOT NULL"),
@@ -37,6 +38,15 @@ GOVERNANCE = [
     ("_curated_at", "timestamptz NOT NULL DEFAULT now()"),
 ]
 EXAMPLES = 10
+# Values of a dataset declared sensitive never reach messages, logs, metadata or run records.
+WITHHELD = "(value withheld: sensitive dataset)"
+
+
+def describe_example(example: dict) -> str:
+    """`path row N: 'value'`, without the value when it is withheld."""
+    where = f"{example['file']} row {example['row']}"
+    value = example.get("value")
+    return where if value == WITHHELD else f"{where}: {value!r}"
 
 
 def _text_source(ds: Dataset, col: Column) -> sql.Composable:
@@ -144,7 +154,7 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
                 msg = f"column {col.name}: {n} row(s) have no value but the column is declared not nullable"
             if examples:
                 first = examples[0]
-                msg += f" (first: {first['file']} row {first['row']}: {first['value']!r})"
+                msg += f" (first: {describe_example(first)})"
             file_ids = [
                 r[0]
                 for r in conn.execute(
@@ -198,6 +208,8 @@ def _examples(conn, ds: Dataset, part, cond, col: Column) -> list[dict]:
             "LEFT JOIN public.onedrive_ingest i ON i.id = s._file_id WHERE {} ORDER BY s._file_id, s._row LIMIT {}"
         ).format(value, part, cond, sql.Literal(EXAMPLES))
     ).fetchall()
+    if ds.sensitivity == "sensitive":
+        return [{"file": p, "row": r, "value": WITHHELD} for p, r, _ in rows]
     return [{"file": p, "row": r, "value": v} for p, r, v in rows]
 
 
@@ -234,6 +246,9 @@ def _duplicate_keys(conn, ds: Dataset, part) -> list[Problem]:
         }
         for r in rows
     ]
+    if ds.sensitivity == "sensitive":
+        for ex in examples:
+            ex["key"] = dict.fromkeys(ex["key"], WITHHELD)
     first = examples[0]
     key_text = ", ".join(f"{k}={v}" for k, v in first["key"].items())
     dup_files = [
@@ -270,7 +285,14 @@ def _duplicate_keys(conn, ds: Dataset, part) -> list[Problem]:
 
 
 def ensure_curated_table(conn: psycopg.Connection, ds: Dataset) -> None:
-    """Create `ai_curated.<dataset>` (typed, partitioned by version, row level security on)."""
+    """Create `ai_curated.<dataset>` (typed, partitioned by version, row level security on), and
+    bring its grants and policies in line with the declared sensitivity and readers.
+
+    Access is applied on every call, that is on every promotion, not only when the table is
+    created: a changed `sensitivity` or `readers` takes effect at the next version, and the
+    partitions built since the last call are checked too. It compares before it changes, so an
+    unchanged declaration costs a few catalog reads and no lock.
+    """
     with conn.transaction():
         dataset_lock(conn, CURATED_SCHEMA, ds.name)
         existing = table_columns(conn, CURATED_SCHEMA, ds.name)
@@ -284,6 +306,7 @@ def ensure_curated_table(conn: psycopg.Connection, ds: Dataset) -> None:
                             sql.SQL(col.pg_type),
                         )
                     )
+            apply_access(conn, ds)
             return
         defs = [sql.SQL("dataset_version text NOT NULL")]
         for col in ds.columns:
@@ -320,6 +343,11 @@ def ensure_curated_table(conn: psycopg.Connection, ds: Dataset) -> None:
                         table, sql.Identifier(col.name), sql.Literal(col.description)
                     )
                 )
+        apply_access(conn, ds)
+
+
+class _Unfit(Exception):
+    """Postgres refused the staged rows; the diagnostics say which and where."""
 
 
 @dataclass(frozen=True)
@@ -339,58 +367,85 @@ def promote_version(
     """
     started = time.perf_counter()
     ensure_curated_table(conn, ds)
-    problems = staging_problems(conn, ds, version)
-    if problems:
-        raise PromotionError("; ".join(p.message for p in problems), [p.__dict__ for p in problems])
     retain = (
         sql.Literal(date.today() + timedelta(days=ds.retention_days))
         if ds.retention_days
         else sql.SQL("NULL::date")
     )
     names = [c.name for c in ds.columns]
-    with conn.transaction():
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
-        built = build_name(ds.name, version)
-        target = ident(CURATED_SCHEMA, built)
-        conn.execute(
-            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
-                target, ident(CURATED_SCHEMA, ds.name)
-            )
-        )
-        try:
-            cur = conn.execute(
-                sql.SQL(
-                    "INSERT INTO {target} (dataset_version, {cols}, _source_file_id, _source_row, _schema_version, _retain_until) "
-                    "SELECT {version}, {exprs}, s._file_id, s._row, {schema_version}, {retain} FROM {source} s"
-                ).format(
-                    target=target,
-                    cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
-                    version=sql.Literal(version),
-                    exprs=sql.SQL(", ").join(cast_expression(ds, c) for c in ds.columns),
-                    schema_version=sql.Literal(ds.schema_version),
-                    retain=retain,
-                    source=ident(RAW_SCHEMA, partition_name(ds.name, version)),
+    # Cast first; only when Postgres refuses a row, find what and where (the diagnostics scan
+    # every value, which the blocking `rows_castable` check has normally done already).
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL TimeZone = 'UTC'")
+            built = build_name(ds.name, version)
+            target = ident(CURATED_SCHEMA, built)
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
+                    target, ident(CURATED_SCHEMA, ds.name)
                 )
             )
-            rows = cur.rowcount
-            if ds.primary_key:
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (dataset_version, {})").format(
-                        target, sql.SQL(", ").join(sql.Identifier(k) for k in ds.primary_key)
+            # Read through the parent only (its policies): the partition has no grants and no policy.
+            conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
+            try:
+                cur = conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {target} (dataset_version, {cols}, _source_file_id, _source_row, _schema_version, _retain_until) "
+                        "SELECT {version}, {exprs}, s._file_id, s._row, {schema_version}, {retain} FROM {source} s"
+                    ).format(
+                        target=target,
+                        cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
+                        version=sql.Literal(version),
+                        exprs=sql.SQL(", ").join(cast_expression(ds, c) for c in ds.columns),
+                        schema_version=sql.Literal(ds.schema_version),
+                        retain=retain,
+                        source=ident(RAW_SCHEMA, partition_name(ds.name, version)),
                     )
                 )
-        except psycopg.Error as exc:
+                rows = cur.rowcount
+                if ds.primary_key:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (dataset_version, {})").format(
+                            target, sql.SQL(", ").join(sql.Identifier(k) for k in ds.primary_key)
+                        )
+                    )
+                non_finite = [
+                    sql.SQL(
+                        "{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
+                    ).format(sql.Identifier(c.name))
+                    for c in ds.columns
+                    if c.type == "float" and not c.allow_non_finite
+                ]
+                if (
+                    non_finite
+                    and conn.execute(
+                        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                            target, sql.SQL(" OR ").join(non_finite)
+                        )
+                    ).fetchone()[0]
+                ):
+                    raise _Unfit("NaN or infinite values in a column that does not allow them")
+            except psycopg.Error as exc:
+                raise _Unfit(exc.diag.message_primary or str(exc)) from None
+            for col in ds.columns:
+                if col.vector_dim and col.vector_dim <= HNSW_MAX_DIM:
+                    conn.execute(
+                        sql.SQL("CREATE INDEX ON {} USING hnsw ({} vector_cosine_ops)").format(
+                            target, sql.Identifier(col.name)
+                        )
+                    )
+            swap_partition(conn, CURATED_SCHEMA, ds.name, version, built)
+            if after_swap is not None:
+                after_swap(conn, rows)
+    except _Unfit as unfit:
+        problems = staging_problems(conn, ds, version)
+        if problems:
             raise PromotionError(
-                f"the staged rows do not fit the declared types: {exc.diag.message_primary or exc}"
+                "; ".join(p.message for p in problems), [p.__dict__ for p in problems]
             ) from None
-        for col in ds.columns:
-            if col.vector_dim and col.vector_dim <= HNSW_MAX_DIM:
-                conn.execute(
-                    sql.SQL("CREATE INDEX ON {} USING hnsw ({} vector_cosine_ops)").format(
-                        target, sql.Identifier(col.name)
-                    )
-                )
-        swap_partition(conn, CURATED_SCHEMA, ds.name, version, built)
-        if after_swap is not None:
-            after_swap(conn, rows)
+        raise PromotionError(f"the staged rows do not fit the declared types: {unfit}") from None
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("ANALYZE {}").format(ident(CURATED_SCHEMA, partition_name(ds.name, version)))
+        )
     return Promotion(rows=rows, seconds=time.perf_counter() - started)

@@ -44,10 +44,10 @@ from dynamic_assets.loading.tables import (
 
 LINEAGE = [("_file_id", "bigint"), ("_row", "bigint")]
 RECORD_COLUMN = "_record"
-CSV_BLOCK = 8 << 20
+CSV_BLOCK = 1 << 20  # parse block: bounds memory; huge fields retry with CSV_BLOCK_LARGE
 CSV_BLOCK_LARGE = 64 << 20
 JSON_BATCH = 20_000
-PARQUET_BATCH = 128_000
+PARQUET_BATCH = 32_768
 
 # Declared type -> (Arrow type on the wire, Postgres type of the typed staging column).
 PARQUET_STAGING: dict[str, tuple[pa.DataType, str]] = {
@@ -148,7 +148,9 @@ def load_version(
     with conn.transaction():
         built = build_name(ds.name, version)
         conn.execute(
-            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
+            # UNLOGGED: staging is rebuilt from the drive, so it skips the write-ahead log
+            # (a crash empties it; curated tables are logged and untouched).
+            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
                 ident(RAW_SCHEMA, built), ident(RAW_SCHEMA, ds.name)
             )
         )

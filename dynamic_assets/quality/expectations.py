@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from dynamic_assets.config import Column, Dataset, Expectation
-from dynamic_assets.loading.curated import _text_source, cast_expression
+from dynamic_assets.loading.curated import WITHHELD, _text_source, cast_expression, describe_example
 from dynamic_assets.loading.tables import RAW_SCHEMA, ident, partition_name
 
 EXAMPLES = 10
@@ -55,8 +55,7 @@ class ExpectationOutcome:
         if self.observed is not None:
             parts.append(f"observed {self.observed!r}")
         if self.examples:
-            first = self.examples[0]
-            parts.append(f"first: {first['file']} row {first['row']}: {first['value']!r}")
+            parts.append(f"first: {describe_example(self.examples[0])}")
         return "; ".join(parts)
 
 
@@ -195,11 +194,14 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
             if r.exception_info and r.exception_info.get("raised_exception"):
                 error = str(r.exception_info.get("exception_message"))[:500]
             column = exp.kwargs.get("column")
+            sensitive = ds.sensitivity == "sensitive"
             examples = [
                 {
                     "file": paths.get(item.get("_file_id"), f"file #{item.get('_file_id')}"),
                     "row": item.get("_row"),
-                    "value": item.get(column)
+                    "value": WITHHELD
+                    if sensitive
+                    else item.get(column)
                     if column
                     else {k: v for k, v in item.items() if not k.startswith("_")},
                 }
@@ -214,7 +216,9 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
                     exp,
                     bool(r.success) and error is None,
                     file_ids=file_ids,
-                    observed=res.get("observed_value"),
+                    observed=WITHHELD
+                    if sensitive and res.get("observed_value") is not None
+                    else res.get("observed_value"),
                     unexpected_count=res.get("unexpected_count"),
                     unexpected_percent=res.get("unexpected_percent"),
                     examples=examples,

@@ -442,3 +442,20 @@ def test_a_bad_vector_from_csv_is_a_promotion_error(db, tmp_path, name, data):
             promote_version(conn, TYPED, "v1")
     assert "column emb" in str(info.value)
     assert path in str(info.value)
+
+
+def test_values_of_a_sensitive_dataset_stay_out_of_messages(db, tmp_path):
+    secret = TYPED.model_copy(update={"name": "secret_typed", "sensitivity": "sensitive"})
+    bad = (
+        HEADER + '1,"12,5",true,2024-06-01,,,,Alice Secret\n 1 ,3.5,true,2024-06-02,,,,Bob Hidden\n'
+    )
+    with db.connect(autocommit=True) as conn:
+        _, path = stage(conn, secret, "v1", tmp_path, "s.csv", bad)
+        with pytest.raises(PromotionError) as info:
+            promote_version(conn, secret, "v1")
+    msg = str(info.value)
+    assert f"column price: 1 value(s) are not a valid float (first: {path} row 1)" in msg
+    assert "primary key (id)" in msg and f"{path} row 1 and {path} row 2" in msg
+    everything = msg + json.dumps(info.value.problems, default=str)
+    for value in ("12,5", "Alice", "id=1"):
+        assert value not in everything

@@ -137,7 +137,10 @@ def test_csv_with_a_header_only_is_refused(db, tmp_path):
     path = write(tmp_path, "empty.csv", "id,name,note\n")
     with db.connect(autocommit=True) as conn, pytest.raises(LoadError) as err:
         load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
-    assert err.value.message == "datasets/people/v1/empty.csv: line 2: the file has a header but no data rows"
+    assert (
+        err.value.message
+        == "datasets/people/v1/empty.csv: line 2: the file has a header but no data rows"
+    )
 
 
 def test_csv_too_many_fields_names_the_exact_line(db, tmp_path):

@@ -121,7 +121,9 @@ def test_sensor_tick_to_curated_rows_through_graph(graph, instance, db):
     second = tick(defs, instance, first.cursor)
     assert second.run_requests == [] and second.dynamic_partitions_requests == []
     second_link = json.loads(second.cursor)["delta"]
-    assert second_link.split("?", 1)[0] == cursor["delta"].split("?", 1)[0] and "token=" in second_link
+    assert (
+        second_link.split("?", 1)[0] == cursor["delta"].split("?", 1)[0] and "token=" in second_link
+    )
 
     # A changed file: only its version runs, and only its folder is listed.
     listed_before = len(srv.requests("GET", "/children"))

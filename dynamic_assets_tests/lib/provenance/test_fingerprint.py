@@ -171,7 +171,12 @@ def test_a_demo_version_fingerprint_is_stable_and_registered(db, drive, decls):
     pipeline.stage(db, drive, decls, ds, "2024-06-01")
     pipeline.curate(db, "local", ds, "2024-06-01")
     with db.connect() as conn:
+        cleared = conn.execute(
+            "SELECT fingerprint FROM datasets WHERE name = 'market' AND version = '2024-06-01'"
+        ).fetchone()
+        assert cleared == (None,)  # re-curated rows: the registry forgets the old fingerprint
         again = fpm.compute_fingerprint(conn, ds, "2024-06-01")
+        fpm.store_fingerprint(conn, again)
         row = conn.execute(
             "SELECT fingerprint, content_digest, size_bytes, fingerprint_record FROM datasets "
             "WHERE name = 'market' AND version = '2024-06-01'"

@@ -1,0 +1,1 @@
+"""Training: one training asset per declared model, the checkpoint sensor, the MLflow resource."""

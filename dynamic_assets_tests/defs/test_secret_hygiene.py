@@ -1,0 +1,230 @@
+"""No secret leaks. The demo pipeline runs from the environment, as in production, with a
+recognizable fake value for every secret setting: the drive is OneDrive through Graph with a
+client secret (a local Graph server), attestations are signed with a given key and anchored on TON
+with a wallet mnemonic and an API key (a local toncenter), alerts go to a webhook receiver with a
+signing secret, and the database URL carries a password. A good version, then a bad file (a failed
+run, a quarantined file, a failed blocking check), every sensor, every alert. Then everything the
+platform wrote or showed is scanned: the Dagster event log (messages, asset and check metadata),
+the instance's storage files, stdout and stderr, sensor cursors, resource reprs, the files in the
+drive and under the home folder, every row of the database, and what the webhook receiver got."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import dagster as dg
+import pytest
+from pytoniq_core.crypto.keys import mnemonic_new
+
+from dynamic_assets.config import DEMO_CONFIG, load_declarations
+from dynamic_assets.definitions import build_defs
+from dynamic_assets.provenance import ton
+from dynamic_assets.settings import Settings
+from dynamic_assets_tests.lib import graph_server, webhook_receiver
+from dynamic_assets_tests.lib.provenance import toncenter_server
+
+ROOT = "DynamicCapital/ai-training"
+SIGNING_KEY = "5ec2e7" * 10 + "5ec2"  # a 32-byte Ed25519 seed, as hex
+WEBHOOK_SECRET = "whsec-FAKE-5ec2e7-webhook-do-not-log"
+DB_PASSWORD = "FAKE-db-pa55word-5ec2e7"
+TON_API_KEY = "FAKE-toncenter-key-5ec2e7"
+SUPABASE_KEY = "FAKE-supabase-service-key-5ec2e7"
+
+
+def needles(mnemonic: str) -> dict[str, list[str]]:
+    """Each secret and the forms it could leak in."""
+    words = mnemonic.split()
+    seed = bytes.fromhex(SIGNING_KEY)
+    return {
+        "ONEDRIVE_CLIENT_SECRET": [
+            graph_server.CLIENT_SECRET,
+            quote(graph_server.CLIENT_SECRET, safe=""),
+        ],
+        "TON_MNEMONIC": [mnemonic] + [" ".join(words[i : i + 3]) for i in range(len(words) - 2)],
+        "DYNAMIC_ASSETS_WEBHOOK_SECRET": [WEBHOOK_SECRET],
+        "database password": [DB_PASSWORD, quote(DB_PASSWORD, safe="")],
+        "ATTESTATION_SIGNING_KEY": [
+            SIGNING_KEY,
+            SIGNING_KEY.upper(),
+            base64.b64encode(seed).decode(),
+            base64.urlsafe_b64encode(seed).decode().rstrip("="),
+        ],
+        "TON_API_KEY": [TON_API_KEY],
+        "SUPABASE_KEY": [SUPABASE_KEY],
+    }
+
+
+def find(haystacks: dict[str, bytes], secrets: dict[str, list[str]]) -> list[str]:
+    hits = []
+    for where, data in haystacks.items():
+        for name, forms in secrets.items():
+            for form in forms:
+                if form.encode() in data:
+                    hits.append(f"{name} in {where}")
+                    break
+    return hits
+
+
+def with_password(url: str) -> str:
+    assert "postgres:@" in url
+    return url.replace("postgres:@", f"postgres:{quote(DB_PASSWORD, safe='')}@", 1)
+
+
+@pytest.fixture
+def production(tmp_path, monkeypatch, drive_root, db_url):
+    """Graph, toncenter and a webhook receiver on loopback; every secret setting set."""
+    mnemonic = " ".join(mnemonic_new())
+    for sub in ("g", "t"):
+        (tmp_path / sub).mkdir()
+    with (
+        graph_server.serve(tmp_path / "g", monkeypatch) as graph,
+        toncenter_server.serve(tmp_path / "t", monkeypatch) as chain,
+        webhook_receiver.receiver(WEBHOOK_SECRET) as hooks,
+    ):
+        bundle = tmp_path / "test-cas.pem"
+        bundle.write_bytes(graph.ca_path.read_bytes() + chain.ca_path.read_bytes())
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+            monkeypatch.setenv(name, str(bundle))
+        graph_server.seed_from_folder(graph, drive_root, ROOT)
+        chain.fund(ton.wallet_from_mnemonic(mnemonic).address_str)
+        env = {
+            "DYNAMIC_ASSETS_HOME": str(tmp_path / "home"),
+            "DYNAMIC_ASSETS_CONFIG": str(DEMO_CONFIG),
+            "SUPABASE_DB_URL": with_password(db_url),
+            "ONEDRIVE_TENANT_ID": graph_server.TENANT,
+            "ONEDRIVE_CLIENT_ID": graph_server.CLIENT_ID,
+            "ONEDRIVE_CLIENT_SECRET": graph_server.CLIENT_SECRET,
+            "ONEDRIVE_DRIVE_ID": graph_server.DRIVE_ID,
+            "ONEDRIVE_GRAPH_URL": graph.graph_url,
+            "ONEDRIVE_AUTHORITY_HOST": graph.url,
+            "ATTESTATION_SIGNING_KEY": SIGNING_KEY,
+            "TON_MNEMONIC": mnemonic,
+            "TON_API_URL": chain.api_url,
+            "TON_API_KEY": TON_API_KEY,
+            "DYNAMIC_ASSETS_WEBHOOK_URLS": hooks.url,
+            "DYNAMIC_ASSETS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SUPABASE_URL": "http://127.0.0.1:9",
+            "SUPABASE_KEY": SUPABASE_KEY,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        for name in ("DYNAMIC_ASSETS_DRIVE", "ONEDRIVE_ROOT", "ONEDRIVE_USER"):
+            monkeypatch.delenv(name, raising=False)
+        yield graph, chain, hooks, mnemonic
+
+
+def _run(defs, instance, result) -> dict:
+    for req in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    out = {}
+    for req in result.run_requests:
+        res = defs.get_job_def(req.job_name).execute_in_process(
+            partition_key=req.partition_key, instance=instance, raise_on_error=False, tags=req.tags
+        )
+        out[(req.tags["dataset"], req.partition_key)] = res
+    return out
+
+
+def test_no_secret_appears_anywhere_the_pipeline_writes_or_shows(
+    production, tmp_path, capfd, db_url
+):
+    graph, chain, hooks, mnemonic = production
+    cursors: list[str] = []
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        defs = build_defs(Settings.from_env(), load_declarations(DEMO_CONFIG))
+        resources = defs.resources
+        drive_sensor = defs.get_sensor_def("drive_sensor")
+        alerts = defs.get_sensor_def("alerts_sensor")
+        on_failure = defs.get_sensor_def("alert_on_run_failure")
+
+        def tick(sensor, cursor=None):
+            ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+            out = sensor(ctx)
+            cursors.append(str(getattr(out, "cursor", None) or ctx.cursor or ""))
+            return out
+
+        # Every demo version, from OneDrive to curated, fingerprinted, attested, anchored.
+        first = tick(drive_sensor)
+        good = _run(defs, instance, first)
+        assert good and all(r.success for r in good.values())
+        tick(alerts)
+
+        # A bad file: a failed blocking check, a quarantined file, a failed run, alerts.
+        nyse = f"{ROOT}/datasets/market/2024-06-01/nyse.csv"
+        text = graph.drive.node_at(nyse).content.decode()
+        lines = text.splitlines()
+        lines[1] = lines[1].replace(lines[1].split(",")[6], "-5", 1)  # a negative close
+        graph.drive.put(nyse, ("\n".join(lines) + "\n").encode())
+        second = tick(drive_sensor, first.cursor)
+        bad = _run(defs, instance, second)
+        assert [r.success for r in bad.values()] == [False]
+        for res in bad.values():
+            on_failure(
+                dg.build_run_status_sensor_context(
+                    sensor_name="alert_on_run_failure",
+                    dagster_event=res.get_run_failure_event(),
+                    dagster_instance=instance,
+                    dagster_run=res.dagster_run,
+                    resources=resources,
+                ).for_run_failure()
+            )
+        tick(alerts, cursors[-1])
+        received = hooks.wait_for(9)
+        types = sorted({r.event["type"] for r in received})
+        assert types == ["attestation.confirmed", "check.failed", "file.quarantined", "run.failed"]
+        assert all(r.verified for r in received)
+        assert chain.calls("sendBoc") >= 1  # the mnemonic was used
+        assert "client_credentials" in graph.token_grants  # the client secret was used
+
+        # Everything there is to read.
+        haystacks: dict[str, bytes] = {}
+        for record in instance.get_run_records():
+            run_id = record.dagster_run.run_id
+            logs = instance.all_logs(run_id)
+            haystacks[f"event log of run {run_id[:8]}"] = "\n".join(
+                dg.serialize_value(e) for e in logs
+            ).encode()
+            haystacks[f"run {run_id[:8]} (config, tags)"] = dg.serialize_value(
+                record.dagster_run
+            ).encode()
+        storage = Path(instance.root_directory)
+        for path in storage.rglob("*"):
+            if path.is_file():
+                haystacks[f"instance file {path.relative_to(storage)}"] = path.read_bytes()
+        haystacks["sensor cursors"] = "\n".join(cursors).encode()
+        haystacks["resources"] = repr(resources).encode() + repr(defs.resources).encode()
+    out, err = capfd.readouterr()
+    haystacks["stdout"] = out.encode()
+    haystacks["stderr"] = err.encode()
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and "dagster" not in path.relative_to(tmp_path).parts[:1]:
+            haystacks[f"file {path.relative_to(tmp_path)}"] = path.read_bytes()
+    for node in list(graph.drive.nodes.values()):
+        if not node.is_folder:
+            haystacks[f"drive file {node.name}"] = node.content
+    haystacks["webhook requests"] = b"\n".join(
+        r.body + json.dumps(r.headers).encode() for r in hooks.received
+    )
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+            "AND n.nspname IN ('public', 'ai_raw', 'ai_curated') AND NOT c.relispartition"
+        ).fetchall()
+        for (table,) in tables:
+            rows = conn.execute(f"SELECT to_jsonb(t)::text FROM {table} t").fetchall()
+            haystacks[f"table {table}"] = "\n".join(r[0] for r in rows).encode()
+
+    assert len(haystacks) > 30
+    assert sum(len(v) for v in haystacks.values()) > 1_000_000
+    secrets = needles(mnemonic)
+    # The scan works: planted, each secret is found.
+    planted = {"planted": " ".join(forms[0] for forms in secrets.values()).encode()}
+    assert len(find(planted, secrets)) == len(secrets)
+    assert find(haystacks, secrets) == []
