@@ -135,16 +135,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         from dynamic_assets import registry
 
         with db.connect() as conn:
-            for p in problems:
-                registry.record_problem(
-                    conn,
-                    path=p.path,
-                    reason=p.reason,
-                    status=p.status,
-                    dataset=p.dataset,
-                    version=p.version,
-                    item=p.item,
-                )
+            registry.record_problems(conn, problems)
 
     instance = _instance()
     outcomes: list[Outcome] = []
@@ -373,3 +364,7 @@ main.add_command(verify)
 main.add_command(lineage)
 main.add_command(attest)
 main.add_command(__import__("dynamic_assets.cli_training", fromlist=["x"]).checkpoints)
+
+
+if __name__ == "__main__":
+    main()

@@ -82,6 +82,20 @@ def record_problem(
     return file_id
 
 
+def record_problems(conn: psycopg.Connection, problems: Iterable) -> None:
+    """Record each `discovery.Problem` (a file or folder the pipeline will not take)."""
+    for p in problems:
+        record_problem(
+            conn,
+            path=p.path,
+            reason=p.reason,
+            status=p.status,
+            dataset=p.dataset,
+            version=p.version,
+            item=p.item,
+        )
+
+
 def mark_files(
     conn: psycopg.Connection,
     ids: Iterable[int],

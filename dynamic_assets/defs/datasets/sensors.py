@@ -115,16 +115,7 @@ def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
         requests, additions, next_cursor, new_problems = plan_tick(found, cursor, existing)
         if new_problems:
             with postgres.database().connect() as conn:
-                for p in new_problems:
-                    registry.record_problem(
-                        conn,
-                        path=p.path,
-                        reason=p.reason,
-                        status=p.status,
-                        dataset=p.dataset,
-                        version=p.version,
-                        item=p.item,
-                    )
+                registry.record_problems(conn, new_problems)
             for p in new_problems:
                 context.log.warning(f"not taken: {p.message}")
         if requests:
@@ -183,16 +174,7 @@ def _delta_tick(
     requests, additions, _, _ = plan_tick(found, {}, existing)
     if plan.problems or plan.emptied:
         with db.connect() as conn:
-            for p in plan.problems:
-                registry.record_problem(
-                    conn,
-                    path=p.path,
-                    reason=p.reason,
-                    status=p.status,
-                    dataset=p.dataset,
-                    version=p.version,
-                    item=p.item,
-                )
+            registry.record_problems(conn, plan.problems)
             for vf in plan.emptied:
                 registry.record_problem(
                     conn,
