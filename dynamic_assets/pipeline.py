@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from psycopg import sql
+
 from dynamic_assets import registry
 from dynamic_assets.config import Dataset, Declarations
 from dynamic_assets.db import Database
@@ -18,6 +20,7 @@ from dynamic_assets.drive.base import Drive
 from dynamic_assets.loading.curated import promote_version, staging_problems
 from dynamic_assets.loading.errors import LoadError, PromotionError
 from dynamic_assets.loading.staging import FileLoad, SourceFile, load_version
+from dynamic_assets.loading.tables import RAW_SCHEMA, ident, partition_exists, partition_name
 
 
 class VersionFailed(Exception):
@@ -51,11 +54,6 @@ class Manifest:
         ]
 
 
-def list_version(drive: Drive, decls: Declarations, ds: Dataset, version: str) -> VersionFolder:
-    found = discover(drive, decls, dataset=ds.name, version=version)
-    return found.versions[f"{ds.name}/{version}"]
-
-
 def record_manifest(
     db: Database,
     drive: Drive,
@@ -67,35 +65,17 @@ def record_manifest(
 ) -> Manifest:
     """List the version folder and record each file in `onedrive_ingest`; refuse bad files."""
     started = datetime.now(UTC)
-    folder = list_version(drive, decls, ds, version)
+    found = discover(drive, decls, dataset=ds.name, version=version)
+    folder = found.versions[f"{ds.name}/{version}"]
+    # What the folder holds that is refused, and (from discovery) an empty folder.
+    refused = folder.rejected + [p for p in found.problems if p.version == version]
+    failures = [(p.path, p.reason) for p in refused if p.status == "quarantined"]
     manifest = Manifest(folder)
     with db.connect() as conn:
         for item, fmt in folder.files:
             manifest.file_ids[item.path] = registry.record_file(conn, ds.name, version, item, fmt)
-        for p in folder.rejected:
-            registry.record_problem(
-                conn,
-                path=p.path,
-                reason=p.reason,
-                status=p.status,
-                dataset=ds.name,
-                version=version,
-                item=p.item,
-            )
-        if not folder.files and not folder.rejected:
-            registry.record_problem(
-                conn,
-                path=folder.folder,
-                reason="the version folder holds no data files",
-                status="quarantined",
-                dataset=ds.name,
-                version=version,
-            )
-    failures = [(p.path, p.reason) for p in folder.rejected if p.status == "quarantined"]
-    if not folder.files and not folder.rejected:
-        failures.append((folder.folder, "the version folder holds no data files"))
-    if failures:
-        with db.connect() as conn:
+        registry.record_problems(conn, refused)
+        if failures:
             registry.record_etl_run(
                 conn,
                 run_id=run_id,
@@ -107,6 +87,7 @@ def record_manifest(
                 files=len(folder.files) + len(folder.rejected),
                 error="; ".join(f"{p}: {r}" for p, r in failures)[:4000],
             )
+    if failures:
         raise VersionFailed(ds.name, version, failures)
     return manifest
 
@@ -161,18 +142,7 @@ def stage(
                     files=len(sources),
                     error=exc.message,
                 )
-            raise VersionFailed(
-                ds.name,
-                version,
-                [
-                    (
-                        exc.path,
-                        exc.message.split(": ", 1)[-1]
-                        if exc.message.startswith(exc.path)
-                        else exc.message,
-                    )
-                ],
-            ) from exc
+            raise VersionFailed(ds.name, version, [(exc.path, exc.located)]) from exc
         with conn.transaction():
             for load in loads:
                 registry.mark_loaded(
@@ -198,10 +168,7 @@ def _opener(drive: Drive, path: str):
 
 
 def staged_file_ids(db: Database, ds: Dataset, version: str) -> list[int]:
-    from psycopg import sql
-
-    from dynamic_assets.loading.tables import RAW_SCHEMA, ident, partition_exists, partition_name
-
+    """The `onedrive_ingest` ids of the files in the version's staging partition."""
     part = partition_name(ds.name, version)
     with db.connect() as conn:
         if not partition_exists(conn, RAW_SCHEMA, part):
@@ -211,17 +178,7 @@ def staged_file_ids(db: Database, ds: Dataset, version: str) -> list[int]:
         rows = conn.execute(
             sql.SQL("SELECT DISTINCT _file_id FROM {}").format(ident(RAW_SCHEMA, part))
         ).fetchall()
-        ids = [r[0] for r in rows]
-        if not ids:
-            # A staged version with no rows still records its files.
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT id FROM public.onedrive_ingest WHERE dataset = %s AND version = %s AND status = 'staged'",
-                    (ds.name, version),
-                ).fetchall()
-            ]
-        return ids
+        return [r[0] for r in rows]
 
 
 @dataclass
@@ -285,11 +242,6 @@ def curate(
                 )
             raise VersionFailed(ds.name, version, [(f"ai_raw.{ds.name}", str(exc))]) from exc
     return Curated(result.rows, result.seconds, out["files"], out["dataset_id"])
-
-
-def check_staged(db: Database, ds: Dataset, version: str):
-    with db.connect() as conn:
-        return staging_problems(conn, ds, version)
 
 
 def outstanding(db: Database, found) -> tuple[list[VersionFolder], list[dict]]:

@@ -12,13 +12,17 @@ class LoadError(Exception):
         super().__init__(self.message)
 
     @property
-    def message(self) -> str:
-        where = ""
+    def located(self) -> str:
+        """The reason with its line or row, without the path."""
         if self.line is not None:
-            where = f" line {self.line}:"
-        elif self.row is not None:
-            where = f" row {self.row}:"
-        return f"{self.path}:{where} {self.reason}"
+            return f"line {self.line}: {self.reason}"
+        if self.row is not None:
+            return f"row {self.row}: {self.reason}"
+        return self.reason
+
+    @property
+    def message(self) -> str:
+        return f"{self.path}: {self.located}"
 
 
 class PromotionError(Exception):

@@ -52,6 +52,12 @@ class HashingReader:
         while self.read(chunk):
             pass
 
+    def finish(self) -> tuple[str, int]:
+        """Read what is left, close, and return (SHA-256 hex digest, bytes read)."""
+        self.drain()
+        self.close()
+        return self.hexdigest(), self.bytes_read
+
     def readable(self) -> bool:
         return True
 

@@ -335,15 +335,14 @@ def _csv_source(ds: Dataset, f: SourceFile, block: int, *, retry: bool):
 
     def finish() -> tuple[str, int]:
         stream = state["stream"]
-        stream.drain()
-        stream.close()
+        digest = stream.finish()
         if stream.counted % 2:
             # Arrow reads a quote left open to the end of the file as one long field; an odd
             # number of quote characters shows it. Confirm with a strict parser to name the line.
             problem = _locate_csv_problem(f, names, "", strict_only=True)
             if problem is not None:
                 raise problem
-        return stream.hexdigest(), stream.bytes_read
+        return digest
 
     return out_names, produce, finish
 
@@ -366,23 +365,27 @@ def _csv_batches(f, names, schema, open_reader, block, exact) -> Iterator[tuple[
     yield enc.finish(), 0
 
 
+def _column_difference(present: list[str], names: list[str]) -> str | None:
+    """`missing declared column(s) ...; undeclared column(s) ...`, or None when the sets agree."""
+    missing = [n for n in names if n not in present]
+    extra = [n for n in present if n not in names]
+    parts = []
+    if missing:
+        parts.append(f"missing declared column(s) {', '.join(missing)}")
+    if extra:
+        parts.append(f"undeclared column(s) {', '.join(extra)}")
+    return "; ".join(parts) or None
+
+
 def _check_header(path: str, header: list[str], names: list[str], exact: bool = True) -> None:
     if not header or header == [""]:
         raise LoadError(path, "the file is empty: no header row", line=1)
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise LoadError(path, f"the header names column(s) twice: {', '.join(dupes)}", line=1)
-    missing = [n for n in names if n not in header]
-    extra = [h for h in header if h not in names]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing declared column(s) {', '.join(missing)}")
-        if extra:
-            parts.append(f"undeclared column(s) {', '.join(extra)}")
-        raise LoadError(
-            path, "the header does not match the declaration: " + "; ".join(parts), line=1
-        )
+    difference = _column_difference(header, names)
+    if difference:
+        raise LoadError(path, f"the header does not match the declaration: {difference}", line=1)
     if exact and header != names:
         raise LoadError(
             path,
@@ -519,10 +522,7 @@ def _json_source(f: SourceFile):
         yield enc.finish(), 0
 
     def finish() -> tuple[str, int]:
-        stream = state["stream"]
-        stream.drain()
-        stream.close()
-        return stream.hexdigest(), stream.bytes_read
+        return state["stream"].finish()
 
     return out_names, produce, finish
 
@@ -629,16 +629,10 @@ def _parquet_source(ds: Dataset, f: SourceFile):
             ) from None
         present = file_schema.names
         finish.source_types = {fld.name: str(fld.type) for fld in file_schema}
-        missing = [n for n in names if n not in present]
-        extra = [n for n in present if n not in names]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing declared column(s) {', '.join(missing)}")
-            if extra:
-                parts.append(f"undeclared column(s) {', '.join(extra)}")
+        difference = _column_difference(present, names)
+        if difference:
             raise LoadError(
-                f.path, "the Parquet schema does not match the declaration: " + "; ".join(parts)
+                f.path, f"the Parquet schema does not match the declaration: {difference}"
             )
         enc = _encoder(schema, jsonb=json_cols)
         yield enc.write_header(), 0
