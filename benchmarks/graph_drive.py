@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dynamic_assets.drive.graph import GraphDrive  # noqa: E402
-from dynamic_assets.drive.graph_auth import ClientCredentials  # noqa: E402
-from dynamic_assets_tests.lib.graph_server import (  # noqa: E402
+from dynamic_assets.drive.graph.auth import ClientCredentials  # noqa: E402
+from dynamic_assets_tests.support.graph_server import (  # noqa: E402
     CLIENT_ID,
     CLIENT_SECRET,
     DRIVE_ID,

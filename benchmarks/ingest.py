@@ -196,7 +196,7 @@ def ensure_data(rows: int) -> dict:
 
 
 def _dataset(name: str, fmt: str):
-    from dynamic_assets.config import Column, Dataset
+    from dynamic_assets.declarations.model import Column, Dataset
 
     return Dataset(
         name=name,
@@ -208,7 +208,7 @@ def _dataset(name: str, fmt: str):
 def _load(uri: str, name: str, fmt: str, path: Path) -> dict:
     import psycopg
 
-    from dynamic_assets.loading.staging import SourceFile, load_version
+    from dynamic_assets.datasets.staging import SourceFile, load_version
 
     ds = _dataset(name, fmt)
     src = SourceFile(file_id=1, path=f"bench.{fmt}", format=fmt, open=partial(path.open, "rb"))
@@ -228,8 +228,8 @@ def step_parquet(a) -> dict:
 def step_curated(a) -> dict:
     import psycopg
 
-    from dynamic_assets.loading.curated import promote_version
-    from dynamic_assets.registry import upsert_dataset
+    from dynamic_assets.datasets.curated import promote_version
+    from dynamic_assets.datasets.registry import upsert_dataset
 
     ds = _dataset("bench_csv", "csv")
     with psycopg.connect(a.uri, autocommit=True) as conn:
@@ -302,8 +302,8 @@ def step_pandas(a) -> dict:
 def step_read_curated(a) -> dict:
     """Steady state: the ADBC driver, which read_curated imports on first use, is loaded first
     (its import time is reported apart), as the read_sql step has pandas and SQLAlchemy loaded."""
-    from dynamic_assets.client import read_curated
     from dynamic_assets.db import Database
+    from dynamic_assets.read.curated import read_curated
 
     with Stopwatch() as imported:
         import adbc_driver_postgresql.dbapi  # noqa: F401
@@ -335,7 +335,7 @@ def step_hash(a) -> dict:
     """Best of three alternating passes each, after one pass to warm the page cache."""
     import hashlib
 
-    from dynamic_assets.loading.hashing import sha256_stream
+    from dynamic_assets.formats.hashing import sha256_stream
 
     path = data_paths(a.rows)[0]
     size = path.stat().st_size

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dynamic_assets.config import DEMO_CONFIG, load_declarations
+from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
 from dynamic_assets.defs.datasets.sensors import build_drive_sensor
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 

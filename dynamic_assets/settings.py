@@ -11,17 +11,18 @@
 | ONEDRIVE_DRIVE_ID / ONEDRIVE_USER | the drive (`/drives/{id}`) or a user's OneDrive | delegated: the signed-in user's |
 | ONEDRIVE_ROOT, ONEDRIVE_GRAPH_URL, ONEDRIVE_AUTHORITY_HOST | folder in the drive; Graph and sign-in hosts | DynamicCapital/ai-training; public cloud |
 | MLFLOW_TRACKING_URI | MLflow tracking server or store (may hold credentials: an EnvVar) | sqlite under $HOME_FOLDER/mlflow |
+| ATTESTATION_SIGNING_KEY, TON_*: see `ProvenanceSettings` | signing key, TON anchoring | |
+| DYNAMIC_ASSETS_WEBHOOK_*: see `WebhookSettings` | signed alerts | |
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynamic_assets.config import DEMO_CONFIG
-from dynamic_assets.provenance.settings import ProvenanceSettings
-from dynamic_assets.webhooks import WebhookSettings
+from dynamic_assets.declarations.model import DEMO_CONFIG
 
 DEFAULT_DRIVE_ROOT = "DynamicCapital/ai-training"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
@@ -76,6 +77,82 @@ class OneDriveSettings:
             .strip()
             .rstrip("/"),
             token_cache=home / TOKEN_CACHE_FILE,
+        )
+
+
+DEFAULT_API_URL = "https://testnet.toncenter.com/api/v2"
+
+
+@dataclass(frozen=True)
+class ProvenanceSettings:
+    """Which signing key and whether ledger roots are anchored on TON.
+
+    Read by `dynamic_assets.settings.Settings.from_env` (the one place that reads the environment)
+    and held there as `Settings.provenance`. Secrets are not held here, only whether they are set;
+    they reach the attestation resource as `dg.EnvVar(...)`.
+
+    | variable | meaning | default |
+    |---|---|---|
+    | ATTESTATION_SIGNING_KEY | Ed25519 key that signs the ledger and proofs (secret) | generated in $DYNAMIC_ASSETS_HOME/keys |
+    | TON_MNEMONIC | 24-word wallet (v4r2) that anchors ledger roots on TON (secret) | unset: anchoring off |
+    | TON_API_URL | toncenter API v2 base URL | https://testnet.toncenter.com/api/v2 |
+    | TON_API_KEY | toncenter API key (secret) | none (toncenter allows 1 request/s) |
+    | TON_NETWORK | testnet or mainnet (address format, records) | testnet |
+    """
+
+    signing_key_set: bool = False
+    ton_mnemonic_set: bool = False
+    ton_api_url: str | None = None
+    ton_api_key_set: bool = False
+    ton_network: str = "testnet"
+
+    @property
+    def anchoring(self) -> bool:
+        """TON anchoring is on when a wallet mnemonic is given."""
+        return self.ton_mnemonic_set
+
+    @property
+    def api_url(self) -> str:
+        return self.ton_api_url or DEFAULT_API_URL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProvenanceSettings:
+        network = (env.get("TON_NETWORK") or "testnet").strip().lower()
+        if network not in ("testnet", "mainnet"):
+            raise ValueError(f"TON_NETWORK is {network!r}: use testnet or mainnet")
+        return cls(
+            signing_key_set=bool(env.get("ATTESTATION_SIGNING_KEY")),
+            ton_mnemonic_set=bool(env.get("TON_MNEMONIC")),
+            ton_api_url=(env.get("TON_API_URL") or "").strip() or None,
+            ton_api_key_set=bool(env.get("TON_API_KEY")),
+            ton_network=network,
+        )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Whether webhooks are configured (`Settings.webhooks`). Like every secret setting, the
+    values are not held here, only whether they are set: the URLs (which may carry tokens) and
+    the signing secret reach the alert sensors as `dg.EnvVar`s.
+
+    | variable | meaning |
+    |---|---|
+    | DYNAMIC_ASSETS_WEBHOOK_URLS | comma-separated http(s) endpoints that receive the events |
+    | DYNAMIC_ASSETS_WEBHOOK_SECRET | the HMAC-SHA256 signing secret shared with the receivers |
+    """
+
+    urls_set: bool = False
+    secret_set: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.urls_set and self.secret_set
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        return cls(
+            urls_set=bool((env.get("DYNAMIC_ASSETS_WEBHOOK_URLS") or "").strip(" ,")),
+            secret_set=bool(env.get("DYNAMIC_ASSETS_WEBHOOK_SECRET")),
         )
 
 

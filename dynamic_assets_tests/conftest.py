@@ -12,10 +12,10 @@ import dagster as dg
 import psycopg
 import pytest
 
-from dynamic_assets.config import DEMO_CONFIG, load_declarations
 from dynamic_assets.db import Database
+from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
+from dynamic_assets.demo.seed import seed_drive
 from dynamic_assets.drive import LocalDrive
-from dynamic_assets.seed import seed_drive
 from dynamic_assets.settings import Settings
 
 

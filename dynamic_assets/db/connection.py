@@ -62,8 +62,8 @@ class Database:
         if self._migrate and uri not in _migrated:
             with _lock:
                 if uri not in _migrated:
+                    from dynamic_assets.db.access import secure_registry
                     from dynamic_assets.db.migrate import apply_migrations
-                    from dynamic_assets.security import secure_registry
 
                     with psycopg.connect(uri, autocommit=True) as conn:
                         apply_migrations(conn)

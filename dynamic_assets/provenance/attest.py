@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.provenance import dsse, ledger, merkle
 from dynamic_assets.provenance.fingerprint import SPEC
-from dynamic_assets.provenance.keys import SigningKey
+from dynamic_assets.provenance.signing import SigningKey
 
 PROOF_TYPE = "dynamic-assets/proof/v1"
 REPORTS_FOLDER = "reports/attestations"

@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 from dynamic_assets.provenance.canonical import canonical_json
-from dynamic_assets.provenance.keys import SigningKey, key_id, verify_signature
+from dynamic_assets.provenance.signing import SigningKey, key_id, verify_signature
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

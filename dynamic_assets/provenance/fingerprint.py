@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dynamic_assets.config import VECTOR_TYPE, Dataset
-from dynamic_assets.loading.tables import CURATED_SCHEMA, ident, table_columns
+from dynamic_assets.db.tables import CURATED_SCHEMA, ident, table_columns
+from dynamic_assets.declarations.model import VECTOR_TYPE, Dataset
 from dynamic_assets.provenance.canonical import canonical_json, canonical_sha256
 
 SPEC = "dynamic-assets/fingerprint/v1"
@@ -251,7 +251,7 @@ def compute_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> 
 
 def store_fingerprint(conn: psycopg.Connection, fp: Fingerprint) -> int:
     """Write the fingerprint to the `datasets` registry row; returns the row id."""
-    from dynamic_assets.registry import combined_checksum
+    from dynamic_assets.datasets.registry import combined_checksum
 
     row = conn.execute(
         """UPDATE public.datasets

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from dynamic_assets.provenance import merkle
 from dynamic_assets.provenance.canonical import canonical_json, canonical_sha256
-from dynamic_assets.provenance.keys import SigningKey, verify_signature
+from dynamic_assets.provenance.signing import SigningKey, verify_signature
 
 ENTRY_TYPE = "dynamic-assets/ledger-entry/v1"
 GENESIS = "0" * 64

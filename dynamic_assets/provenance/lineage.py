@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from dynamic_assets.db import Database
-from dynamic_assets.loading.tables import CURATED_SCHEMA, RAW_SCHEMA, ident, table_columns
+from dynamic_assets.db.tables import CURATED_SCHEMA, RAW_SCHEMA, ident, table_columns
 
 
 class LineageNotFound(LookupError):

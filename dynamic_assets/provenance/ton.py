@@ -42,8 +42,8 @@ from pytoniq_core.crypto.keys import mnemonic_is_valid, mnemonic_to_private_key
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from dynamic_assets.provenance.keys import verify_signature
-from dynamic_assets.provenance.settings import DEFAULT_API_URL
+from dynamic_assets.provenance.signing import verify_signature
+from dynamic_assets.settings import DEFAULT_API_URL
 
 WALLET_VERSION = "v4r2"
 # The wallet v4r2 contract code (the standard one every TON wallet app deploys); its cell hash

@@ -30,7 +30,7 @@ from dynamic_assets.provenance.fingerprint import (
     fingerprint_of,
     sha256_file,
 )
-from dynamic_assets.provenance.keys import key_id
+from dynamic_assets.provenance.signing import key_id
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 

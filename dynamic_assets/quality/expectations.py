@@ -16,9 +16,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dynamic_assets.config import Column, Dataset, Expectation
-from dynamic_assets.loading.curated import WITHHELD, _text_source, cast_expression, describe_example
-from dynamic_assets.loading.tables import RAW_SCHEMA, ident, partition_name
+from dynamic_assets.datasets.curated import (
+    WITHHELD,
+    _text_source,
+    cast_expression,
+    describe_example,
+)
+from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_name
+from dynamic_assets.declarations.model import Column, Dataset, Expectation
 
 EXAMPLES = 10
 

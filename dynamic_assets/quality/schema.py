@@ -14,10 +14,10 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dynamic_assets.config import Dataset
-from dynamic_assets.loading.staging import RECORD_COLUMN
-from dynamic_assets.loading.tables import RAW_SCHEMA, ident, partition_name
-from dynamic_assets.names import version_sort_key
+from dynamic_assets.datasets.staging import RECORD_COLUMN
+from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_name
+from dynamic_assets.declarations.model import Dataset
+from dynamic_assets.declarations.names import version_sort_key
 
 SAMPLE_ROWS = 5_000
 # Narrowest first: the first type all sampled values cast to is the observed type.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from dynamic_assets.config import Declarations
 from dynamic_assets.db import Database
-from dynamic_assets.names import version_sort_key
+from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.declarations.names import version_sort_key
 
 
 @dataclass

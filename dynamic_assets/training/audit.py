@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from dynamic_assets.drive.base import Drive, DriveItem
-from dynamic_assets.training import registry
+from dynamic_assets.training import records
 from dynamic_assets.training.checkpoint import (
     CHECKPOINTS_FOLDER,
     MAX_METADATA_BYTES,
@@ -134,11 +134,11 @@ def inspect_folder(
         return Verdict(
             folder, "invalid_metadata", f"{folder.path}: cannot read {METADATA_FILE}: {exc}"
         )
-    known = registry.fingerprint_known(
+    known = records.fingerprint_known(
         conn, meta.dataset, meta.dataset_version, meta.data_fingerprint
     )
     if known is None:
-        current = registry.registered_fingerprint(conn, meta.dataset, meta.dataset_version)
+        current = records.registered_fingerprint(conn, meta.dataset, meta.dataset_version)
         registered = (
             f"the registry's fingerprint of that version is {current}"
             if current
@@ -173,18 +173,18 @@ def record_verdict(
             fingerprint_known_as=verdict.known_as,
             checkpoint=folder.path,
         )
-        model_id, new = registry.register_model(
+        model_id, new = records.register_model(
             conn,
             name=meta.model,
             version=meta.run_id,
-            dataset_id=registry.dataset_id(conn, meta.dataset, meta.dataset_version),
+            dataset_id=records.dataset_id(conn, meta.dataset, meta.dataset_version),
             framework=meta.framework,
             performance_metrics=meta.metrics,
             deployment_locations={"drive": folder.path, "drive_kind": drive_kind},
             metadata=details,
             replace=False,
         )
-    registry.record_checkpoint(
+    records.record_checkpoint(
         conn,
         path=folder.path,
         model=folder.model,

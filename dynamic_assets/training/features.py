@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dynamic_assets.config import Dataset, Derived, Model
+from dynamic_assets.declarations.model import Dataset, Derived, Model
 
 
 class TrainingDataError(ValueError):

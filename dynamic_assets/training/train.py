@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dynamic_assets.config import Dataset, Model
 from dynamic_assets.db import Database
+from dynamic_assets.declarations.model import Dataset, Model
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.training import checkpoint as ckpt
-from dynamic_assets.training import registry
+from dynamic_assets.training import records
 from dynamic_assets.training.features import Split, TrainingFrame, build_training_frame, split
 
 MLFLOW_DIGEST_CHARS = 36  # mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE
@@ -229,7 +229,7 @@ def _curated_source_class():
             return "dynamic_assets_curated"
 
         def load(self) -> pd.DataFrame:
-            from dynamic_assets.client import read_curated
+            from dynamic_assets.read.curated import read_curated
 
             return read_curated(self.dataset, self.version, expected_fingerprint=self.fingerprint)
 
@@ -414,7 +414,7 @@ def train_version(
     import skops
     from mlflow.models import infer_signature
 
-    from dynamic_assets.client import read_curated
+    from dynamic_assets.read.curated import read_curated
 
     started = time.perf_counter()
     frame = read_curated(ds.name, version, database=db, expected_fingerprint=fingerprint)
@@ -518,11 +518,11 @@ def train_version(
     ckpt.write_checkpoint(drive, folder, weights=weights, metadata=metadata, extra_files=mirror)
 
     with db.connect() as conn:
-        model_row, _ = registry.register_model(
+        model_row, _ = records.register_model(
             conn,
             name=model.name,
             version=run_id,
-            dataset_id=registry.dataset_id(conn, ds.name, version),
+            dataset_id=records.dataset_id(conn, ds.name, version),
             framework=FRAMEWORK,
             performance_metrics=fitted.metrics,
             deployment_locations={
@@ -546,7 +546,7 @@ def train_version(
                 "registered_by": "pipeline",
             },
         )
-        experiment_row = registry.record_experiment(
+        experiment_row = records.record_experiment(
             conn,
             name=model.name,
             dataset_version=version,

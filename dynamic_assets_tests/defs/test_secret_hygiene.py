@@ -19,12 +19,11 @@ import dagster as dg
 import pytest
 from pytoniq_core.crypto.keys import mnemonic_new
 
-from dynamic_assets.config import DEMO_CONFIG, load_declarations
+from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.provenance import ton
 from dynamic_assets.settings import Settings
-from dynamic_assets_tests.lib import graph_server, webhook_receiver
-from dynamic_assets_tests.lib.provenance import toncenter_server
+from dynamic_assets_tests.support import graph_server, toncenter_server, webhook_receiver
 
 ROOT = "DynamicCapital/ai-training"
 SIGNING_KEY = "5ec2e7" * 10 + "5ec2"  # a 32-byte Ed25519 seed, as hex

@@ -1,2 +1,2 @@
 """Alerts: signed webhook events on failed checks and runs, quarantined files, stale datasets and
-confirmed attestations (the plain core is `dynamic_assets.webhooks`)."""
+confirmed attestations (the plain core is `dynamic_assets.alerts`)."""

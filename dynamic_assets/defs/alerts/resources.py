@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from dynamic_assets.alerts import DeliveryPolicy, WebhookConfig, parse_endpoints
 from dynamic_assets.settings import Settings
-from dynamic_assets.webhooks import DeliveryPolicy, WebhookConfig, parse_endpoints
 
 
 def _value(v: str | None) -> str | None:

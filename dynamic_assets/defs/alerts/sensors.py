@@ -22,11 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from dynamic_assets.config import Declarations
-from dynamic_assets.defs.alerts.resources import WebhookResource, build_webhook_resource
-from dynamic_assets.defs.resources import PostgresResource
-from dynamic_assets.settings import Settings
-from dynamic_assets.webhooks import (
+from dynamic_assets.alerts import (
     DeliveryResult,
     Event,
     attestation_events,
@@ -36,6 +32,10 @@ from dynamic_assets.webhooks import (
     since_default,
     stale_events,
 )
+from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.defs.alerts.resources import WebhookResource, build_webhook_resource
+from dynamic_assets.defs.resources import PostgresResource
+from dynamic_assets.settings import Settings
 
 # Rows committed out of order (a transaction that started earlier commits later) are caught by
 # looking back this far; deliveries are unique per event and endpoint, so nothing repeats.

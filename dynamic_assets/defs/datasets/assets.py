@@ -10,13 +10,13 @@ from datetime import timedelta
 import dagster as dg
 from psycopg import sql
 
-from dynamic_assets import pipeline
-from dynamic_assets.config import Dataset, Declarations
+from dynamic_assets.datasets import pipeline
+from dynamic_assets.db.tables import CURATED_SCHEMA, ident
+from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import provenance_keys
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
-from dynamic_assets.loading.tables import CURATED_SCHEMA, ident
 from dynamic_assets.quality.expectations import check_names
 
 PIPELINE_CODE_VERSION = "1"
@@ -309,7 +309,7 @@ def _check_results(ds: Dataset, checked) -> list[dg.AssetCheckResult]:
 
 
 def _checksum(files: list[dict]) -> str:
-    from dynamic_assets.registry import combined_checksum
+    from dynamic_assets.datasets.registry import combined_checksum
 
     return combined_checksum(files)
 

@@ -9,7 +9,7 @@ unknown format, empty version folder) are recorded in `onedrive_ingest` and name
 A drive with a change feed (OneDrive through Microsoft Graph) is read with `delta` instead: the
 cursor is the feed's deltaLink (`{"delta": <link>}`; `"full": 1` while a first listing or a resync
 continues over several ticks), only the version folders the feed names are listed, the same run
-keys are requested, deleted files are marked `deleted` (see `dynamic_assets.drive_changes`).
+keys are requested, deleted files are marked `deleted` (see `dynamic_assets.drive.changes`).
 """
 
 import base64
@@ -19,14 +19,14 @@ import zlib
 
 import dagster as dg
 
-from dynamic_assets import registry
-from dynamic_assets.config import Declarations
+from dynamic_assets.datasets import registry
+from dynamic_assets.datasets.pipeline import outstanding
+from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.datasets.assets import ingest_job_name
 from dynamic_assets.defs.datasets.partitions import partitions_name
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
-from dynamic_assets.discovery import Discovery, discover
-from dynamic_assets.drive_changes import DELTA_BUDGET_SECONDS, plan_changes
-from dynamic_assets.pipeline import outstanding
+from dynamic_assets.drive.changes import DELTA_BUDGET_SECONDS, plan_changes
+from dynamic_assets.drive.discovery import Discovery, discover
 
 CURSOR_VERSION = 1
 

@@ -8,7 +8,7 @@ provenance/<dataset>/attestation  the fingerprint in a signed ledger entry (Merk
 
 import dagster as dg
 
-from dynamic_assets.config import Dataset, Declarations
+from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.defs.datasets.assets import curated_key
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from dynamic_assets.provenance.keys import SigningKey, load_signing_key
-from dynamic_assets.provenance.settings import DEFAULT_API_URL
-from dynamic_assets.settings import Settings
+from dynamic_assets.provenance.signing import SigningKey, load_signing_key
+from dynamic_assets.settings import DEFAULT_API_URL, Settings
 
 if TYPE_CHECKING:  # the TON stack is imported when anchoring, not when the code location loads
     from dynamic_assets.provenance.ton import Anchorer, TonCenterClient

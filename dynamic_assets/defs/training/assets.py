@@ -14,18 +14,18 @@ configuration (e.g. a run made by `dynamic-assets run` in another Dagster instan
 
 import dagster as dg
 
-from dynamic_assets.client import FingerprintMismatch
-from dynamic_assets.config import Dataset, Declarations, Model
+from dynamic_assets.datasets.registry import curated_versions
+from dynamic_assets.declarations.model import Dataset, Declarations, Model
+from dynamic_assets.declarations.names import version_sort_key
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import fingerprint_key
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.defs.training.keys import model_key, train_job_name
 from dynamic_assets.defs.training.resources import MlflowResource
-from dynamic_assets.names import version_sort_key
-from dynamic_assets.registry import curated_versions
+from dynamic_assets.read.curated import FingerprintMismatch
 from dynamic_assets.settings import Settings
-from dynamic_assets.training import registry
+from dynamic_assets.training import records
 from dynamic_assets.training.checkpoint import CheckpointError
 from dynamic_assets.training.features import TrainingDataError
 from dynamic_assets.training.train import (
@@ -75,7 +75,7 @@ def planned_fingerprint(
         if value:
             return value
     with postgres.database().connect() as conn:
-        value = registry.registered_fingerprint(conn, dataset, version)
+        value = records.registered_fingerprint(conn, dataset, version)
     if not value:
         raise dg.Failure(
             description=f"{dataset} {version} has no fingerprint: materialize "
@@ -143,7 +143,7 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
             # One training run per (model, data, configuration), across processes and machines.
             lock.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (lock_key,))
             with db.connect() as conn:
-                existing = registry.find_trained(conn, model.name, fingerprint, chash)
+                existing = records.find_trained(conn, model.name, fingerprint, chash)
             if existing is not None:
                 context.log.info(
                     f"{model.name} {version}: already trained on fingerprint {fingerprint[:16]}… "

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from dynamic_assets.config import Declarations, Model
 from dynamic_assets.db import Database
+from dynamic_assets.declarations.model import Declarations, Model
+from dynamic_assets.declarations.names import version_sort_key
 from dynamic_assets.defs.datasets.partitions import partitions_name
 from dynamic_assets.defs.training.keys import train_job_name
-from dynamic_assets.names import version_sort_key
-from dynamic_assets.training import registry
+from dynamic_assets.training import records
 from dynamic_assets.training.train import config_hash
 
 
@@ -57,7 +57,7 @@ def pending_training(
                 versions = versions[-1:]
             chash = config_hash(model)
             for version, fp in versions:
-                if registry.find_trained(conn, model.name, fp, chash) is None:
+                if records.find_trained(conn, model.name, fp, chash) is None:
                     found.append(Pending(model, version, fp))
     return found
 

@@ -18,7 +18,7 @@ import zlib
 
 import dagster as dg
 
-from dynamic_assets.config import Declarations
+from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.datasets.partitions import partitions_name
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.defs.training.keys import model_key

@@ -10,11 +10,12 @@ from dataclasses import replace
 import dagster as dg
 import pytest
 
-from dynamic_assets.config import DEMO_CONFIG, Declarations, load_declarations
+from dynamic_assets.alerts import WITHHELD
+from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_declarations
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.defs.alerts.resources import WebhookResource
-from dynamic_assets.webhooks import WITHHELD, WebhookSettings
-from dynamic_assets_tests.lib.webhook_receiver import closed_port_url, hung_endpoint, receiver
+from dynamic_assets.settings import WebhookSettings
+from dynamic_assets_tests.support.webhook_receiver import closed_port_url, hung_endpoint, receiver
 
 SECRET = "whsec-TEST-alerts-81c0d2"
 

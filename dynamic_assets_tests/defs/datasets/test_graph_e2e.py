@@ -11,11 +11,11 @@ import json
 import dagster as dg
 import pytest
 
-from dynamic_assets.config import DEMO_CONFIG
+from dynamic_assets.declarations.model import DEMO_CONFIG
 from dynamic_assets.definitions import build_defs
-from dynamic_assets.seed import SEED_VERSIONS
+from dynamic_assets.demo.seed import SEED_VERSIONS
 from dynamic_assets.settings import Settings
-from dynamic_assets_tests.lib.graph_server import (
+from dynamic_assets_tests.support.graph_server import (
     CLIENT_ID,
     CLIENT_SECRET,
     DRIVE_ID,

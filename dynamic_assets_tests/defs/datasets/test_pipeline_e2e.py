@@ -9,7 +9,7 @@ import time
 import dagster as dg
 import pandas as pd
 
-from dynamic_assets.seed import SEED_VERSIONS
+from dynamic_assets.demo.seed import SEED_VERSIONS
 
 
 def tick(defs, instance, cursor=None):

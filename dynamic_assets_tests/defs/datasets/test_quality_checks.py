@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dynamic_assets.cli import main
-from dynamic_assets.config import DEMO_CONFIG, Declarations, load_declarations
+from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_declarations
 from dynamic_assets.definitions import build_defs
 
 
@@ -142,7 +142,7 @@ def test_status_names_failing_checks_and_quarantined_files(
         [{"type": "expect_column_values_to_be_between", "column": "volume", "max_value": 1000}]
     )
     config = tmp_path / "decls.yaml"
-    from dynamic_assets.config import save_declarations
+    from dynamic_assets.declarations.model import save_declarations
 
     save_declarations(decls, config)
     run_market(build_defs(settings, decls), instance)

@@ -13,14 +13,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dynamic_assets import pipeline
-from dynamic_assets.config import DEMO_CONFIG, Declarations, load_declarations
+from dynamic_assets.datasets import pipeline
 from dynamic_assets.db import Database
+from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_declarations
+from dynamic_assets.demo.seed import SEED_VERSIONS, seed_drive
 from dynamic_assets.drive import LocalDrive
 from dynamic_assets.provenance import attest
 from dynamic_assets.provenance.fingerprint import compute_fingerprint, store_fingerprint
-from dynamic_assets.provenance.keys import SigningKey, load_signing_key
-from dynamic_assets.seed import SEED_VERSIONS, seed_drive
+from dynamic_assets.provenance.signing import SigningKey, load_signing_key
 
 BATCHES = [["market", "corpus"], ["embeddings"]]
 

@@ -15,15 +15,15 @@ from pytoniq_core.crypto.keys import mnemonic_new
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.defs.datasets.assets import curated_key, manifest_key, raw_key
 from dynamic_assets.defs.provenance.keys import attestation_key, fingerprint_key
+from dynamic_assets.demo.seed import SEED_VERSIONS
 from dynamic_assets.drive import LocalDrive
 from dynamic_assets.provenance import ton
-from dynamic_assets.provenance.keys import load_signing_key
 from dynamic_assets.provenance.lineage import lineage
-from dynamic_assets.provenance.settings import ProvenanceSettings
+from dynamic_assets.provenance.signing import load_signing_key
 from dynamic_assets.provenance.verify import verify_version
-from dynamic_assets.seed import SEED_VERSIONS
+from dynamic_assets.settings import ProvenanceSettings
 from dynamic_assets_tests.defs.datasets.test_pipeline_e2e import run_all, tick
-from dynamic_assets_tests.lib.provenance.toncenter_server import serve
+from dynamic_assets_tests.support.toncenter_server import serve
 
 MARKET = "2024-06-01"
 

@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from dynamic_assets.cli import main
-from dynamic_assets.config import DEMO_CONFIG
+from dynamic_assets.declarations.model import DEMO_CONFIG
 
 
 def env(a) -> dict[str, str]:

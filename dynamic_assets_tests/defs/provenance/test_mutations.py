@@ -8,11 +8,11 @@ import json
 
 import pytest
 
+from dynamic_assets.demo.seed import SEED_VERSIONS
 from dynamic_assets.provenance import dsse, ledger
 from dynamic_assets.provenance.canonical import canonical_sha256
-from dynamic_assets.provenance.keys import load_signing_key
+from dynamic_assets.provenance.signing import load_signing_key
 from dynamic_assets.provenance.verify import verify_proof, verify_version
-from dynamic_assets.seed import SEED_VERSIONS
 
 ALL_VERSIONS = [(ds, v) for ds, versions in SEED_VERSIONS.items() for v in versions]
 

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from sklearn.linear_model import Ridge
 
 from dynamic_assets.cli import main
-from dynamic_assets.config import DEMO_CONFIG
+from dynamic_assets.declarations.model import DEMO_CONFIG
 from dynamic_assets.defs.training.keys import model_key
 from dynamic_assets.training import checkpoint as ckpt
-from dynamic_assets_tests.lib.training.support import curate_and_fingerprint
+from dynamic_assets_tests.training.support import curate_and_fingerprint
 
 V1 = "2024-06-01"
 MODEL = "market_next_return"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mlflow
 
 from dynamic_assets.defs.training.keys import train_job_name
-from dynamic_assets_tests.lib.training.support import curate_and_fingerprint
+from dynamic_assets_tests.training.support import curate_and_fingerprint
 
 V1 = "2024-06-01"
 

@@ -1,0 +1,248 @@
+"""`dynamic-assets verify`, `lineage` and `attest pubkey`: what an auditor runs.
+
+    dynamic-assets verify DATASET VERSION [--source] [--json] [--pubkey KEY]
+    dynamic-assets verify --proof FILE [--source] [--json] [--pubkey KEY]
+    dynamic-assets lineage DATASET VERSION [--json]
+    dynamic-assets attest pubkey [--pem]
+
+`verify` prints each step with pass, fail or skip and exits 0 only if no step failed (1 if one
+did, 2 on a usage error).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from dynamic_assets.settings import Settings
+
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+
+
+def _pinned_key(pubkey: str | None, settings: Settings) -> tuple[str | None, str]:
+    """The key signatures must come from: --pubkey (text or a file), else the local signing key
+    when one exists (never created here), else none."""
+    from dynamic_assets.provenance.signing import SigningKeyError, public_key_from_text
+
+    if pubkey:
+        text = pubkey
+        candidate = Path(pubkey).expanduser()
+        if len(pubkey) < 4096 and candidate.is_file():
+            text = candidate.read_text(encoding="ascii")
+        try:
+            return public_key_from_text(text), "pinned key"
+        except SigningKeyError as exc:
+            raise click.BadParameter(str(exc), param_hint="--pubkey") from None
+    from dynamic_assets.defs.provenance.resources import build_attestation_resource
+
+    try:
+        key = build_attestation_resource(settings).existing_signer()
+    except SigningKeyError:
+        key = None
+    if key is None:
+        return None, "pinned key"
+    return key.public_key_hex, "local signing key"
+
+
+def _print_report(report) -> None:
+    title = f"verify {report.subject}"
+    if report.fingerprint:
+        title += f"  (fingerprint {report.fingerprint[:16]}…)"
+    table = Table(title=title, show_lines=False)
+    table.add_column("step")
+    table.add_column("result")
+    table.add_column("what it proves")
+    table.add_column("detail", overflow="fold")
+    for s in report.steps:
+        table.add_row(s.name, f"[{STYLE[s.status]}]{s.status.upper()}[/]", s.title, s.detail)
+    console.print(table)
+    failed = report.first_failure
+    if failed is None:
+        console.print(f"[green]VERIFIED[/] {report.subject}: every step passed or was skipped.")
+    else:
+        err.print(
+            f"FAILED at step {failed.name}: {failed.detail}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@click.command()
+@click.argument("dataset", required=False)
+@click.argument("version", required=False)
+@click.option(
+    "--proof",
+    "proof_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify a proof file alone, without the database.",
+)
+@click.option("--source", is_flag=True, help="Also re-hash the source files in the drive.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--pubkey",
+    envvar="ATTESTATION_PUBLIC_KEY",
+    help="The signing key to pin (hex, base64, PEM, or a file holding it); default: the local "
+    "signing key if there is one. See `dynamic-assets attest pubkey`.",
+)
+def verify(
+    dataset: str | None,
+    version: str | None,
+    proof_file: Path | None,
+    source: bool,
+    as_json: bool,
+    pubkey: str | None,
+) -> None:
+    """Prove that a curated dataset version is exactly what was fingerprinted and attested."""
+    from dynamic_assets.defs.provenance.resources import build_attestation_resource
+    from dynamic_assets.defs.resources import build_resources
+    from dynamic_assets.provenance.verify import load_proof, verify_proof, verify_version
+    from dynamic_assets.read.curated import default_database
+
+    settings = Settings.from_env()
+    if proof_file is None and not (dataset and version):
+        raise click.UsageError("give DATASET VERSION, or --proof FILE")
+    if proof_file is not None and (dataset or version):
+        raise click.UsageError("give either DATASET VERSION or --proof FILE, not both")
+    pinned, label = _pinned_key(pubkey, settings)
+    drive = build_resources(settings)["drive"].get() if source else None
+    ton_client = build_attestation_resource(settings).ton_client()
+    if proof_file is not None:
+        try:
+            doc = load_proof(proof_file)
+        except ValueError as exc:
+            err.print(str(exc), markup=False, highlight=False)
+            sys.exit(1)
+        report = verify_proof(
+            doc, drive=drive, pinned_key=pinned, pinned_label=label, ton_client=ton_client
+        )
+    else:
+        assert dataset and version
+        report = verify_version(
+            default_database(settings),
+            dataset,
+            version,
+            drive=drive,
+            pinned_key=pinned,
+            pinned_label=label,
+            ton_client=ton_client,
+        )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_report(report)
+    sys.exit(0 if report.ok else 1)
+
+
+def _size(n: int | None) -> str:
+    return "-" if n is None else f"{n:,} B"
+
+
+@click.command()
+@click.argument("dataset")
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def lineage(dataset: str, version: str, as_json: bool) -> None:
+    """The chain from source files to curated rows, fingerprint, attestation and models."""
+    from dynamic_assets.provenance.lineage import LineageNotFound
+    from dynamic_assets.provenance.lineage import lineage as build
+    from dynamic_assets.read.curated import default_database
+
+    settings = Settings.from_env()
+    try:
+        data = build(default_database(settings), dataset, version)
+    except LineageNotFound as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    tree = Tree(f"[bold]datasets/{dataset}/{version}[/] ({data['status']})")
+    files = tree.add(f"source files ({len(data['source_files'])})")
+    for f in data["source_files"]:
+        node = files.add(f"[bold]{f['path']}[/]")
+        node.add(f"drive item {f['drive_item_id']}  eTag {f['etag']}")
+        node.add(f"sha256 {f['sha256']}  {_size(f['size_bytes'])}")
+        node.add(f"modified {f['modified_at']} by {f['modified_by'] or '(not recorded)'}")
+        node.add(f"staging rows {f['staging_rows']:,} -> curated rows {f['curated_rows']:,}")
+    steps = tree.add(f"steps ({len(data['steps'])})")
+    for s in data["steps"]:
+        style = "green" if s["status"] == "succeeded" else "red"
+        line = (
+            f"{s['started_at']}  {s['step']} [{style}]{s['status']}[/]  files {s['files']}  "
+            f"rows {s['rows_loaded']}"
+        )
+        if s["rows_rejected"]:
+            line += f"  rejected {s['rows_rejected']}"
+        if s["error"]:
+            line += f"  error: {s['error'][:200]}"
+        steps.add(line)
+    cur = data["curated"]
+    tree.add(
+        f"staging {data['staging']['table']}: {data['staging']['rows']:,} rows -> curated "
+        f"{cur['table']}: {cur['rows']:,} rows (schema v{cur['schema_version']}, "
+        f"{cur['sensitivity']}, curated {cur['curated_at']})"
+    )
+    fp = data["fingerprint"]
+    if fp:
+        node = tree.add(f"fingerprint [bold]{fp['fingerprint']}[/] ({fp['spec']})")
+        node.add(f"content digest {fp['content_digest']}  rows {fp['rows']:,}")
+        node.add(f"files checksum {fp['checksum']}  {_size(fp['size_bytes'])}")
+    else:
+        tree.add("[yellow]fingerprint: not computed yet[/]")
+    at = data["attestation"]
+    if at:
+        node = tree.add(
+            f"attestation: ledger entry {at['ledger_seq']} ({at['entry_hash']}), "
+            f"leaf {at['leaf_index']} of {at['tree_size']}"
+        )
+        node.add(f"merkle root {at['merkle_root']}, written {at['created_at']}")
+        node.add(f"signed by {at['public_key']}")
+        node.add(f"proof file {at['proof_file'] or '(not written yet)'}")
+        if at["ton"]:
+            t = at["ton"]
+            node.add(f"TON {t['network']} tx {t['tx_hash']} lt {t['tx_lt']} wallet {t['wallet']}")
+        else:
+            node.add("TON: not anchored")
+    else:
+        tree.add("[yellow]attestation: not attested yet[/]")
+    models = tree.add(f"models trained on it ({len(data['models'])})")
+    for m in data["models"]:
+        models.add(f"{m['name']} {m['version']} ({m['framework'] or '-'}), {m['created_at']}")
+    console.print(tree)
+
+
+@click.group()
+def attest() -> None:
+    """The attestation ledger's signing key."""
+
+
+@attest.command()
+@click.option("--pem", is_flag=True, help="Print the public key as PEM instead of hex.")
+def pubkey(pem: bool) -> None:
+    """Print the public key that signs the ledger and proofs, for auditors to pin.
+
+    The key is ATTESTATION_SIGNING_KEY, or the key file under DYNAMIC_ASSETS_HOME (created on
+    first use). Only the public half is ever printed.
+    """
+    from dynamic_assets.defs.provenance.resources import build_attestation_resource
+    from dynamic_assets.provenance.signing import SigningKeyError
+
+    settings = Settings.from_env()
+    try:
+        key = build_attestation_resource(settings).signer()
+    except SigningKeyError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(1)
+    assert key is not None
+    click.echo(key.public_pem().rstrip() if pem else key.public_key_hex)
+    err.print(f"key id {key.key_id}, from {key.source}", markup=False, highlight=False)

@@ -1,0 +1,107 @@
+"""Training on the command line: training after `dynamic-assets run`, and `dynamic-assets
+checkpoints`, an auditor's read-only check of every checkpoint folder in the drive."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dynamic_assets.settings import Settings
+
+
+def train_after_run(defs, instance, db, decls, dataset: str | None, console: Console) -> list:
+    """Train what is pending (see `pending_training`), print a table, return the failures as
+    (dataset, version, path, reason) rows for the run's summary."""
+    from dynamic_assets.defs.training.headless import pending_training, train_pending
+
+    if not pending_training(db, decls, dataset):
+        return []
+    with console.status("Training models on new or changed data …"):
+        outcomes = train_pending(defs, instance, db, decls, dataset=dataset)
+    table = Table(title="training")
+    for name in ("model", "version", "metric", "value", "seconds", "status", "detail"):
+        table.add_column(name, justify="right" if name in ("value", "seconds") else "left")
+    for o in outcomes:
+        style = {"trained": "green", "failed": "red"}.get(o.status, "yellow")
+        table.add_row(
+            o.model,
+            o.version,
+            o.metric,
+            "-" if o.value is None else f"{o.value:.4g}",
+            f"{o.seconds:.2f}",
+            f"[{style}]{o.status}[/]",
+            o.detail if o.status != "failed" else "",
+        )
+    console.print(table)
+    models = {m.name: m.dataset for m in decls.models}
+    return [
+        (models[o.model], o.version, f"models/{o.model}", o.detail)
+        for o in outcomes
+        if o.status == "failed"
+    ]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all", "show_all", is_flag=True, help="List traceable checkpoints too.")
+def checkpoints(as_json: bool, show_all: bool) -> None:
+    """Check every checkpoint folder in the drive's model-checkpoints/ (read-only).
+
+    A checkpoint is traceable when its metadata.json is valid, its weights are in the folder,
+    and the fingerprint it names is one the registry knows for that dataset version. Exits 1
+    if any folder cannot be traced to curated data.
+    """
+    from dynamic_assets.defs.resources import build_resources
+    from dynamic_assets.read.curated import default_database
+    from dynamic_assets.training.audit import inspect_folder, scan_checkpoints
+
+    settings = Settings.from_env()
+    drive = build_resources(settings)["drive"].get()
+    folders, stray = scan_checkpoints(drive)
+    rows = []
+    with default_database(settings).connect() as conn:
+        for folder in folders:
+            verdict = inspect_folder(drive, conn, folder, grace=timedelta(0))
+            assert verdict is not None  # no grace: every folder gets a verdict
+            meta = verdict.metadata
+            rows.append(
+                {
+                    "path": folder.path,
+                    "status": verdict.status,
+                    "traceable": verdict.traceable,
+                    "dataset": meta.dataset if meta else None,
+                    "dataset_version": meta.dataset_version if meta else None,
+                    "data_fingerprint": meta.data_fingerprint if meta else None,
+                    "fingerprint_known_as": verdict.known_as,
+                    "problem": verdict.problem,
+                }
+            )
+    rows.extend(
+        {"path": p, "status": "stray_file", "traceable": False, "problem": "not in a run folder"}
+        for p in stray
+    )
+    bad = [r for r in rows if not r["traceable"]]
+    if as_json:
+        click.echo(json.dumps(rows if show_all else bad, indent=2))
+    else:
+        out = Console(width=None if sys.stdout.isatty() else 160)
+        table = Table(title=f"checkpoints in {drive.describe()}")
+        for name in ("checkpoint", "status", "trained on", "problem"):
+            table.add_column(name)
+        for r in rows if show_all else bad:
+            on = (
+                f"{r['dataset']} {r['dataset_version']} {r['data_fingerprint'][:12]}…"
+                if r.get("data_fingerprint")
+                else "-"
+            )
+            style = "green" if r["traceable"] else "red"
+            table.add_row(r["path"], f"[{style}]{r['status']}[/]", on, r.get("problem") or "")
+        out.print(table)
+        out.print(f"{len(rows) - len(bad)} traceable, {len(bad)} not traceable to curated data")
+    if bad:
+        sys.exit(1)

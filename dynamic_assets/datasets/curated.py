@@ -1,0 +1,451 @@
+"""Promotion from `ai_raw` staging to typed `ai_curated` tables, inside Postgres.
+
+Rows are cast with one INSERT ... SELECT (no round trip through Python) into a new table that
+replaces the version's partition in one transaction. Before that, `staging_problems` finds the
+values that would not cast, nulls in non-nullable columns and duplicate primary keys, each with
+its source file and row, so a failure says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import psycopg
+from psycopg import sql
+
+from dynamic_assets.datasets.staging import RECORD_COLUMN
+from dynamic_assets.db.access import apply_access
+from dynamic_assets.db.tables import (
+    CURATED_SCHEMA,
+    RAW_SCHEMA,
+    build_name,
+    dataset_lock,
+    ident,
+    partition_name,
+    swap_partition,
+    table_columns,
+)
+from dynamic_assets.declarations.model import HNSW_MAX_DIM, Column, Dataset
+from dynamic_assets.formats.errors import PromotionError
+
+GOVERNANCE = [
+    ("_source_file_id", "bigint NOT NULL"),
+    ("_source_row", "bigint NOT NULL"),
+    ("_schema_version", "integer NOT NULL"),
+    ("_retain_until", "date"),
+    ("_curated_at", "timestamptz NOT NULL DEFAULT now()"),
+]
+EXAMPLES = 10
+# Values of a dataset declared sensitive never reach messages, logs, metadata or run records.
+WITHHELD = "(value withheld: sensitive dataset)"
+
+
+def describe_example(example: dict) -> str:
+    """`path row N: 'value'`, without the value when it is withheld."""
+    where = f"{example['file']} row {example['row']}"
+    value = example.get("value")
+    return where if value == WITHHELD else f"{where}: {value!r}"
+
+
+def _text_source(ds: Dataset, col: Column) -> sql.Composable:
+    """The staged value of a column as text (CSV and JSON staging)."""
+    if ds.family == "csv":
+        return (
+            sql.SQL("NULLIF(btrim(s.{}), '')").format(sql.Identifier(col.name))
+            if col.type != "string"
+            else sql.SQL("s.{}").format(sql.Identifier(col.name))
+        )
+    if col.type == "json" or col.vector_dim:
+        return sql.SQL("NULLIF(s.{} -> {}, 'null'::jsonb)::text").format(
+            sql.Identifier(RECORD_COLUMN), sql.Literal(col.name)
+        )
+    return sql.SQL("(s.{} ->> {})").format(sql.Identifier(RECORD_COLUMN), sql.Literal(col.name))
+
+
+def cast_expression(ds: Dataset, col: Column) -> sql.Composable:
+    """The SQL that turns the staged value of `col` into its declared type."""
+    pg_type = sql.SQL(col.pg_type)
+    if ds.family == "parquet":
+        src = sql.SQL("s.{}").format(sql.Identifier(col.name))
+        if col.type == "timestamp":
+            return sql.SQL("({} AT TIME ZONE 'UTC')").format(src)
+        if col.vector_dim:
+            return sql.SQL("{}::{}").format(src, pg_type)
+        return src
+    src = _text_source(ds, col)
+    if col.type == "string":
+        return src
+    return sql.SQL("({})::{}").format(src, pg_type)
+
+
+@dataclass
+class Problem:
+    kind: str  # cast | null | duplicate_key
+    column: str
+    count: int
+    message: str
+    examples: list[dict] = field(default_factory=list)
+    file_ids: list[int] = field(default_factory=list)
+
+
+def _server_version(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SHOW server_version_num").fetchone()[0])
+
+
+def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> list[Problem]:
+    """What would stop this version's staged rows from becoming curated rows, with examples."""
+    part = ident(RAW_SCHEMA, partition_name(ds.name, version))
+    problems: list[Problem] = []
+    checks: list[tuple[str, Column, sql.Composable]] = []
+    can_validate = _server_version(conn) >= 160000
+    for col in ds.columns:
+        if ds.family != "parquet" and col.vector_dim:
+            checks.append(("cast", col, _bad_vector_text(_text_source(ds, col), col.vector_dim)))
+        elif ds.family != "parquet" and col.type != "string" and can_validate:
+            src = _text_source(ds, col)
+            checks.append(
+                (
+                    "cast",
+                    col,
+                    sql.SQL("{} IS NOT NULL AND NOT pg_input_is_valid({}, {})").format(
+                        src, src, sql.Literal(col.pg_type)
+                    ),
+                )
+            )
+        if ds.family == "parquet" and col.vector_dim:
+            src = sql.SQL("s.{}").format(sql.Identifier(col.name))
+            checks.append(
+                (
+                    "cast",
+                    col,
+                    sql.SQL("{} IS NOT NULL AND coalesce(cardinality({}), 0) <> {}").format(
+                        src, src, sql.Literal(col.vector_dim)
+                    ),
+                )
+            )
+        if col.type == "float" and not col.allow_non_finite:
+            checks.append(("non_finite", col, _non_finite(ds, col)))
+        if not col.nullable:
+            checks.append(("null", col, sql.SQL("{} IS NULL").format(_null_source(ds, col))))
+    if checks:
+        counts = conn.execute(
+            sql.SQL("SELECT {} FROM {} s").format(
+                sql.SQL(", ").join(
+                    sql.SQL("count(*) FILTER (WHERE {})").format(cond) for _, _, cond in checks
+                ),
+                part,
+            )
+        ).fetchone()
+        for (kind, col, cond), n in zip(checks, counts, strict=True):
+            if not n:
+                continue
+            examples = _examples(conn, ds, part, cond, col)
+            if kind == "cast":
+                what = f"vector({col.vector_dim})" if col.vector_dim else col.type
+                msg = f"column {col.name}: {n} value(s) are not a valid {what}"
+            elif kind == "non_finite":
+                msg = (
+                    f"column {col.name}: {n} value(s) are NaN or infinite, which the declaration does not allow "
+                    "(set allow_non_finite: true to accept them)"
+                )
+            else:
+                msg = f"column {col.name}: {n} row(s) have no value but the column is declared not nullable"
+            if examples:
+                first = examples[0]
+                msg += f" (first: {describe_example(first)})"
+            file_ids = [
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("SELECT DISTINCT s._file_id FROM {} s WHERE {}").format(part, cond)
+                ).fetchall()
+            ]
+            problems.append(Problem(kind, col.name, int(n), msg, examples, file_ids))
+    if ds.primary_key:
+        problems.extend(_duplicate_keys(conn, ds, part))
+    return problems
+
+
+def _bad_vector_text(src: sql.Composable, dim: int) -> sql.Composable:
+    """True for a text value that is not `[x1, ..., x<dim>]` of finite numbers.
+
+    pgvector raises instead of answering pg_input_is_valid, so the text is checked as a real[]
+    (brackets turned into braces) and its length compared with the declared dimension.
+    """
+    as_array = sql.SQL("translate({}, '[]', '{{}}')").format(src)
+    valid = sql.SQL(
+        "({src} ~ '^\s*\[[^\[\]]*\]\s*$' AND pg_input_is_valid({arr}, 'real[]'))"
+    ).format(src=src, arr=as_array)
+    return sql.SQL(
+        "{src} IS NOT NULL AND NOT coalesce({valid} AND (SELECT cardinality(x) = {dim} "
+        "AND NOT ('NaN'::real = ANY(x) OR 'Infinity'::real = ANY(x) OR '-Infinity'::real = ANY(x)) "
+        "FROM (SELECT CASE WHEN {valid} THEN {arr}::real[] END AS x) v), false)"
+    ).format(src=src, valid=valid, arr=as_array, dim=sql.Literal(dim))
+
+
+def _non_finite(ds: Dataset, col: Column) -> sql.Composable:
+    if ds.family == "parquet":
+        src = sql.SQL("s.{}").format(sql.Identifier(col.name))
+        return sql.SQL("{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)").format(src)
+    src = _text_source(ds, col)
+    return sql.SQL(
+        "lower({}) IN ('nan', 'inf', '+inf', '-inf', 'infinity', '+infinity', '-infinity')"
+    ).format(src)
+
+
+def _null_source(ds: Dataset, col: Column) -> sql.Composable:
+    if ds.family == "parquet":
+        return sql.SQL("s.{}").format(sql.Identifier(col.name))
+    return _text_source(ds, col)
+
+
+def _examples(conn, ds: Dataset, part, cond, col: Column) -> list[dict]:
+    value = _null_source(ds, col)
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT i.path, s._row, left(({})::text, 200) FROM {} s "
+            "LEFT JOIN public.onedrive_ingest i ON i.id = s._file_id WHERE {} ORDER BY s._file_id, s._row LIMIT {}"
+        ).format(value, part, cond, sql.Literal(EXAMPLES))
+    ).fetchall()
+    if ds.sensitivity == "sensitive":
+        return [{"file": p, "row": r, "value": WITHHELD} for p, r, _ in rows]
+    return [{"file": p, "row": r, "value": v} for p, r, v in rows]
+
+
+def _duplicate_keys(conn, ds: Dataset, part) -> list[Problem]:
+    keys = [cast_expression(ds, ds.column(k)) for k in ds.primary_key]
+    try:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT {keys_text}, count(*), array_agg(i.path || ' row ' || s._row ORDER BY s._file_id, s._row) "
+                "FROM {part} s LEFT JOIN public.onedrive_ingest i ON i.id = s._file_id "
+                "GROUP BY {keys} HAVING count(*) > 1 ORDER BY count(*) DESC LIMIT {n}"
+            ).format(
+                keys_text=sql.SQL(", ").join(sql.SQL("({})::text").format(k) for k in keys),
+                keys=sql.SQL(", ").join(keys),
+                part=part,
+                n=sql.Literal(EXAMPLES),
+            )
+        ).fetchall()
+    except psycopg.errors.DataError:
+        conn.rollback() if not conn.autocommit else None
+        return []  # keys that do not cast are reported as cast problems
+    if not rows:
+        return []
+    total = conn.execute(
+        sql.SQL(
+            "SELECT count(*) FROM (SELECT 1 FROM {} s GROUP BY {} HAVING count(*) > 1) d"
+        ).format(part, sql.SQL(", ").join(keys))
+    ).fetchone()[0]
+    examples = [
+        {
+            "key": dict(zip(ds.primary_key, r[: len(keys)], strict=True)),
+            "rows": r[len(keys) + 1][:5],
+            "count": r[len(keys)],
+        }
+        for r in rows
+    ]
+    if ds.sensitivity == "sensitive":
+        for ex in examples:
+            ex["key"] = dict.fromkeys(ex["key"], WITHHELD)
+    first = examples[0]
+    key_text = ", ".join(f"{k}={v}" for k, v in first["key"].items())
+    dup_files = [
+        r[0]
+        for r in conn.execute(
+            sql.SQL(
+                "SELECT DISTINCT s._file_id FROM {part} s JOIN (SELECT {keys} FROM {part} s GROUP BY {positions} "
+                "HAVING count(*) > 1) d ON ({match})"
+            ).format(
+                part=part,
+                keys=sql.SQL(", ").join(
+                    sql.SQL("{} AS {}").format(k, sql.Identifier(f"k{i}"))
+                    for i, k in enumerate(keys)
+                ),
+                positions=sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(keys))),
+                match=sql.SQL(" AND ").join(
+                    sql.SQL("{} IS NOT DISTINCT FROM d.{}").format(k, sql.Identifier(f"k{i}"))
+                    for i, k in enumerate(keys)
+                ),
+            )
+        ).fetchall()
+    ]
+    return [
+        Problem(
+            "duplicate_key",
+            ",".join(ds.primary_key),
+            int(total),
+            f"primary key ({', '.join(ds.primary_key)}): {total} value(s) appear more than once "
+            f"(first: {key_text} in {' and '.join(first['rows'][:2])})",
+            examples,
+            dup_files,
+        )
+    ]
+
+
+def ensure_curated_table(conn: psycopg.Connection, ds: Dataset) -> None:
+    """Create `ai_curated.<dataset>` (typed, partitioned by version, row level security on), and
+    bring its grants and policies in line with the declared sensitivity and readers.
+
+    Access is applied on every call, that is on every promotion, not only when the table is
+    created: a changed `sensitivity` or `readers` takes effect at the next version, and the
+    partitions built since the last call are checked too. It compares before it changes, so an
+    unchanged declaration costs a few catalog reads and no lock.
+    """
+    with conn.transaction():
+        dataset_lock(conn, CURATED_SCHEMA, ds.name)
+        existing = table_columns(conn, CURATED_SCHEMA, ds.name)
+        if existing:
+            for col in ds.columns:
+                if col.name not in existing:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                            ident(CURATED_SCHEMA, ds.name),
+                            sql.Identifier(col.name),
+                            sql.SQL(col.pg_type),
+                        )
+                    )
+            apply_access(conn, ds)
+            return
+        defs = [sql.SQL("dataset_version text NOT NULL")]
+        for col in ds.columns:
+            defs.append(
+                sql.SQL("{} {}{}").format(
+                    sql.Identifier(col.name),
+                    sql.SQL(col.pg_type),
+                    sql.SQL("" if col.nullable else " NOT NULL"),
+                )
+            )
+        defs += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in GOVERNANCE]
+        if ds.primary_key:
+            defs.append(
+                sql.SQL("PRIMARY KEY (dataset_version, {})").format(
+                    sql.SQL(", ").join(sql.Identifier(k) for k in ds.primary_key)
+                )
+            )
+        table = ident(CURATED_SCHEMA, ds.name)
+        conn.execute(
+            sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST (dataset_version)").format(
+                table, sql.SQL(", ").join(defs)
+            )
+        )
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
+        conn.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                table, sql.Literal(ds.description or f"Curated dataset {ds.name}")
+            )
+        )
+        for col in ds.columns:
+            if col.description:
+                conn.execute(
+                    sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                        table, sql.Identifier(col.name), sql.Literal(col.description)
+                    )
+                )
+        apply_access(conn, ds)
+
+
+class _Unfit(Exception):
+    """Postgres refused the staged rows; the diagnostics say which and where."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    rows: int
+    seconds: float
+
+
+def promote_version(
+    conn: psycopg.Connection, ds: Dataset, version: str, *, after_swap=None
+) -> Promotion:
+    """Build the curated partition of `version` from staging and swap it in, in one transaction.
+
+    `conn` must be in autocommit mode. `after_swap(conn, rows)` runs inside the same
+    transaction (registry rows), so the registry never disagrees with the curated table.
+    Raises `PromotionError` naming the first bad values; the previous version stays as it was.
+    """
+    started = time.perf_counter()
+    ensure_curated_table(conn, ds)
+    retain = (
+        sql.Literal(date.today() + timedelta(days=ds.retention_days))
+        if ds.retention_days
+        else sql.SQL("NULL::date")
+    )
+    names = [c.name for c in ds.columns]
+    # Cast first; only when Postgres refuses a row, find what and where (the diagnostics scan
+    # every value, which the blocking `rows_castable` check has normally done already).
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL TimeZone = 'UTC'")
+            built = build_name(ds.name, version)
+            target = ident(CURATED_SCHEMA, built)
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
+                    target, ident(CURATED_SCHEMA, ds.name)
+                )
+            )
+            # Read through the parent only (its policies): the partition has no grants and no policy.
+            conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
+            try:
+                cur = conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {target} (dataset_version, {cols}, _source_file_id, _source_row, _schema_version, _retain_until) "
+                        "SELECT {version}, {exprs}, s._file_id, s._row, {schema_version}, {retain} FROM {source} s"
+                    ).format(
+                        target=target,
+                        cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
+                        version=sql.Literal(version),
+                        exprs=sql.SQL(", ").join(cast_expression(ds, c) for c in ds.columns),
+                        schema_version=sql.Literal(ds.schema_version),
+                        retain=retain,
+                        source=ident(RAW_SCHEMA, partition_name(ds.name, version)),
+                    )
+                )
+                rows = cur.rowcount
+                if ds.primary_key:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (dataset_version, {})").format(
+                            target, sql.SQL(", ").join(sql.Identifier(k) for k in ds.primary_key)
+                        )
+                    )
+                non_finite = [
+                    sql.SQL(
+                        "{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
+                    ).format(sql.Identifier(c.name))
+                    for c in ds.columns
+                    if c.type == "float" and not c.allow_non_finite
+                ]
+                if (
+                    non_finite
+                    and conn.execute(
+                        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                            target, sql.SQL(" OR ").join(non_finite)
+                        )
+                    ).fetchone()[0]
+                ):
+                    raise _Unfit("NaN or infinite values in a column that does not allow them")
+            except psycopg.Error as exc:
+                raise _Unfit(exc.diag.message_primary or str(exc)) from None
+            for col in ds.columns:
+                if col.vector_dim and col.vector_dim <= HNSW_MAX_DIM:
+                    conn.execute(
+                        sql.SQL("CREATE INDEX ON {} USING hnsw ({} vector_cosine_ops)").format(
+                            target, sql.Identifier(col.name)
+                        )
+                    )
+            swap_partition(conn, CURATED_SCHEMA, ds.name, version, built)
+            if after_swap is not None:
+                after_swap(conn, rows)
+    except _Unfit as unfit:
+        problems = staging_problems(conn, ds, version)
+        if problems:
+            raise PromotionError(
+                "; ".join(p.message for p in problems), [p.__dict__ for p in problems]
+            ) from None
+        raise PromotionError(f"the staged rows do not fit the declared types: {unfit}") from None
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("ANALYZE {}").format(ident(CURATED_SCHEMA, partition_name(ds.name, version)))
+        )
+    return Promotion(rows=rows, seconds=time.perf_counter() - started)

@@ -1,0 +1,389 @@
+"""The steps of one dataset version, as plain functions: manifest, stage, curate.
+
+Dagster assets and the command line call these; they hold no Dagster code, so they are tested
+directly against the embedded Postgres. State passes between steps through Postgres (the
+`onedrive_ingest` rows and the staging partition), never through local files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from psycopg import sql
+
+from dynamic_assets.datasets import registry
+from dynamic_assets.datasets.curated import promote_version, staging_problems
+from dynamic_assets.datasets.staging import FileLoad, SourceFile, load_version
+from dynamic_assets.db import Database
+from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_exists, partition_name
+from dynamic_assets.declarations.model import Dataset, Declarations
+from dynamic_assets.drive.base import Drive
+from dynamic_assets.drive.discovery import VersionFolder, discover
+from dynamic_assets.formats.errors import LoadError, PromotionError
+
+
+class VersionFailed(Exception):
+    """A dataset version that did not go through; `failures` name each file and reason."""
+
+    def __init__(self, dataset: str, version: str, failures: list[tuple[str, str]]):
+        self.dataset = dataset
+        self.version = version
+        self.failures = failures
+        lines = [f"{dataset} {version}: {len(failures)} problem(s)"]
+        lines += [f"  {path}: {reason}" for path, reason in failures]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class Manifest:
+    folder: VersionFolder
+    file_ids: dict[str, int] = field(default_factory=dict)  # path -> onedrive_ingest id
+
+    @property
+    def rows(self) -> list[dict]:
+        return [
+            {
+                "path": item.path,
+                "format": fmt,
+                "bytes": item.size,
+                "etag": item.etag,
+                "modified": item.modified_at.isoformat(),
+            }
+            for item, fmt in self.folder.files
+        ]
+
+
+def record_manifest(
+    db: Database,
+    drive: Drive,
+    decls: Declarations,
+    ds: Dataset,
+    version: str,
+    *,
+    run_id: str | None = None,
+) -> Manifest:
+    """List the version folder and record each file in `onedrive_ingest`; refuse bad files."""
+    started = datetime.now(UTC)
+    found = discover(drive, decls, dataset=ds.name, version=version)
+    folder = found.versions[f"{ds.name}/{version}"]
+    # What the folder holds that is refused, and (from discovery) an empty folder.
+    refused = folder.rejected + [p for p in found.problems if p.version == version]
+    failures = [(p.path, p.reason) for p in refused if p.status == "quarantined"]
+    manifest = Manifest(folder)
+    with db.connect() as conn:
+        for item, fmt in folder.files:
+            manifest.file_ids[item.path] = registry.record_file(conn, ds.name, version, item, fmt)
+        registry.record_problems(conn, refused)
+        if failures:
+            registry.record_etl_run(
+                conn,
+                run_id=run_id,
+                dataset=ds.name,
+                version=version,
+                step="manifest",
+                status="failed",
+                started_at=started,
+                files=len(folder.files) + len(folder.rejected),
+                error="; ".join(f"{p}: {r}" for p, r in failures)[:4000],
+            )
+    if failures:
+        raise VersionFailed(ds.name, version, failures)
+    return manifest
+
+
+@dataclass
+class Staged:
+    manifest: Manifest
+    loads: list[FileLoad]
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.loads)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.loads)
+
+
+def stage(
+    db: Database,
+    drive: Drive,
+    decls: Declarations,
+    ds: Dataset,
+    version: str,
+    *,
+    run_id: str | None = None,
+) -> Staged:
+    """Stream every file of the version into its `ai_raw` partition (all or nothing)."""
+    started = datetime.now(UTC)
+    manifest = record_manifest(db, drive, decls, ds, version, run_id=run_id)
+    sources = [
+        SourceFile(manifest.file_ids[item.path], item.path, fmt, _opener(drive, item.path))
+        for item, fmt in manifest.folder.files
+    ]
+    with db.connect(autocommit=True) as conn:
+        try:
+            loads = load_version(conn, ds, version, sources)
+        except LoadError as exc:
+            bad = manifest.file_ids.get(exc.path)
+            with conn.transaction():
+                if bad is not None:
+                    registry.mark_files(conn, [bad], "quarantined", error=exc.message)
+                registry.record_etl_run(
+                    conn,
+                    run_id=run_id,
+                    dataset=ds.name,
+                    version=version,
+                    step="stage",
+                    status="failed",
+                    started_at=started,
+                    files=len(sources),
+                    error=exc.message,
+                )
+            raise VersionFailed(ds.name, version, [(exc.path, exc.located)]) from exc
+        with conn.transaction():
+            for load in loads:
+                registry.mark_loaded(
+                    conn, load.file_id, rows=load.rows, sha256=load.sha256, size=load.bytes
+                )
+            registry.record_etl_run(
+                conn,
+                run_id=run_id,
+                dataset=ds.name,
+                version=version,
+                step="stage",
+                status="succeeded",
+                started_at=started,
+                files=len(loads),
+                rows_loaded=sum(f.rows for f in loads),
+                bytes_=sum(f.bytes for f in loads),
+            )
+    return Staged(manifest, loads, (datetime.now(UTC) - started).total_seconds())
+
+
+def _opener(drive: Drive, path: str):
+    return lambda: drive.open(path)
+
+
+def staged_file_ids(db: Database, ds: Dataset, version: str) -> list[int]:
+    """The `onedrive_ingest` ids of the files in the version's staging partition."""
+    part = partition_name(ds.name, version)
+    with db.connect() as conn:
+        if not partition_exists(conn, RAW_SCHEMA, part):
+            raise VersionFailed(
+                ds.name, version, [(f"ai_raw.{ds.name}", f"version {version} has not been staged")]
+            )
+        rows = conn.execute(
+            sql.SQL("SELECT DISTINCT _file_id FROM {}").format(ident(RAW_SCHEMA, part))
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+@dataclass
+class Curated:
+    rows: int
+    seconds: float
+    files: list[dict]
+    dataset_id: int
+
+
+def curate(
+    db: Database, drive_kind: str, ds: Dataset, version: str, *, run_id: str | None = None
+) -> Curated:
+    """Promote the staged version to `ai_curated` and register it, in one transaction."""
+    started = datetime.now(UTC)
+    ids = staged_file_ids(db, ds, version)
+    out: dict = {}
+
+    def register(conn, rows: int) -> None:
+        registry.settle_curated(conn, ds.name, version, ids)
+        files = registry.version_files(conn, ds.name, version, ids)
+        out["files"] = files
+        out["dataset_id"] = registry.upsert_dataset(
+            conn,
+            ds,
+            version,
+            folder=f"datasets/{ds.name}/{version}",
+            files=files,
+            rows=rows,
+            drive_kind=drive_kind,
+        )
+        registry.record_etl_run(
+            conn,
+            run_id=run_id,
+            dataset=ds.name,
+            version=version,
+            step="curate",
+            status="succeeded",
+            started_at=started,
+            files=len(files),
+            rows_loaded=rows,
+        )
+
+    with db.connect(autocommit=True) as conn:
+        try:
+            result = promote_version(conn, ds, version, after_swap=register)
+        except PromotionError as exc:
+            with conn.transaction():
+                registry.record_etl_run(
+                    conn,
+                    run_id=run_id,
+                    dataset=ds.name,
+                    version=version,
+                    step="curate",
+                    status="failed",
+                    started_at=started,
+                    files=len(ids),
+                    error=str(exc),
+                    rows_rejected=sum(p.get("count", 0) for p in exc.problems),
+                    checks={"problems": exc.problems},
+                )
+            raise VersionFailed(ds.name, version, [(f"ai_raw.{ds.name}", str(exc))]) from exc
+    return Curated(result.rows, result.seconds, out["files"], out["dataset_id"])
+
+
+def outstanding(db: Database, found) -> tuple[list[VersionFolder], list[dict]]:
+    """Versions in the drive whose current files have not all reached curated, and files that
+    are quarantined (unchanged since they failed, so they wait for a corrected file)."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT drive_item_id, etag, status, path, error, dataset, version FROM public.onedrive_ingest"
+        ).fetchall()
+    state = {(r[0], r[1]): r for r in rows}
+    pending: list[VersionFolder] = []
+    quarantined: list[dict] = []
+    for vf in found.versions.values():
+        statuses = []
+        for item, _ in vf.files:
+            row = state.get((item.item_id, item.etag))
+            statuses.append(row[2] if row else None)
+            if row and row[2] == "quarantined":
+                quarantined.append(
+                    {"dataset": vf.dataset, "version": vf.version, "path": row[3], "error": row[4]}
+                )
+        for p in vf.rejected:
+            if p.item is not None:
+                row = state.get((p.item.item_id, p.item.etag))
+                if row and row[2] == "quarantined":
+                    quarantined.append(
+                        {
+                            "dataset": vf.dataset,
+                            "version": vf.version,
+                            "path": row[3],
+                            "error": row[4],
+                        }
+                    )
+                    statuses.append("quarantined")
+                    continue
+            statuses.append(None)
+        if "quarantined" in statuses:
+            continue
+        if not vf.files and not vf.rejected:
+            continue
+        if any(s != "curated" for s in statuses):
+            pending.append(vf)
+    return pending, quarantined
+
+
+@dataclass
+class Validation:
+    """Everything checked on a staged version before promotion."""
+
+    problems: list  # loading.curated.Problem: values that do not fit the declaration
+    expectations: list  # quality.expectations.ExpectationOutcome
+    schema_change: object  # quality.schema.SchemaChange
+    quarantined: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+    @property
+    def blocking_failures(self) -> list[str]:
+        out = [p.message for p in self.problems]
+        out += [o.message for o in self.expectations if not o.success and o.severity == "error"]
+        return out
+
+
+def validate(
+    db: Database,
+    ds: Dataset,
+    version: str,
+    staged: Staged | None = None,
+    *,
+    run_id: str | None = None,
+) -> Validation:
+    """Run the blocking checks on a staged version, record them, quarantine the files at fault."""
+    from psycopg.types.json import Jsonb
+
+    from dynamic_assets.quality import schema as schema_mod
+    from dynamic_assets.quality.expectations import run_expectations
+
+    parquet_types: dict[str, str] = {}
+    for load in staged.loads if staged else []:
+        for name, typ in (load.source_types or {}).items():
+            parquet_types.setdefault(name, typ)
+    with db.connect() as conn:
+        problems = staging_problems(conn, ds, version)
+        observed = schema_mod.observe(conn, ds, version, parquet_types or None)
+        change = schema_mod.compare(conn, ds.name, version, observed)
+        schema_mod.store(conn, ds.name, version, observed)
+    outcomes = run_expectations(db.uri, ds, version)
+
+    reasons: dict[int, list[str]] = {}
+    for p in problems:
+        for fid in p.file_ids:
+            reasons.setdefault(fid, []).append(p.message)
+    with db.connect() as conn:
+        paths = dict(
+            conn.execute(
+                "SELECT path, id FROM public.onedrive_ingest WHERE dataset = %s AND version = %s",
+                (ds.name, version),
+            ).fetchall()
+        )
+        for o in outcomes:
+            if not o.success and o.severity == "error":
+                fids = set(o.file_ids) | {
+                    paths[ex["file"]] for ex in o.examples if ex["file"] in paths
+                }
+                for fid in fids:
+                    if o.message not in reasons.get(fid, []):
+                        reasons.setdefault(fid, []).append(o.message)
+        quarantined: dict[str, str] = {}
+        by_id = {v: k for k, v in paths.items()}
+        for fid, msgs in reasons.items():
+            reason = "; ".join(msgs)[:4000]
+            registry.mark_files(conn, [fid], "quarantined", error=reason)
+            quarantined[by_id.get(fid, f"file #{fid}")] = reason
+        checks = {
+            "rows_castable": {"passed": not problems, "problems": [p.message for p in problems]},
+            **{
+                o.check_name: {
+                    "passed": o.success,
+                    "severity": o.severity,
+                    "unexpected_count": o.unexpected_count,
+                    "message": o.message,
+                }
+                for o in outcomes
+            },
+            "schema_unchanged": {"passed": not change.changed, "message": change.message},
+        }
+        rejected = sum(p.count for p in problems) + sum(
+            o.unexpected_count or 0 for o in outcomes if not o.success and o.severity == "error"
+        )
+        conn.execute(
+            """UPDATE public.etl_runs SET checks = %s, rows_rejected = %s,
+                      status = CASE WHEN %s THEN 'failed' ELSE status END,
+                      error = CASE WHEN %s THEN %s ELSE error END
+                WHERE id = (SELECT max(id) FROM public.etl_runs
+                             WHERE dataset = %s AND version = %s AND step = 'stage' AND run_id IS NOT DISTINCT FROM %s)""",
+            (
+                Jsonb(checks),
+                rejected,
+                bool(reasons) or bool(problems),
+                bool(problems) or any(not o.success and o.severity == "error" for o in outcomes),
+                "blocking checks failed",
+                ds.name,
+                version,
+                run_id,
+            ),
+        )
+    return Validation(problems, outcomes, change, quarantined)

@@ -1,0 +1,246 @@
+"""The registry tables: `onedrive_ingest` (files seen), `datasets` (curated versions), `etl_runs`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from dynamic_assets.declarations.model import Dataset
+from dynamic_assets.declarations.names import version_sort_key
+from dynamic_assets.drive.base import DriveItem
+
+ACTIVE = ("pending", "staged", "curated", "quarantined")
+
+
+def record_file(
+    conn: psycopg.Connection,
+    dataset: str | None,
+    version: str | None,
+    item: DriveItem,
+    fmt: str | None,
+) -> int:
+    """The `onedrive_ingest` id of this exact file content, creating its row the first time."""
+    row = conn.execute(
+        """INSERT INTO public.onedrive_ingest
+               (dataset, version, drive_item_id, path, name, file_format, size_bytes, quick_xor_hash,
+                etag, ctag, modified_at, modified_by, sha256)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (drive_item_id, etag) DO UPDATE
+              SET path = EXCLUDED.path, name = EXCLUDED.name, updated_at = now()
+           RETURNING id""",
+        (
+            dataset,
+            version,
+            item.item_id,
+            item.path,
+            item.name,
+            fmt,
+            item.size,
+            item.hashes.get("quickXorHash"),
+            item.etag,
+            item.ctag,
+            item.modified_at,
+            item.modified_by,
+            item.hashes.get("sha256Hash"),
+        ),
+    ).fetchone()
+    return int(row[0])
+
+
+def record_problem(
+    conn: psycopg.Connection,
+    *,
+    path: str,
+    reason: str,
+    status: str,
+    dataset: str | None = None,
+    version: str | None = None,
+    item: DriveItem | None = None,
+) -> int:
+    """Record a file (or folder) the pipeline will not take, with the reason."""
+    if item is None:
+        item = DriveItem(
+            item_id="path-"
+            + hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:20],
+            path=path,
+            name=path.rsplit("/", 1)[-1],
+            is_folder=True,
+            size=0,
+            modified_at=datetime.now(UTC),
+            etag="-",
+        )
+    file_id = record_file(conn, dataset, version, item, None)
+    conn.execute(
+        "UPDATE public.onedrive_ingest SET status = %s, error = %s, updated_at = now() WHERE id = %s",
+        (status, reason, file_id),
+    )
+    return file_id
+
+
+def record_problems(conn: psycopg.Connection, problems: Iterable) -> None:
+    """Record each `discovery.Problem` (a file or folder the pipeline will not take)."""
+    for p in problems:
+        record_problem(
+            conn,
+            path=p.path,
+            reason=p.reason,
+            status=p.status,
+            dataset=p.dataset,
+            version=p.version,
+            item=p.item,
+        )
+
+
+def mark_files(
+    conn: psycopg.Connection,
+    ids: Iterable[int],
+    status: str,
+    *,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        "UPDATE public.onedrive_ingest SET status = %s, error = %s, updated_at = now() WHERE id = ANY(%s)",
+        (status, error, list(ids)),
+    )
+
+
+def mark_loaded(
+    conn: psycopg.Connection, file_id: int, *, rows: int, sha256: str, size: int
+) -> None:
+    conn.execute(
+        """UPDATE public.onedrive_ingest
+              SET status = 'staged', error = NULL, rows_loaded = %s, sha256 = %s, size_bytes = %s, updated_at = now()
+            WHERE id = %s""",
+        (rows, sha256, size, file_id),
+    )
+
+
+def version_files(
+    conn: psycopg.Connection, dataset: str, version: str, ids: list[int]
+) -> list[dict]:
+    rows = conn.execute(
+        """SELECT id, path, size_bytes, sha256, etag, rows_loaded, status, error
+             FROM public.onedrive_ingest WHERE id = ANY(%s) ORDER BY path""",
+        (ids,),
+    ).fetchall()
+    keys = ("id", "path", "size_bytes", "sha256", "etag", "rows_loaded", "status", "error")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def settle_curated(conn: psycopg.Connection, dataset: str, version: str, ids: list[int]) -> None:
+    """The version's current files are curated; earlier contents of its files are superseded."""
+    mark_files(conn, ids, "curated")
+    conn.execute(
+        """UPDATE public.onedrive_ingest SET status = 'superseded', updated_at = now()
+            WHERE dataset = %s AND version = %s AND NOT (id = ANY(%s)) AND status = ANY(%s)""",
+        (dataset, version, ids, list(ACTIVE)),
+    )
+
+
+def combined_checksum(files: list[dict]) -> str:
+    """SHA-256 over the sorted (path, sha256) pairs of a version's files."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f["path"]):
+        h.update(f"{f['path']}\x00{f['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def upsert_dataset(
+    conn: psycopg.Connection,
+    ds: Dataset,
+    version: str,
+    *,
+    folder: str,
+    files: list[dict],
+    rows: int,
+    drive_kind: str,
+) -> int:
+    schema = [c.model_dump(exclude_none=True) for c in ds.columns]
+    row = conn.execute(
+        """INSERT INTO public.datasets
+               (name, version, description, file_path, platform_locations, checksum, size_bytes,
+                row_count, file_count, tags, is_public, sensitivity, schema_version, schema,
+                status, curated_at, updated_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'curated', now(), now())
+           ON CONFLICT (name, version) DO UPDATE SET
+               description = EXCLUDED.description, file_path = EXCLUDED.file_path,
+               platform_locations = EXCLUDED.platform_locations, checksum = EXCLUDED.checksum,
+               size_bytes = EXCLUDED.size_bytes, row_count = EXCLUDED.row_count,
+               file_count = EXCLUDED.file_count, tags = EXCLUDED.tags, is_public = EXCLUDED.is_public,
+               sensitivity = EXCLUDED.sensitivity, schema_version = EXCLUDED.schema_version,
+               schema = EXCLUDED.schema, status = 'curated', curated_at = now(), updated_at = now(),
+               -- new curated rows: the old fingerprint no longer describes them (the fingerprint
+               -- asset, next in the same run, computes it again)
+               fingerprint = NULL, content_digest = NULL, fingerprint_record = NULL,
+               fingerprinted_at = NULL
+           RETURNING id""",
+        (
+            ds.name,
+            version,
+            ds.description,
+            folder,
+            Jsonb({drive_kind: folder, "postgres": f"ai_curated.{ds.name}"}),
+            combined_checksum(files),
+            sum(int(f["size_bytes"] or 0) for f in files),
+            rows,
+            len(files),
+            ds.tags,
+            ds.sensitivity == "public",
+            ds.sensitivity,
+            ds.schema_version,
+            Jsonb(schema),
+        ),
+    ).fetchone()
+    return int(row[0])
+
+
+def curated_versions(conn: psycopg.Connection, dataset: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT version FROM public.datasets WHERE name = %s AND status = 'curated'", (dataset,)
+    ).fetchall()
+    return sorted((r[0] for r in rows), key=version_sort_key)
+
+
+def record_etl_run(
+    conn: psycopg.Connection,
+    *,
+    run_id: str | None,
+    dataset: str,
+    version: str,
+    step: str,
+    status: str,
+    started_at: datetime,
+    files: int | None = None,
+    rows_loaded: int | None = None,
+    rows_rejected: int | None = None,
+    bytes_: int | None = None,
+    checks: dict | None = None,
+    error: str | None = None,
+) -> None:
+    finished = datetime.now(UTC)
+    conn.execute(
+        """INSERT INTO public.etl_runs (run_id, dataset, version, step, files, rows_loaded, rows_rejected,
+                                        bytes, checks, status, error, started_at, finished_at, duration_s)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (
+            run_id,
+            dataset,
+            version,
+            step,
+            files,
+            rows_loaded,
+            rows_rejected,
+            bytes_,
+            Jsonb(json.loads(json.dumps(checks or {}, default=str))),
+            status,
+            error,
+            started_at,
+            finished,
+            (finished - started_at).total_seconds(),
+        ),
+    )

@@ -1,0 +1,91 @@
+"""Physical table names and DDL shared by staging and curated tables.
+
+Each dataset has a parent table partitioned by `dataset_version` in `ai_raw` and in
+`ai_curated`; each version is one partition, replaced by building a new table and swapping it in
+one transaction so that readers see the old version or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+from psycopg import sql
+
+from dynamic_assets.declarations.names import table_suffix
+
+RAW_SCHEMA = "ai_raw"
+CURATED_SCHEMA = "ai_curated"
+
+
+def partition_name(dataset: str, version: str) -> str:
+    return f"{dataset}__{table_suffix(version)}"
+
+
+def build_name(dataset: str, version: str) -> str:
+    return f"{dataset}__b_{table_suffix(version, uuid.uuid4().hex)}"
+
+
+def ident(schema: str, name: str) -> sql.Identifier:
+    return sql.Identifier(schema, name)
+
+
+def table_columns(conn: psycopg.Connection, schema: str, name: str) -> dict[str, str]:
+    """Column name -> formatted type of an existing table, in order; empty if it does not exist."""
+    rows = conn.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+             FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum""",
+        (schema, name),
+    ).fetchall()
+    return dict(rows)
+
+
+def partition_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    return bool(
+        conn.execute(
+            """SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relname = %s""",
+            (schema, name),
+        ).fetchone()
+    )
+
+
+def dataset_lock(conn: psycopg.Connection, schema: str, dataset: str) -> None:
+    """Serialise DDL on one dataset's tables (inside the current transaction)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{dataset}",))
+
+
+def swap_partition(
+    conn: psycopg.Connection, schema: str, dataset: str, version: str, built: str
+) -> None:
+    """Make the table `built` the partition of `version`, replacing the previous one.
+
+    Runs inside the caller's transaction: until it commits, readers see the old partition.
+    The CHECK constraint added first lets ATTACH skip scanning the new table.
+    """
+    part = partition_name(dataset, version)
+    conn.execute(
+        sql.SQL(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK (dataset_version IS NOT NULL AND dataset_version = {})"
+        ).format(ident(schema, built), sql.Identifier(f"{built}_v"), sql.Literal(version))
+    )
+    dataset_lock(conn, schema, dataset)
+    if partition_exists(conn, schema, part):
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                ident(schema, dataset), ident(schema, part)
+            )
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(ident(schema, part)))
+    conn.execute(
+        sql.SQL("ALTER TABLE {} RENAME TO {}").format(ident(schema, built), sql.Identifier(part))
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+            ident(schema, dataset), ident(schema, part), sql.Literal(version)
+        )
+    )

@@ -1,0 +1,448 @@
+"""Dataset and model declarations: the YAML file that says what the pipeline takes in.
+
+A declaration names a dataset, its file formats, its columns and their types, its primary key,
+its expectations, its sensitivity and retention. One asset factory turns each declaration into
+assets; nothing about a dataset is written in code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dynamic_assets.declarations.names import check_column_name, check_dataset_name, check_role_name
+
+FORMAT_FAMILIES = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
+FILE_EXTENSIONS = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+SCALAR_TYPES = ("string", "integer", "float", "boolean", "date", "timestamp", "json")
+VECTOR_TYPE = re.compile(r"^vector\((\d{1,5})\)$")
+MAX_VECTOR_DIM = 16_000
+HNSW_MAX_DIM = 2_000
+
+# Postgres type of each declared type in the curated table.
+PG_TYPES = {
+    "string": "text",
+    "integer": "bigint",
+    "float": "double precision",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamptz",
+    "json": "jsonb",
+}
+
+
+class Column(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: str = "string"
+    nullable: bool = True
+    description: str | None = None
+    allow_non_finite: bool = False  # float columns: accept NaN / Infinity
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_column_name(v)
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in SCALAR_TYPES:
+            return v
+        m = VECTOR_TYPE.match(v)
+        if m:
+            dim = int(m.group(1))
+            if not 1 <= dim <= MAX_VECTOR_DIM:
+                raise ValueError(
+                    f"vector dimension {dim} is out of range: 1 to {MAX_VECTOR_DIM} (pgvector's limit)"
+                )
+            return v
+        raise ValueError(
+            f"unknown column type {v!r}: use one of {', '.join(SCALAR_TYPES)} or vector(N)"
+        )
+
+    @property
+    def vector_dim(self) -> int | None:
+        m = VECTOR_TYPE.match(self.type)
+        return int(m.group(1)) if m else None
+
+    @property
+    def pg_type(self) -> str:
+        dim = self.vector_dim
+        return f"vector({dim})" if dim else PG_TYPES[self.type]
+
+
+class Expectation(BaseModel):
+    """A Great Expectations expectation: its snake_case type, its arguments and a severity."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    severity: Literal["error", "warn"] = "error"
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Freshness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_days_between_versions: int = Field(gt=0)
+
+
+class Dataset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    formats: list[Literal["csv", "json", "jsonl", "parquet"]] = Field(
+        default_factory=lambda: ["csv"]
+    )
+    columns: list[Column]
+    primary_key: list[str] = Field(default_factory=list)
+    expectations: list[Expectation] = Field(default_factory=list)
+    sensitivity: Literal["public", "internal", "sensitive"] = "internal"
+    retention_days: int | None = Field(default=None, gt=0)
+    schema_version: int = Field(default=1, ge=1)
+    tags: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)
+    freshness: Freshness | None = None
+    readers: list[str] = Field(default_factory=list)
+    csv_header: Literal["exact", "by_name"] = "exact"  # exact: same columns in the declared order
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_dataset_name(v)
+
+    @field_validator("readers")
+    @classmethod
+    def _readers(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(check_role_name(r) for r in v))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Dataset:
+        if not self.columns:
+            raise ValueError(f"dataset {self.name!r} declares no columns")
+        names = [c.name for c in self.columns]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"dataset {self.name!r} declares column(s) twice: {sorted(dupes)}")
+        missing = [k for k in self.primary_key if k not in names]
+        if missing:
+            raise ValueError(
+                f"dataset {self.name!r}: primary key column(s) not declared: {missing}"
+            )
+        families = {FORMAT_FAMILIES[f] for f in self.formats}
+        if len(families) != 1:
+            raise ValueError(
+                f"dataset {self.name!r} mixes formats {self.formats}: a dataset is CSV, JSON/JSONL "
+                "or Parquet, so that one staging table fits all its files"
+            )
+        return self
+
+    @property
+    def family(self) -> str:
+        return FORMAT_FAMILIES[self.formats[0]]
+
+    @property
+    def embeddings(self) -> list[str]:
+        return [c.name for c in self.columns if c.vector_dim]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def accepts(self, file_name: str) -> str | None:
+        """The format of a file this dataset takes, or None if its extension is not declared."""
+        fmt = FILE_EXTENSIONS.get(Path(file_name).suffix.lower())
+        return fmt if fmt in self.formats else None
+
+
+ORDERED_KINDS = {"return", "log_return", "lag", "rolling_mean", "rolling_std"}
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "log_loss")
+# Parameters every training run logs beside the hyperparameters (a hyperparameter may not reuse them).
+RESERVED_PARAMS = frozenset(
+    {"estimator", "features", "target", "split", "test_size", "random_state", "dataset",
+     "dataset_version", "data_fingerprint", "train_rows", "test_rows", "config_hash"}
+)  # fmt: skip
+
+
+class Derived(BaseModel):
+    """A column computed from the curated columns (or earlier derived ones) before training.
+
+    kind        value at row t (within `group_by`, rows ordered by `order_by`)
+    log         ln(column)
+    log_ratio   ln(column / over)                    e.g. high over low: the day's range
+    return      column[t] / column[t-p] - 1          p = periods; p < 0 looks ahead:
+                                                     column[t+|p|] / column[t] - 1 (a target)
+    log_return  ln of the same ratio
+    lag         column[t-p]                          (p < 0: column[t+|p|])
+    rolling_mean / rolling_std   over the `window` rows ending at t
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: Literal["log", "log_ratio", "return", "log_return", "lag", "rolling_mean", "rolling_std"]
+    column: str
+    over: str | None = None
+    periods: int = 1
+    window: int | None = Field(default=None, ge=2)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_column_name(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Derived:
+        if self.kind == "log_ratio" and not self.over:
+            raise ValueError(
+                f"derived column {self.name!r}: log_ratio needs `over` (the denominator)"
+            )
+        if self.kind != "log_ratio" and self.over:
+            raise ValueError(f"derived column {self.name!r}: `over` is for log_ratio only")
+        if self.kind.startswith("rolling_") and self.window is None:
+            raise ValueError(f"derived column {self.name!r}: {self.kind} needs `window` (rows)")
+        if self.kind in ("return", "log_return", "lag") and self.periods == 0:
+            raise ValueError(f"derived column {self.name!r}: periods must not be 0")
+        return self
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.column] + ([self.over] if self.over else [])
+
+    @property
+    def looks_ahead(self) -> bool:
+        return self.kind in ("return", "log_return", "lag") and self.periods < 0
+
+
+class Model(BaseModel):
+    """A model trained on a curated dataset: what it reads, how it is fit and how it is scored.
+
+    One training asset per model, partitioned like its dataset; `versions: every` trains each
+    version, `latest` only the newest curated one. Features of type string or boolean are one-hot
+    encoded, numeric ones standardized; rows missing a feature or the target are left out.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    dataset: str
+    description: str = ""
+    versions: Literal["latest", "every"] = "every"
+    task: Literal["regression", "classification"] = "regression"
+    features: list[str] = Field(min_length=1)
+    target: str
+    derived: list[Derived] = Field(default_factory=list)
+    group_by: list[str] = Field(default_factory=list)  # rows of one series (e.g. [symbol])
+    order_by: list[str] = Field(default_factory=list)  # time order within a series (e.g. [date])
+    estimator: str  # dotted path of a scikit-learn compatible class
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    split: Literal["time", "random"] = "random"  # time: the last test_size of order_by values
+    test_size: float = Field(default=0.25, gt=0, lt=1)
+    metric: str | None = None  # the headline metric; default rmse (regression), accuracy
+    random_state: int = 0
+    owners: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_dataset_name(v)
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$", v):
+            raise ValueError(
+                f"estimator {v!r} is not a dotted path such as sklearn.linear_model.Ridge"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Model:
+        allowed = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
+        if self.metric is None:
+            self.metric = allowed[0]
+        elif self.metric not in allowed:
+            raise ValueError(
+                f"model {self.name!r}: metric {self.metric!r} does not fit a {self.task}; "
+                f"use one of {', '.join(allowed)}"
+            )
+        clash = sorted(RESERVED_PARAMS & set(self.hyperparameters))
+        if clash:
+            raise ValueError(
+                f"model {self.name!r}: hyperparameter(s) {clash} clash with the parameters every "
+                "training run logs; rename them"
+            )
+        if self.split == "time" and not self.order_by:
+            raise ValueError(f"model {self.name!r}: split: time needs order_by (e.g. [date])")
+        if self.target in self.features:
+            raise ValueError(f"model {self.name!r}: the target {self.target!r} is also a feature")
+        ahead = [d.name for d in self.derived if d.looks_ahead and d.name in self.features]
+        if ahead:
+            raise ValueError(
+                f"model {self.name!r}: feature(s) {ahead} look ahead (periods < 0): "
+                "future values may only be the target"
+            )
+        return self
+
+    def check_against(self, ds: Dataset) -> None:
+        """Refuse a model whose columns, derivations or target do not fit its dataset."""
+        types = {c.name: c.type for c in ds.columns}
+        ahead: dict[str, bool] = {}
+        where = f"model {self.name!r} on dataset {ds.name!r}"
+        for col in [*self.group_by, *self.order_by]:
+            if col not in types:
+                raise ValueError(f"{where}: group_by/order_by column {col!r} is not declared")
+        for d in self.derived:
+            if d.name in types:
+                raise ValueError(f"{where}: derived column {d.name!r} shadows a declared column")
+            for col in d.inputs:
+                if col not in types:
+                    raise ValueError(
+                        f"{where}: derived column {d.name!r} reads {col!r}, which is neither a "
+                        "declared column nor derived before it"
+                    )
+                if types[col] not in ("integer", "float"):
+                    raise ValueError(
+                        f"{where}: derived column {d.name!r} reads {col!r} of type "
+                        f"{types[col]}; derivations need integer or float columns"
+                    )
+            if d.kind in ORDERED_KINDS and not self.order_by:
+                raise ValueError(
+                    f"{where}: derived column {d.name!r} ({d.kind}) needs order_by (e.g. [date])"
+                )
+            types[d.name] = "float"
+            ahead[d.name] = d.looks_ahead or any(ahead.get(i, False) for i in d.inputs)
+        leaking = [f for f in self.features if ahead.get(f)]
+        if leaking:
+            raise ValueError(
+                f"{where}: feature(s) {leaking} are computed from future values (periods < 0); "
+                "only the target may look ahead"
+            )
+        for col in [*self.features, self.target]:
+            if col not in types:
+                known = ", ".join(types)
+                raise ValueError(
+                    f"{where}: column {col!r} is not declared or derived; known: {known}"
+                )
+        for col in self.features:
+            if types[col] not in ("integer", "float", "boolean", "string"):
+                raise ValueError(
+                    f"{where}: feature {col!r} has type {types[col]}; features are integer, "
+                    "float, boolean or string (derive a number from dates and vectors first)"
+                )
+        target_types = (
+            ("integer", "float") if self.task == "regression" else ("integer", "boolean", "string")
+        )
+        if types[self.target] not in target_types:
+            raise ValueError(
+                f"{where}: a {self.task} target must be {' or '.join(target_types)}; "
+                f"{self.target!r} is {types[self.target]}"
+            )
+
+
+class Declarations(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[Dataset] = Field(default_factory=list)
+    models: list[Model] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Declarations:
+        names = [d.name for d in self.datasets]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"dataset(s) declared twice: {sorted(dupes)}")
+        models = [m.name for m in self.models]
+        dupes = {n for n in models if models.count(n) > 1}
+        if dupes:
+            raise ValueError(f"model(s) declared twice: {sorted(dupes)}")
+        for m in self.models:
+            if m.dataset not in names:
+                raise ValueError(
+                    f"model {m.name!r} trains on dataset {m.dataset!r}, which is not declared"
+                )
+            m.check_against(self.dataset(m.dataset))
+        return self
+
+    def dataset(self, name: str) -> Dataset:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise KeyError(f"dataset {name!r} is not declared")
+
+    def by_name(self) -> dict[str, Dataset]:
+        return {d.name: d for d in self.datasets}
+
+    def model(self, name: str) -> Model:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(f"model {name!r} is not declared")
+
+
+class ConfigError(ValueError):
+    """The declarations file cannot be read; the message names the file and the problem."""
+
+
+DEMO_CONFIG = Path(__file__).parents[1] / "demo" / "datasets.yaml"
+
+
+def load_declarations(path: Path | str) -> Declarations:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: the declarations file does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the declarations file: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return Declarations.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def dump_declarations(decls: Declarations) -> str:
+    data = decls.model_dump(mode="json", exclude_defaults=True)
+    for ds in data.get("datasets", []):
+        ds.setdefault("columns", [])
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+DECLARATIONS_HEADER = (
+    "# Dataset and model declarations for dynamic_assets (written by `dynamic-assets declare`;\n"
+    "# hand edits are kept, comments are not).\n"
+)
+
+
+def save_declarations(decls: Declarations, path: Path | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(DECLARATIONS_HEADER + dump_declarations(decls))
+    os.replace(tmp, path)

@@ -1,0 +1,226 @@
+"""What is in the drive: dataset version folders, their data files, and what the pipeline refuses.
+
+Listing only: names, sizes and eTags, never file contents, so a sensor tick over a large drive
+stays fast. The layout is `datasets/<dataset>/<version>/<file>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from dynamic_assets.declarations.model import FILE_EXTENSIONS, Declarations
+from dynamic_assets.declarations.names import (
+    is_version,
+    printable,
+    unsafe_file_name_reason,
+    version_sort_key,
+)
+from dynamic_assets.drive.base import Drive, DriveItem
+
+DATASETS_FOLDER = "datasets"
+DOC_SUFFIXES = (".md", ".txt")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or folder the pipeline will not take, and why (in plain words)."""
+
+    path: str
+    reason: str
+    status: str  # undeclared | quarantined | ignored
+    dataset: str | None = None
+    version: str | None = None
+    item: DriveItem | None = None
+
+    @property
+    def message(self) -> str:
+        return f"{printable(self.path)}: {self.reason}"
+
+
+@dataclass
+class VersionFolder:
+    dataset: str
+    version: str
+    folder: str
+    files: list[tuple[DriveItem, str]] = field(default_factory=list)  # (item, format)
+    rejected: list[Problem] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.version}"
+
+    @property
+    def digest(self) -> str:
+        """Changes when any file of the version is added, removed or changed."""
+        h = hashlib.sha1()
+        for item, _ in sorted(self.files, key=lambda f: f[0].path):
+            h.update(
+                f"{item.path}\x00{item.size}\x00{item.etag}\n".encode("utf-8", "surrogateescape")
+            )
+        for p in sorted(self.rejected, key=lambda p: p.path):
+            etag = p.item.etag if p.item else ""
+            h.update(f"!{p.path}\x00{etag}\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()[:16]
+
+    @property
+    def bytes(self) -> int:
+        return sum(item.size for item, _ in self.files)
+
+
+@dataclass
+class Discovery:
+    versions: dict[str, VersionFolder] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    items_listed: int = 0
+
+    def for_dataset(self, dataset: str) -> list[VersionFolder]:
+        found = [v for v in self.versions.values() if v.dataset == dataset]
+        return sorted(found, key=lambda v: version_sort_key(v.version))
+
+
+def discover(
+    drive: Drive, decls: Declarations, *, dataset: str | None = None, version: str | None = None
+) -> Discovery:
+    """List the drive's dataset folders (or one dataset, or one version) and classify every item."""
+    declared = decls.by_name()
+    folder = DATASETS_FOLDER
+    if dataset:
+        folder += f"/{dataset}"
+        if version:
+            folder += f"/{version}"
+    out = Discovery()
+    for item in drive.list_tree(folder):
+        out.items_listed += 1
+        _classify(item, declared, out)
+    if dataset and version:
+        # The version folder itself: known even when it is empty.
+        key = f"{dataset}/{version}"
+        if key not in out.versions and dataset in declared and is_version(version):
+            out.versions[key] = VersionFolder(dataset, version, folder)
+    for v in out.versions.values():
+        if not v.files and not v.rejected:
+            out.problems.append(
+                Problem(
+                    v.folder,
+                    "the version folder holds no data files",
+                    "quarantined",
+                    v.dataset,
+                    v.version,
+                )
+            )
+    return out
+
+
+def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
+    parts = item.parts
+    if len(parts) < 2 or parts[0] != DATASETS_FOLDER:
+        return
+    for name in parts[1:]:
+        reason = unsafe_file_name_reason(name)
+        if reason:
+            ds = parts[1] if len(parts) > 2 and parts[1] in declared else None
+            ver = parts[2] if ds and len(parts) > 3 and is_version(parts[2]) else None
+            if ds and ver:
+                vf = _version(out, ds, ver)
+                vf.rejected.append(Problem(item.path, reason, "quarantined", ds, ver, item))
+            else:
+                out.problems.append(Problem(item.path, reason, "quarantined", ds, ver, item))
+            return
+    if any(p.startswith(".") for p in parts[1:]):
+        return  # hidden files: partial uploads, editor droppings
+    dataset = parts[1]
+    if dataset not in declared:
+        if not item.is_folder:
+            out.problems.append(
+                Problem(
+                    item.path,
+                    f"dataset {dataset!r} is not declared (run `dynamic-assets declare {dataset} --from <folder>`)",
+                    "undeclared",
+                    dataset,
+                    None,
+                    item,
+                )
+            )
+        return
+    if len(parts) == 2:
+        if not item.is_folder:
+            out.problems.append(
+                Problem(
+                    item.path,
+                    "files belong in a version folder, not directly in the dataset folder",
+                    "ignored",
+                    dataset,
+                    None,
+                    item,
+                )
+            )
+        return
+    version = parts[2]
+    if len(parts) == 3 and not item.is_folder:
+        out.problems.append(
+            Problem(
+                item.path,
+                "files belong in a version folder, not directly in the dataset folder",
+                "ignored",
+                dataset,
+                None,
+                item,
+            )
+        )
+        return
+    if not is_version(version):
+        if not item.is_folder or len(parts) == 3:
+            out.problems.append(
+                Problem(
+                    item.path,
+                    f"{version!r} is not a version: use a date (2024-06-01) or v1.2 / v1.2.3",
+                    "ignored",
+                    dataset,
+                    None,
+                    item,
+                )
+            )
+        return
+    vf = _version(out, dataset, version)
+    if len(parts) == 3:
+        return  # the version folder itself
+    if item.is_folder or len(parts) > 4:
+        if not item.is_folder:
+            vf.rejected.append(
+                Problem(
+                    item.path,
+                    "nested folders inside a version are not read",
+                    "ignored",
+                    dataset,
+                    version,
+                    item,
+                )
+            )
+        return
+    name = parts[3]
+    if name.lower().endswith(DOC_SUFFIXES):
+        return  # README.md and notes document the version
+    ds = declared[dataset]
+    fmt = ds.accepts(name)
+    if fmt is None:
+        ext = name.rsplit(".", 1)[-1] if "." in name else "(none)"
+        known = FILE_EXTENSIONS.get("." + ext.lower())
+        reason = (
+            f"format {known} is not declared for dataset {dataset} (declared: {', '.join(ds.formats)})"
+            if known
+            else f"unknown file format (extension {ext!r}); expected one of {', '.join(ds.formats)}"
+        )
+        vf.rejected.append(Problem(item.path, reason, "quarantined", dataset, version, item))
+        return
+    vf.files.append((item, fmt))
+
+
+def _version(out: Discovery, dataset: str, version: str) -> VersionFolder:
+    key = f"{dataset}/{version}"
+    vf = out.versions.get(key)
+    if vf is None:
+        vf = out.versions[key] = VersionFolder(
+            dataset, version, f"{DATASETS_FOLDER}/{dataset}/{version}"
+        )
+    return vf
