@@ -111,7 +111,9 @@ def content_digest(
         raise FingerprintError(
             f"ai_curated.{dataset} has no column(s) {', '.join(missing)} that the schema declares"
         )
-    encoding = conn.execute("SHOW server_encoding").fetchone()[0]
+    shown = conn.execute("SHOW server_encoding").fetchone()
+    assert shown is not None  # SHOW always answers one row
+    encoding = shown[0]
     if encoding.upper() not in ("UTF8", "UTF-8"):
         raise FingerprintError(
             f"the database encoding is {encoding}; fingerprint spec v1 needs a UTF8 database"
@@ -139,7 +141,9 @@ def content_digest(
         conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         conn.execute("SET LOCAL work_mem = '64MB'")  # the sort of the row hashes: 36 B a row
-        rows, digest = conn.execute(query, (version,)).fetchone()
+        result = conn.execute(query, (version,)).fetchone()
+    assert result is not None  # an aggregate without GROUP BY always answers one row
+    rows, digest = result
     return ContentDigest(int(rows), digest, time.perf_counter() - started)
 
 
@@ -247,6 +251,16 @@ def compute_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> 
         time.perf_counter() - started,
         content.seconds,
     )
+
+
+def curated_fingerprint(conn: psycopg.Connection, dataset: str, version: str) -> str | None:
+    """The registry's fingerprint of a curated version; None when it has none (yet)."""
+    row = conn.execute(
+        "SELECT fingerprint FROM public.datasets WHERE name = %s AND version = %s "
+        "AND status = 'curated'",
+        (dataset, version),
+    ).fetchone()
+    return row[0] if row is not None and row[0] else None
 
 
 def store_fingerprint(conn: psycopg.Connection, fp: Fingerprint) -> int:

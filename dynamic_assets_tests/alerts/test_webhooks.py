@@ -8,22 +8,21 @@ import time
 
 import pytest
 
-from dynamic_assets.alerts import (
+from dynamic_assets.alerts.delivery import deliver, deliver_due, dispatch, enqueue
+from dynamic_assets.alerts.endpoints import (
+    DeliveryPolicy,
+    WebhookConfig,
+    WebhookConfigError,
+    endpoint_label,
+    parse_endpoints,
+)
+from dynamic_assets.alerts.events import Event
+from dynamic_assets.alerts.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
-    DeliveryPolicy,
-    Event,
     SignatureError,
-    WebhookConfig,
-    WebhookConfigError,
     body_of,
-    deliver,
-    deliver_due,
-    dispatch,
-    endpoint_label,
-    enqueue,
-    parse_endpoints,
     sign,
     signature_header,
     verify_signature,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from dynamic_assets.alerts import DeliveryPolicy, WebhookConfig, parse_endpoints
+from dynamic_assets.alerts.endpoints import DeliveryPolicy, WebhookConfig, parse_endpoints
 from dynamic_assets.settings import Settings
 
 

@@ -22,12 +22,11 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from dynamic_assets.alerts import (
-    DeliveryResult,
+from dynamic_assets.alerts.delivery import DeliveryResult, dispatch
+from dynamic_assets.alerts.events import (
     Event,
     attestation_events,
     detail,
-    dispatch,
     quarantined_events,
     since_default,
     stale_events,
@@ -79,7 +78,7 @@ def run_failure_events(
     checks = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     for record in checks:
         ev = record.dagster_event.event_specific_data if record.dagster_event else None
-        if ev is None or ev.passed or not ev.blocking:
+        if not isinstance(ev, dg.AssetCheckEvaluation) or ev.passed or not ev.blocking:
             continue
         if ev.severity != dg.AssetCheckSeverity.ERROR:
             continue
@@ -109,11 +108,13 @@ def run_failure_events(
             )
         )
     failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-    steps = []
+    steps: list[dict[str, str | None]] = []
+    failed_steps: list[str] = []
     for record in failures:
         de = record.dagster_event
-        if de is None:
+        if de is None or de.step_key is None:  # a step failure always names its step
             continue
+        failed_steps.append(de.step_key)
         err = de.step_failure_data.error if de.step_failure_data else None
         steps.append(
             {
@@ -127,7 +128,7 @@ def run_failure_events(
             "run.failed",
             key=run.run_id,
             summary=f"{what}run {run.run_id[:8]} of {run.job_name} failed"
-            + (f" at {', '.join(s['step'] for s in steps)}" if steps else ""),
+            + (f" at {', '.join(failed_steps)}" if failed_steps else ""),
             dataset=dataset,
             version=version,
             data={

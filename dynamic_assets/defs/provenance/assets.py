@@ -6,6 +6,8 @@ provenance/<dataset>/attestation  the fingerprint in a signed ledger entry (Merk
                                   proof in Postgres and in the drive, anchored on TON if configured
 """
 
+from typing import Any
+
 import dagster as dg
 
 from dynamic_assets.declarations.model import Dataset, Declarations
@@ -23,6 +25,7 @@ from dynamic_assets.provenance.fingerprint import (
     SPEC,
     FingerprintError,
     compute_fingerprint,
+    curated_fingerprint,
     store_fingerprint,
 )
 from dynamic_assets.settings import Settings
@@ -41,7 +44,7 @@ def _key(doc: dict) -> tuple[str, str, str]:
 
 def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
     """The fingerprint and attestation assets of one declared dataset."""
-    common = {
+    common: dict[str, Any] = {
         "partitions_def": versions_partitions(ds.name),
         "group_name": ds.name,
         "owners": _owners(ds),
@@ -114,17 +117,12 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
         key = attestation.signer()
         drv = drive.get()
         with postgres.database().connect(autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT fingerprint FROM public.datasets WHERE name = %s AND version = %s "
-                "AND status = 'curated'",
-                (ds.name, version),
-            ).fetchone()
-            if row is None or not row[0]:
+            fp = curated_fingerprint(conn, ds.name, version)
+            if fp is None:
                 raise dg.Failure(
                     description=f"{ds.name} {version} has no fingerprint: materialize "
                     f"provenance/{ds.name}/fingerprint first"
                 )
-            fp = row[0]
             batch = attest.attest_pending(conn, key)
             doc = attest.proof_of(conn, ds.name, version, fp)
             if doc is None:  # pragma: no cover - attest_pending covers every fingerprint
@@ -135,7 +133,7 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
             anchorer = attestation.anchorer()
             anchor_error = None
             if anchorer is not None:
-                from dynamic_assets.provenance.ton import TonError
+                from dynamic_assets.provenance.ton.errors import TonError
 
                 for entry in ledger.unanchored(conn):
                     try:
@@ -148,9 +146,11 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
             paths = {k: attest.write_proof_file(conn, drv, d) for k, d in to_write.items()}
             doc = to_write[_key(doc)]
         entry = doc["ledger_entry"]
-        anchor = doc.get("anchor")
-        if anchor:
-            anchoring = f"TON {anchor['network']} tx {anchor['tx_hash']} (lt {anchor['tx_lt']})"
+        recorded = doc.get("anchor")
+        if recorded:
+            anchoring = (
+                f"TON {recorded['network']} tx {recorded['tx_hash']} (lt {recorded['tx_lt']})"
+            )
         elif anchorer is None:
             anchoring = (
                 "off: set TON_MNEMONIC (and TON_API_URL / TON_API_KEY) to anchor roots on TON"

@@ -12,7 +12,8 @@ from dynamic_assets.provenance.signing import SigningKey, load_signing_key
 from dynamic_assets.settings import DEFAULT_API_URL, Settings
 
 if TYPE_CHECKING:  # the TON stack is imported when anchoring, not when the code location loads
-    from dynamic_assets.provenance.ton import Anchorer, TonCenterClient
+    from dynamic_assets.provenance.ton.anchor import Anchorer
+    from dynamic_assets.provenance.ton.toncenter import TonCenterClient
 
 
 def _value(v: str | None) -> str | None:
@@ -55,14 +56,15 @@ class AttestationResource(dg.ConfigurableResource):
         """A toncenter client when anchoring is on or an API URL is given, else None."""
         if not (self.ton_mnemonic or self.ton_api_url):
             return None
-        from dynamic_assets.provenance.ton import TonCenterClient
+        from dynamic_assets.provenance.ton.toncenter import TonCenterClient
 
         return TonCenterClient(self.ton_api_url or DEFAULT_API_URL, _value(self.ton_api_key))
 
     def anchorer(self) -> Anchorer | None:
         if not self.ton_mnemonic:
             return None
-        from dynamic_assets.provenance.ton import Anchorer, wallet_from_mnemonic
+        from dynamic_assets.provenance.ton.anchor import Anchorer
+        from dynamic_assets.provenance.ton.wallet import wallet_from_mnemonic
 
         mnemonic = _value(self.ton_mnemonic) or ""
         wallet = wallet_from_mnemonic(mnemonic, testnet=self.ton_network != "mainnet")

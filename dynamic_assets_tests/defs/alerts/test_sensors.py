@@ -10,7 +10,7 @@ from dataclasses import replace
 import dagster as dg
 import pytest
 
-from dynamic_assets.alerts import WITHHELD
+from dynamic_assets.alerts.events import WITHHELD
 from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_declarations
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.defs.alerts.resources import WebhookResource
