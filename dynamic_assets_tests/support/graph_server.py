@@ -16,7 +16,8 @@ sessions (`createUploadSession`, fragments with `Content-Range`, `nextExpectedRa
 
 Faults are queued with `fault(...)`: a status with headers (429 + Retry-After, 503, 500, 410),
 a connection cut after N bytes of a download, a stall longer than the client's read timeout.
-Certificates come from `trustme`; the CA bundle is written to a file for the client to trust.
+The server runs as a `LoopbackServer` (TLS from a `trustme` test CA written to a file for the
+client to trust).
 """
 
 from __future__ import annotations
@@ -31,16 +32,14 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-import trustme
-
 from dynamic_assets.drive.graph.quickxor import quickxorhash
+from dynamic_assets_tests.support.servers import LoopbackServer, trusting
 
 TENANT = "contoso-tenant"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
@@ -285,26 +284,10 @@ class FakeDrive:
         return ids
 
 
-_CERTS: list = []
-
-
-def _certificates() -> tuple[trustme.CA, trustme.LeafCert]:
-    """One test CA and server certificate per process (key generation is the slow part)."""
-    if not _CERTS:
-        ca = trustme.CA()
-        _CERTS.append((ca, ca.issue_cert("127.0.0.1", "localhost")))
-    return _CERTS[0]
-
-
-class GraphServer:
+class GraphServer(LoopbackServer):
     """The server; `url` is the HTTPS base (`https://127.0.0.1:<port>`)."""
 
     def __init__(self, tmp: Path, *, page_size: int = 1000) -> None:
-        self.ca, cert = _certificates()
-        self.ca_path = tmp / "graph-test-ca.pem"
-        self.ca.cert_pem.write_to_path(str(self.ca_path))
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(ctx)
         self.drive = FakeDrive()
         self.page_size = page_size
         self.folder_delta_supported = True
@@ -322,25 +305,8 @@ class GraphServer:
         self._lock = threading.Lock()
         self.device_codes: dict[str, str] = {}  # device code -> scope asked for
         handler = type("Handler", (_Handler,), {"app": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.socket = ctx.wrap_socket(
-            self.httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self.port = self.httpd.server_address[1]
-        self.url = f"https://127.0.0.1:{self.port}"
+        super().__init__(handler, ca_file=tmp / "graph-test-ca.pem")
         self.graph_url = f"{self.url}/v1.0"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def start(self) -> GraphServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     # -- control
 
@@ -389,10 +355,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def handle(self):
-        try:
-            self.connection.do_handshake()
-        except (ssl.SSLError, OSError):
-            return
         with contextlib.suppress(ssl.SSLError, ConnectionError, OSError):
             super().handle()
 
@@ -929,16 +891,6 @@ def seed_from_folder(server: GraphServer, local_root: Path, root: str) -> int:
     return count
 
 
-@contextlib.contextmanager
-def serve(tmp_path: Path, monkeypatch, **kwargs) -> Iterator[GraphServer]:
-    """Run a server for one test and make requests (and MSAL) trust its CA only.
-
-    The machines export REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / SSL_CERT_FILE, which requests lets
-    override a session's `verify`; pointing them at the test CA keeps TLS verification on."""
-    server = GraphServer(tmp_path, **kwargs).start()
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        monkeypatch.setenv(name, str(server.ca_path))
-    try:
-        yield server
-    finally:
-        server.stop()
+def serve(tmp_path: Path, monkeypatch, **kwargs) -> contextlib.AbstractContextManager[GraphServer]:
+    """Run a server for one test and make requests (and MSAL) trust its CA only."""
+    return trusting(GraphServer(tmp_path, **kwargs), monkeypatch)
