@@ -1,5 +1,6 @@
 """A local HTTPS server that speaks the parts of Microsoft Graph and the Microsoft identity
-platform that `GraphDrive` and MSAL use, over an in-memory drive, with fault injection.
+platform that `GraphDrive` and MSAL use, over an in-memory drive (`graph_fake_drive.FakeDrive`),
+with fault injection.
 
 Identity (what MSAL reads): `/{tenant}/v2.0/.well-known/openid-configuration`,
 `/{tenant}/oauth2/v2.0/token` (client credentials, device code, refresh token) and
@@ -16,73 +17,37 @@ sessions (`createUploadSession`, fragments with `Content-Range`, `nextExpectedRa
 
 Faults are queued with `fault(...)`: a status with headers (429 + Retry-After, 503, 500, 410),
 a connection cut after N bytes of a download, a stall longer than the client's read timeout.
-Certificates come from `trustme`; the CA bundle is written to a file for the client to trust.
+The server runs as a `LoopbackServer` (TLS from a `trustme` test CA written to a file for the
+client to trust).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import itertools
 import json
 import secrets
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-import trustme
-
-from dynamic_assets.drive.graph.quickxor import quickxorhash
+from dynamic_assets_tests.support.graph_fake_drive import DRIVE_ID as DRIVE_ID  # re-exported
+from dynamic_assets_tests.support.graph_fake_drive import USER, FakeDrive, Node
+from dynamic_assets_tests.support.servers import LoopbackServer, trusting
 
 TENANT = "contoso-tenant"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 CLIENT_SECRET = "s3cr3t-Value~do-not-log"
-DRIVE_ID = "b!TestDrive0123"
-USER = "ada@contoso.example"
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@dataclass
-class Node:
-    id: str
-    name: str
-    parent: str | None
-    is_folder: bool
-    content: bytes = b""
-    version: int = 1
-    content_version: int = 1
-    seq: int = 0
-    modified: datetime = field(default_factory=lambda: datetime.now(UTC))
-    modified_by: str = "Ada Lovelace"
-    reported: dict | None = None  # hashes to report instead of the true ones (a corrupt record)
-
-    @property
-    def etag(self) -> str:
-        return f'"{{{self.id}}},{self.version}"'
-
-    @property
-    def ctag(self) -> str:
-        return f'"c:{{{self.id}}},{self.content_version}"'
-
-
-@dataclass
-class Tombstone:
-    id: str
-    parent: str | None
-    is_folder: bool
-    seq: int
-    ancestors: tuple[str, ...]
 
 
 @dataclass
@@ -101,210 +66,10 @@ class Fault:
         return self.times > 0 and method == self.method and self.path_contains in path
 
 
-class FakeDrive:
-    """An in-memory drive with a change log for delta queries."""
-
-    def __init__(self, drive_id: str = DRIVE_ID) -> None:
-        self.drive_id = drive_id
-        self.lock = threading.RLock()
-        self._ids = itertools.count(1)
-        self.seq = 0
-        self.root = Node(id="ROOT0", name="root", parent=None, is_folder=True)
-        self.nodes: dict[str, Node] = {self.root.id: self.root}
-        self.children: dict[str, dict[str, str]] = {self.root.id: {}}
-        self.tombstones: dict[str, Tombstone] = {}
-        self.token_generation = 0  # delta tokens of an older generation answer 410
-        self.report_sha256 = False
-        self._snapshots: dict = {}
-
-    # -- changes
-
-    def _bump(self, node: Node) -> None:
-        self.seq += 1
-        node.seq = self.seq
-        self._snapshots.clear()
-
-    def _new_id(self) -> str:
-        return f"ITEM{next(self._ids):07X}"
-
-    def mkdir(self, path: str) -> Node:
-        with self.lock:
-            node = self.root
-            for name in [p for p in path.strip("/").split("/") if p]:
-                child_id = self.children[node.id].get(name)
-                if child_id is None:
-                    child = Node(id=self._new_id(), name=name, parent=node.id, is_folder=True)
-                    self.nodes[child.id] = child
-                    self.children[child.id] = {}
-                    self.children[node.id][name] = child.id
-                    self._bump(child)
-                    node = child
-                else:
-                    node = self.nodes[child_id]
-            return node
-
-    def put(self, path: str, content: bytes, *, modified_by: str = "Ada Lovelace") -> Node:
-        with self.lock:
-            parent_path, _, name = path.strip("/").rpartition("/")
-            parent = self.mkdir(parent_path)
-            existing = self.children[parent.id].get(name)
-            if existing:
-                node = self.nodes[existing]
-                node.content = content
-                node.version += 1
-                node.content_version += 1
-                node.reported = None
-            else:
-                node = Node(
-                    id=self._new_id(), name=name, parent=parent.id, is_folder=False, content=content
-                )
-                self.nodes[node.id] = node
-                self.children[parent.id][name] = node.id
-            node.modified = datetime.now(UTC)
-            node.modified_by = modified_by
-            self._bump(node)
-            return node
-
-    def delete(self, path: str) -> None:
-        with self.lock:
-            node = self.node_at(path)
-            if node is None:
-                raise KeyError(path)
-            doomed = [(n, self.ancestors(n)) for n in self._subtree(node)]
-            for n, ancestors in doomed:
-                self.seq += 1
-                self.tombstones[n.id] = Tombstone(n.id, n.parent, n.is_folder, self.seq, ancestors)
-                self.nodes.pop(n.id, None)
-                self.children.pop(n.id, None)
-            self.children[node.parent].pop(node.name, None)
-            self._snapshots.clear()
-
-    def expire_delta_tokens(self) -> None:
-        """Every delta token issued so far answers 410 Gone (as after a long disconnection)."""
-        with self.lock:
-            self.token_generation += 1
-
-    def _subtree(self, node: Node) -> list[Node]:
-        out = [node]
-        for child_id in self.children.get(node.id, {}).values():
-            out.extend(self._subtree(self.nodes[child_id]))
-        return out
-
-    # -- reading
-
-    def node_at(self, path: str) -> Node | None:
-        node = self.root
-        for name in [p for p in path.strip("/").split("/") if p]:
-            child_id = self.children.get(node.id, {}).get(name)
-            if child_id is None:
-                return None
-            node = self.nodes[child_id]
-        return node
-
-    def ancestors(self, node: Node) -> tuple[str, ...]:
-        out = []
-        parent = node.parent
-        while parent is not None:
-            out.append(parent)
-            parent = self.nodes[parent].parent if parent in self.nodes else None
-        return tuple(out)
-
-    def path_of(self, node: Node) -> str:
-        names = []
-        while node.parent is not None:
-            names.append(node.name)
-            node = self.nodes[node.parent]
-        return "/".join(reversed(names))
-
-    def hashes(self, node: Node) -> dict:
-        if node.reported is not None:
-            return dict(node.reported)
-        out = {"quickXorHash": quickxorhash(node.content)}
-        if self.report_sha256:
-            out["sha256Hash"] = hashlib.sha256(node.content).hexdigest().upper()
-        return out
-
-    def item_json(
-        self, node: Node, base: str, *, delta: bool = False, download: str | None = None
-    ) -> dict:
-        js: dict = {
-            "id": node.id,
-            "name": node.name,
-            "eTag": node.etag,
-            "size": len(node.content) if not node.is_folder else self.folder_size(node),
-            "createdDateTime": "2024-06-01T12:00:00Z",
-            "lastModifiedDateTime": node.modified.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"),
-            "lastModifiedBy": {"user": {"displayName": node.modified_by, "email": USER}},
-            "webUrl": f"{base}/web/{node.id}",
-        }
-        if not delta:
-            js["cTag"] = node.ctag  # OneDrive for Business leaves cTag out of delta items
-        if node is self.root:
-            js["root"] = {}
-        else:
-            ref = {"driveId": self.drive_id, "driveType": "business", "id": node.parent}
-            if not delta:
-                parent = self.nodes[node.parent]
-                parent_path = self.path_of(parent)
-                ref["path"] = "/drive/root:" + (("/" + quote(parent_path)) if parent_path else "")
-            js["parentReference"] = ref
-        if node.is_folder:
-            js["folder"] = {"childCount": len(self.children.get(node.id, {}))}
-        else:
-            js["file"] = {"mimeType": "application/octet-stream", "hashes": self.hashes(node)}
-            if download:
-                js["@microsoft.graph.downloadUrl"] = download
-        return js
-
-    def folder_size(self, node: Node) -> int:
-        return sum(len(n.content) for n in self._subtree(node) if not n.is_folder)
-
-    def delta_ids(self, scope: Node, since: int, upto: int) -> list[str]:
-        """Ids of items under `scope` changed in (since, upto]: live items and tombstones."""
-        key = (scope.id, since, upto)
-        cached = self._snapshots.get(key)
-        if cached is not None:
-            return cached
-        live = [
-            n
-            for n in self.nodes.values()
-            if since < n.seq <= upto and (n is scope or scope.id in self.ancestors(n))
-        ]
-        if since == 0:
-            live.sort(key=lambda n: (n is not scope, self.path_of(n)))
-            ids = [n.id for n in live]
-        else:
-            dead = [
-                t
-                for t in self.tombstones.values()
-                if since < t.seq <= upto and scope.id in t.ancestors
-            ]
-            merged = [(n.seq, n.id) for n in live] + [(t.seq, t.id) for t in dead]
-            ids = [i for _, i in sorted(merged)]
-        self._snapshots[key] = ids
-        return ids
-
-
-_CERTS: list = []
-
-
-def _certificates() -> tuple[trustme.CA, trustme.LeafCert]:
-    """One test CA and server certificate per process (key generation is the slow part)."""
-    if not _CERTS:
-        ca = trustme.CA()
-        _CERTS.append((ca, ca.issue_cert("127.0.0.1", "localhost")))
-    return _CERTS[0]
-
-
-class GraphServer:
+class GraphServer(LoopbackServer):
     """The server; `url` is the HTTPS base (`https://127.0.0.1:<port>`)."""
 
     def __init__(self, tmp: Path, *, page_size: int = 1000) -> None:
-        self.ca, cert = _certificates()
-        self.ca_path = tmp / "graph-test-ca.pem"
-        self.ca.cert_pem.write_to_path(str(self.ca_path))
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(ctx)
         self.drive = FakeDrive()
         self.page_size = page_size
         self.folder_delta_supported = True
@@ -322,25 +87,8 @@ class GraphServer:
         self._lock = threading.Lock()
         self.device_codes: dict[str, str] = {}  # device code -> scope asked for
         handler = type("Handler", (_Handler,), {"app": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.socket = ctx.wrap_socket(
-            self.httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self.port = self.httpd.server_address[1]
-        self.url = f"https://127.0.0.1:{self.port}"
+        super().__init__(handler, ca_file=tmp / "graph-test-ca.pem")
         self.graph_url = f"{self.url}/v1.0"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def start(self) -> GraphServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     # -- control
 
@@ -389,10 +137,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def handle(self):
-        try:
-            self.connection.do_handshake()
-        except (ssl.SSLError, OSError):
-            return
         with contextlib.suppress(ssl.SSLError, ConnectionError, OSError):
             super().handle()
 
@@ -929,16 +673,6 @@ def seed_from_folder(server: GraphServer, local_root: Path, root: str) -> int:
     return count
 
 
-@contextlib.contextmanager
-def serve(tmp_path: Path, monkeypatch, **kwargs) -> Iterator[GraphServer]:
-    """Run a server for one test and make requests (and MSAL) trust its CA only.
-
-    The machines export REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / SSL_CERT_FILE, which requests lets
-    override a session's `verify`; pointing them at the test CA keeps TLS verification on."""
-    server = GraphServer(tmp_path, **kwargs).start()
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        monkeypatch.setenv(name, str(server.ca_path))
-    try:
-        yield server
-    finally:
-        server.stop()
+def serve(tmp_path: Path, monkeypatch, **kwargs) -> contextlib.AbstractContextManager[GraphServer]:
+    """Run a server for one test and make requests (and MSAL) trust its CA only."""
+    return trusting(GraphServer(tmp_path, **kwargs), monkeypatch)

@@ -29,11 +29,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 from psycopg import sql
+
+from dynamic_assets_tests.support.servers import LoopbackServer
 
 JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 OPS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -366,12 +368,6 @@ def _handler(server: PostgrestServer):
 def serve(db_url: str, **kwargs) -> Iterator[PostgrestServer]:
     """Run the server on 127.0.0.1 (an ephemeral port) for the block; `url` is the project URL."""
     state = PostgrestServer(db_url, **kwargs)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LoopbackServer(_handler(state)) as server:
+        state.url = server.url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -25,21 +25,20 @@ import contextlib
 import hashlib
 import itertools
 import json
-import ssl
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import trustme
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from tonsdk.boc import Cell
 from tonsdk.contract.wallet import WalletV4ContractR2
 from tonsdk.utils import Address
+
+from dynamic_assets_tests.support.servers import LoopbackServer, trusting
 
 WALLET_ID = 698983191
 
@@ -135,16 +134,10 @@ class Account:
     txs: list[dict] = field(default_factory=list)
 
 
-class TonCenterServer:
+class TonCenterServer(LoopbackServer):
     """The server; `api_url` is the toncenter-style base (`https://127.0.0.1:<port>/api/v2`)."""
 
     def __init__(self, tmp: Path, *, api_key: str | None = None) -> None:
-        self.ca = trustme.CA()
-        cert = self.ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_path = tmp / "toncenter-test-ca.pem"
-        self.ca.cert_pem.write_to_path(str(self.ca_path))
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(ctx)
         self.api_key = api_key
         self.accounts: dict[str, Account] = {}
         self.log: list[dict] = []
@@ -155,22 +148,8 @@ class TonCenterServer:
         self.now = int(time.time())
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"app": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.api_url = f"https://127.0.0.1:{self.port}/api/v2"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> TonCenterServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(handler, ca_file=tmp / "toncenter-test-ca.pem")
+        self.api_url = f"{self.url}/api/v2"
 
     # ---- test controls
 
@@ -403,13 +382,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._route(body)
 
 
-@contextlib.contextmanager
-def serve(tmp_path: Path, monkeypatch, **kwargs) -> Iterator[TonCenterServer]:
+def serve(
+    tmp_path: Path, monkeypatch, **kwargs
+) -> contextlib.AbstractContextManager[TonCenterServer]:
     """Run a server for one test; requests trust only its CA (TLS verification stays on)."""
-    server = TonCenterServer(tmp_path, **kwargs).start()
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        monkeypatch.setenv(name, str(server.ca_path))
-    try:
-        yield server
-    finally:
-        server.stop()
+    return trusting(TonCenterServer(tmp_path, **kwargs), monkeypatch)

@@ -11,9 +11,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from dynamic_assets.alerts import SIGNATURE_HEADER, SignatureError, verify_signature
+from dynamic_assets_tests.support.servers import LoopbackServer
 
 
 @dataclass
@@ -91,15 +92,9 @@ def receiver(
 ) -> Iterator[Receiver]:
     """A receiver on 127.0.0.1 (an ephemeral port) for the duration of the block."""
     rec = Receiver(secret, script=list(script or []))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(rec))
-    rec.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LoopbackServer(_handler(rec)) as server:
+        rec.url = f"{server.url}{path}"
         yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextlib.contextmanager

@@ -96,7 +96,62 @@ def _http_session():
     return session
 
 
-class ClientCredentials:
+class _MsalProvider:
+    """What both providers share: the MSAL application built on first use around a token cache
+    (`_new_cache`), and the checks on a token result. `_save_cache` keeps the cache after MSAL
+    changed it; the in-memory cache of app-only access needs nothing."""
+
+    def __init__(self, tenant_id: str, client_id: str, authority_host: str) -> None:
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.authority_host = authority_host
+        self._app = None
+        self._cache = None
+        self._lock = threading.Lock()
+        self.requests = 0  # token endpoint round trips made (for tests and metrics)
+
+    def _new_cache(self):
+        import msal
+
+        return msal.TokenCache()
+
+    def _new_application(self, msal, **kwargs):
+        raise NotImplementedError
+
+    def _save_cache(self) -> None:
+        pass
+
+    def _application(self):
+        if self._app is None:
+            import msal
+
+            self._cache = self._new_cache()
+            try:
+                self._app = self._new_application(
+                    msal,
+                    token_cache=self._cache,
+                    http_client=_http_session(),
+                    **_authority_kwargs(self.authority_host, self.tenant_id),
+                )
+            except (ValueError, OSError) as exc:
+                raise AuthError(
+                    f"cannot reach the authority {self.authority_host}/{self.tenant_id}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                ) from None
+        return self._app
+
+    def _issued(self, result: dict | None, refused: str, after: str = "") -> str:
+        """The access token of an MSAL result, after counting a round trip and saving the cache;
+        without one, AuthError saying `refused`, the token endpoint's error, then `after`."""
+        if not result or "access_token" not in result:
+            raise AuthError(f"{refused}{_error_text(result)}{after}")
+        if result.get("token_source") == "identity_provider":
+            self.requests += 1
+        self._save_cache()
+        return result["access_token"]
+
+
+class ClientCredentials(_MsalProvider):
     """App-only access: client credentials of an Entra app registration."""
 
     def __init__(
@@ -112,14 +167,9 @@ class ClientCredentials:
             raise AuthError(
                 "app-only access needs ONEDRIVE_TENANT_ID, ONEDRIVE_CLIENT_ID and ONEDRIVE_CLIENT_SECRET"
             )
-        self.tenant_id = tenant_id
-        self.client_id = client_id
+        super().__init__(tenant_id, client_id, authority_host)
         self._secret = client_secret
-        self.authority_host = authority_host
         self.scope = graph_scope(graph_url)
-        self._app = None
-        self._lock = threading.Lock()
-        self.requests = 0  # token endpoint round trips made (for tests and metrics)
 
     def __repr__(self) -> str:
         return f"ClientCredentials(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, client_secret=<hidden>)"
@@ -127,23 +177,10 @@ class ClientCredentials:
     def describe(self) -> str:
         return f"app-only (client {self.client_id}, tenant {self.tenant_id})"
 
-    def _application(self):
-        if self._app is None:
-            import msal
-
-            try:
-                self._app = msal.ConfidentialClientApplication(
-                    self.client_id,
-                    client_credential=self._secret,
-                    http_client=_http_session(),
-                    **_authority_kwargs(self.authority_host, self.tenant_id),
-                )
-            except (ValueError, OSError) as exc:
-                raise AuthError(
-                    f"cannot reach the authority {self.authority_host}/{self.tenant_id}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                ) from None
-        return self._app
+    def _new_application(self, msal, **kwargs):
+        return msal.ConfidentialClientApplication(
+            self.client_id, client_credential=self._secret, **kwargs
+        )
 
     def token(self, *, force_refresh: bool = False) -> str:
         with self._lock:
@@ -156,13 +193,7 @@ class ClientCredentials:
                 raise AuthError(
                     f"token request to {self.authority_host} failed: {type(exc).__name__}"
                 ) from None
-            if not result or "access_token" not in result:
-                raise AuthError(
-                    f"no app-only token for client {self.client_id}: {_error_text(result)}"
-                )
-            if result.get("token_source") == "identity_provider":
-                self.requests += 1
-            return result["access_token"]
+            return self._issued(result, f"no app-only token for client {self.client_id}: ")
 
     @staticmethod
     def _drop_cached(app) -> None:
@@ -171,7 +202,7 @@ class ClientCredentials:
             cache.remove_at(entry)
 
 
-class DeviceCodeLogin:
+class DeviceCodeLogin(_MsalProvider):
     """Delegated access: a person signs in once with the device-code flow; the token cache is kept
     in a file readable by its owner only, and later runs refresh silently."""
 
@@ -187,15 +218,9 @@ class DeviceCodeLogin:
     ) -> None:
         if not (tenant_id and client_id):
             raise AuthError("delegated access needs ONEDRIVE_TENANT_ID and ONEDRIVE_CLIENT_ID")
-        self.tenant_id = tenant_id
-        self.client_id = client_id
+        super().__init__(tenant_id, client_id, authority_host)
         self.cache_path = Path(cache_path)
-        self.authority_host = authority_host
         self.scopes = _delegated_scopes(graph_url, scopes)
-        self._app = None
-        self._cache = None
-        self._lock = threading.Lock()
-        self.requests = 0
 
     def __repr__(self) -> str:
         return f"DeviceCodeLogin(client_id={self.client_id!r}, cache={str(self.cache_path)!r})"
@@ -203,9 +228,12 @@ class DeviceCodeLogin:
     def describe(self) -> str:
         return f"delegated (client {self.client_id}, token cache {self.cache_path})"
 
+    def _new_application(self, msal, **kwargs):
+        return msal.PublicClientApplication(self.client_id, **kwargs)
+
     # -- the token cache file
 
-    def _load_cache(self):
+    def _new_cache(self):
         import msal
 
         cache = msal.SerializableTokenCache()
@@ -232,25 +260,6 @@ class DeviceCodeLogin:
                 os.unlink(tmp)
             raise
         self._cache.has_state_changed = False
-
-    def _application(self):
-        if self._app is None:
-            import msal
-
-            self._cache = self._load_cache()
-            try:
-                self._app = msal.PublicClientApplication(
-                    self.client_id,
-                    token_cache=self._cache,
-                    http_client=_http_session(),
-                    **_authority_kwargs(self.authority_host, self.tenant_id),
-                )
-            except (ValueError, OSError) as exc:
-                raise AuthError(
-                    f"cannot reach the authority {self.authority_host}/{self.tenant_id}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                ) from None
-        return self._app
 
     def accounts(self) -> list[str]:
         """The signed-in accounts in the cache (user names only)."""
@@ -288,15 +297,11 @@ class DeviceCodeLogin:
             result = app.acquire_token_silent_with_error(
                 self.scopes, account=accounts[0], force_refresh=force_refresh
             )
-            if not result or "access_token" not in result:
-                raise AuthError(
-                    "the saved sign-in no longer works "
-                    f"({_error_text(result)}): run `dynamic-assets onedrive login` again"
-                )
-            if result.get("token_source") == "identity_provider":
-                self.requests += 1
-            self._save_cache()
-            return result["access_token"]
+            return self._issued(
+                result,
+                "the saved sign-in no longer works (",
+                "): run `dynamic-assets onedrive login` again",
+            )
 
 
 def read_cache_accounts(cache_path: Path) -> list[str]:
