@@ -16,14 +16,11 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from dynamic_assets.cli.console import console, err
 from dynamic_assets.settings import Settings
-
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
 

@@ -1,5 +1,5 @@
-"""Training on the command line: training after `dynamic-assets run`, and `dynamic-assets
-checkpoints`, an auditor's read-only check of every checkpoint folder in the drive."""
+"""`dynamic-assets checkpoints`: an auditor's read-only check of every checkpoint folder in the
+drive (training itself runs in `dynamic-assets run`)."""
 
 from __future__ import annotations
 
@@ -8,42 +8,10 @@ import sys
 from datetime import timedelta
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from dynamic_assets.cli.console import console
 from dynamic_assets.settings import Settings
-
-
-def train_after_run(defs, instance, db, decls, dataset: str | None, console: Console) -> list:
-    """Train what is pending (see `pending_training`), print a table, return the failures as
-    (dataset, version, path, reason) rows for the run's summary."""
-    from dynamic_assets.defs.training.headless import pending_training, train_pending
-
-    if not pending_training(db, decls, dataset):
-        return []
-    with console.status("Training models on new or changed data …"):
-        outcomes = train_pending(defs, instance, db, decls, dataset=dataset)
-    table = Table(title="training")
-    for name in ("model", "version", "metric", "value", "seconds", "status", "detail"):
-        table.add_column(name, justify="right" if name in ("value", "seconds") else "left")
-    for o in outcomes:
-        style = {"trained": "green", "failed": "red"}.get(o.status, "yellow")
-        table.add_row(
-            o.model,
-            o.version,
-            o.metric,
-            "-" if o.value is None else f"{o.value:.4g}",
-            f"{o.seconds:.2f}",
-            f"[{style}]{o.status}[/]",
-            o.detail if o.status != "failed" else "",
-        )
-    console.print(table)
-    models = {m.name: m.dataset for m in decls.models}
-    return [
-        (models[o.model], o.version, f"models/{o.model}", o.detail)
-        for o in outcomes
-        if o.status == "failed"
-    ]
 
 
 @click.command()
@@ -89,7 +57,6 @@ def checkpoints(as_json: bool, show_all: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows if show_all else bad, indent=2))
     else:
-        out = Console(width=None if sys.stdout.isatty() else 160)
         table = Table(title=f"checkpoints in {drive.describe()}")
         for name in ("checkpoint", "status", "trained on", "problem"):
             table.add_column(name)
@@ -101,7 +68,7 @@ def checkpoints(as_json: bool, show_all: bool) -> None:
             )
             style = "green" if r["traceable"] else "red"
             table.add_row(r["path"], f"[{style}]{r['status']}[/]", on, r.get("problem") or "")
-        out.print(table)
-        out.print(f"{len(rows) - len(bad)} traceable, {len(bad)} not traceable to curated data")
+        console.print(table)
+        console.print(f"{len(rows) - len(bad)} traceable, {len(bad)} not traceable to curated data")
     if bad:
         sys.exit(1)

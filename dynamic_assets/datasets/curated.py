@@ -15,7 +15,15 @@ from datetime import date, timedelta
 import psycopg
 from psycopg import sql
 
-from dynamic_assets.datasets.staging import RECORD_COLUMN
+from dynamic_assets.datasets.casts import (
+    WITHHELD,
+    bad_vector_text,
+    cast_expression,
+    describe_example,
+    non_finite,
+    null_source,
+    text_source,
+)
 from dynamic_assets.db.access import apply_access
 from dynamic_assets.db.tables import (
     CURATED_SCHEMA,
@@ -38,46 +46,6 @@ GOVERNANCE = [
     ("_curated_at", "timestamptz NOT NULL DEFAULT now()"),
 ]
 EXAMPLES = 10
-# Values of a dataset declared sensitive never reach messages, logs, metadata or run records.
-WITHHELD = "(value withheld: sensitive dataset)"
-
-
-def describe_example(example: dict) -> str:
-    """`path row N: 'value'`, without the value when it is withheld."""
-    where = f"{example['file']} row {example['row']}"
-    value = example.get("value")
-    return where if value == WITHHELD else f"{where}: {value!r}"
-
-
-def _text_source(ds: Dataset, col: Column) -> sql.Composable:
-    """The staged value of a column as text (CSV and JSON staging)."""
-    if ds.family == "csv":
-        return (
-            sql.SQL("NULLIF(btrim(s.{}), '')").format(sql.Identifier(col.name))
-            if col.type != "string"
-            else sql.SQL("s.{}").format(sql.Identifier(col.name))
-        )
-    if col.type == "json" or col.vector_dim:
-        return sql.SQL("NULLIF(s.{} -> {}, 'null'::jsonb)::text").format(
-            sql.Identifier(RECORD_COLUMN), sql.Literal(col.name)
-        )
-    return sql.SQL("(s.{} ->> {})").format(sql.Identifier(RECORD_COLUMN), sql.Literal(col.name))
-
-
-def cast_expression(ds: Dataset, col: Column) -> sql.Composable:
-    """The SQL that turns the staged value of `col` into its declared type."""
-    pg_type = sql.SQL(col.pg_type)
-    if ds.family == "parquet":
-        src = sql.SQL("s.{}").format(sql.Identifier(col.name))
-        if col.type == "timestamp":
-            return sql.SQL("({} AT TIME ZONE 'UTC')").format(src)
-        if col.vector_dim:
-            return sql.SQL("{}::{}").format(src, pg_type)
-        return src
-    src = _text_source(ds, col)
-    if col.type == "string":
-        return src
-    return sql.SQL("({})::{}").format(src, pg_type)
 
 
 @dataclass
@@ -102,9 +70,9 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
     can_validate = _server_version(conn) >= 160000
     for col in ds.columns:
         if ds.family != "parquet" and col.vector_dim:
-            checks.append(("cast", col, _bad_vector_text(_text_source(ds, col), col.vector_dim)))
+            checks.append(("cast", col, bad_vector_text(text_source(ds, col), col.vector_dim)))
         elif ds.family != "parquet" and col.type != "string" and can_validate:
-            src = _text_source(ds, col)
+            src = text_source(ds, col)
             checks.append(
                 (
                     "cast",
@@ -126,9 +94,9 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
                 )
             )
         if col.type == "float" and not col.allow_non_finite:
-            checks.append(("non_finite", col, _non_finite(ds, col)))
+            checks.append(("non_finite", col, non_finite(ds, col)))
         if not col.nullable:
-            checks.append(("null", col, sql.SQL("{} IS NULL").format(_null_source(ds, col))))
+            checks.append(("null", col, sql.SQL("{} IS NULL").format(null_source(ds, col))))
     if checks:
         counts = conn.execute(
             sql.SQL("SELECT {} FROM {} s").format(
@@ -167,41 +135,8 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
     return problems
 
 
-def _bad_vector_text(src: sql.Composable, dim: int) -> sql.Composable:
-    """True for a text value that is not `[x1, ..., x<dim>]` of finite numbers.
-
-    pgvector raises instead of answering pg_input_is_valid, so the text is checked as a real[]
-    (brackets turned into braces) and its length compared with the declared dimension.
-    """
-    as_array = sql.SQL("translate({}, '[]', '{{}}')").format(src)
-    valid = sql.SQL(
-        "({src} ~ '^\s*\[[^\[\]]*\]\s*$' AND pg_input_is_valid({arr}, 'real[]'))"
-    ).format(src=src, arr=as_array)
-    return sql.SQL(
-        "{src} IS NOT NULL AND NOT coalesce({valid} AND (SELECT cardinality(x) = {dim} "
-        "AND NOT ('NaN'::real = ANY(x) OR 'Infinity'::real = ANY(x) OR '-Infinity'::real = ANY(x)) "
-        "FROM (SELECT CASE WHEN {valid} THEN {arr}::real[] END AS x) v), false)"
-    ).format(src=src, valid=valid, arr=as_array, dim=sql.Literal(dim))
-
-
-def _non_finite(ds: Dataset, col: Column) -> sql.Composable:
-    if ds.family == "parquet":
-        src = sql.SQL("s.{}").format(sql.Identifier(col.name))
-        return sql.SQL("{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)").format(src)
-    src = _text_source(ds, col)
-    return sql.SQL(
-        "lower({}) IN ('nan', 'inf', '+inf', '-inf', 'infinity', '+infinity', '-infinity')"
-    ).format(src)
-
-
-def _null_source(ds: Dataset, col: Column) -> sql.Composable:
-    if ds.family == "parquet":
-        return sql.SQL("s.{}").format(sql.Identifier(col.name))
-    return _text_source(ds, col)
-
-
 def _examples(conn, ds: Dataset, part, cond, col: Column) -> list[dict]:
-    value = _null_source(ds, col)
+    value = null_source(ds, col)
     rows = conn.execute(
         sql.SQL(
             "SELECT i.path, s._row, left(({})::text, 200) FROM {} s "

@@ -8,7 +8,6 @@ directly against the embedded Postgres. State passes between steps through Postg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from psycopg import sql
 
@@ -64,7 +63,7 @@ def record_manifest(
     run_id: str | None = None,
 ) -> Manifest:
     """List the version folder and record each file in `onedrive_ingest`; refuse bad files."""
-    started = datetime.now(UTC)
+    step = registry.EtlStep(run_id, ds.name, version, "manifest")
     found = discover(drive, decls, dataset=ds.name, version=version)
     folder = found.versions[f"{ds.name}/{version}"]
     # What the folder holds that is refused, and (from discovery) an empty folder.
@@ -76,14 +75,9 @@ def record_manifest(
             manifest.file_ids[item.path] = registry.record_file(conn, ds.name, version, item, fmt)
         registry.record_problems(conn, refused)
         if failures:
-            registry.record_etl_run(
+            step.record(
                 conn,
-                run_id=run_id,
-                dataset=ds.name,
-                version=version,
-                step="manifest",
-                status="failed",
-                started_at=started,
+                "failed",
                 files=len(folder.files) + len(folder.rejected),
                 error="; ".join(f"{p}: {r}" for p, r in failures)[:4000],
             )
@@ -117,7 +111,7 @@ def stage(
     run_id: str | None = None,
 ) -> Staged:
     """Stream every file of the version into its `ai_raw` partition (all or nothing)."""
-    started = datetime.now(UTC)
+    step = registry.EtlStep(run_id, ds.name, version, "stage")
     manifest = record_manifest(db, drive, decls, ds, version, run_id=run_id)
     sources = [
         SourceFile(manifest.file_ids[item.path], item.path, fmt, _opener(drive, item.path))
@@ -131,36 +125,21 @@ def stage(
             with conn.transaction():
                 if bad is not None:
                     registry.mark_files(conn, [bad], "quarantined", error=exc.message)
-                registry.record_etl_run(
-                    conn,
-                    run_id=run_id,
-                    dataset=ds.name,
-                    version=version,
-                    step="stage",
-                    status="failed",
-                    started_at=started,
-                    files=len(sources),
-                    error=exc.message,
-                )
+                step.record(conn, "failed", files=len(sources), error=exc.message)
             raise VersionFailed(ds.name, version, [(exc.path, exc.located)]) from exc
         with conn.transaction():
             for load in loads:
                 registry.mark_loaded(
                     conn, load.file_id, rows=load.rows, sha256=load.sha256, size=load.bytes
                 )
-            registry.record_etl_run(
+            step.record(
                 conn,
-                run_id=run_id,
-                dataset=ds.name,
-                version=version,
-                step="stage",
-                status="succeeded",
-                started_at=started,
+                "succeeded",
                 files=len(loads),
                 rows_loaded=sum(f.rows for f in loads),
                 bytes_=sum(f.bytes for f in loads),
             )
-    return Staged(manifest, loads, (datetime.now(UTC) - started).total_seconds())
+    return Staged(manifest, loads, step.seconds)
 
 
 def _opener(drive: Drive, path: str):
@@ -193,7 +172,7 @@ def curate(
     db: Database, drive_kind: str, ds: Dataset, version: str, *, run_id: str | None = None
 ) -> Curated:
     """Promote the staged version to `ai_curated` and register it, in one transaction."""
-    started = datetime.now(UTC)
+    step = registry.EtlStep(run_id, ds.name, version, "curate")
     ids = staged_file_ids(db, ds, version)
     out: dict = {}
 
@@ -210,31 +189,16 @@ def curate(
             rows=rows,
             drive_kind=drive_kind,
         )
-        registry.record_etl_run(
-            conn,
-            run_id=run_id,
-            dataset=ds.name,
-            version=version,
-            step="curate",
-            status="succeeded",
-            started_at=started,
-            files=len(files),
-            rows_loaded=rows,
-        )
+        step.record(conn, "succeeded", files=len(files), rows_loaded=rows)
 
     with db.connect(autocommit=True) as conn:
         try:
             result = promote_version(conn, ds, version, after_swap=register)
         except PromotionError as exc:
             with conn.transaction():
-                registry.record_etl_run(
+                step.record(
                     conn,
-                    run_id=run_id,
-                    dataset=ds.name,
-                    version=version,
-                    step="curate",
-                    status="failed",
-                    started_at=started,
+                    "failed",
                     files=len(ids),
                     error=str(exc),
                     rows_rejected=sum(p.get("count", 0) for p in exc.problems),

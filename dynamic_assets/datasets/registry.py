@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
@@ -244,3 +245,33 @@ def record_etl_run(
             (finished - started_at).total_seconds(),
         ),
     )
+
+
+@dataclass(frozen=True)
+class EtlStep:
+    """One step of one dataset version as `etl_runs` records it: the run, dataset, version and
+    step are bound once, `started_at` when the step began; `record` writes a row per outcome."""
+
+    run_id: str | None
+    dataset: str
+    version: str
+    step: str
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def record(self, conn: psycopg.Connection, status: str, **counts) -> None:
+        """An `etl_runs` row with `status` and the counts, checks or error of `record_etl_run`."""
+        record_etl_run(
+            conn,
+            run_id=self.run_id,
+            dataset=self.dataset,
+            version=self.version,
+            step=self.step,
+            status=status,
+            started_at=self.started_at,
+            **counts,
+        )
+
+    @property
+    def seconds(self) -> float:
+        """Seconds since the step began."""
+        return (datetime.now(UTC) - self.started_at).total_seconds()

@@ -16,11 +16,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dynamic_assets.datasets.curated import (
+from dynamic_assets.datasets.casts import (
     WITHHELD,
-    _text_source,
     cast_expression,
     describe_example,
+    text_source,
 )
 from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_name
 from dynamic_assets.declarations.model import Column, Dataset, Expectation
@@ -124,8 +124,8 @@ def _safe_cast(ds: Dataset, col: Column) -> sql.Composable:
         expr = cast_expression(ds, col)
         return sql.SQL("({})::text").format(expr) if col.vector_dim else expr
     if col.vector_dim:
-        return sql.SQL("({})::text").format(_text_source(ds, col))
-    src = _text_source(ds, col)
+        return sql.SQL("({})::text").format(text_source(ds, col))
+    src = text_source(ds, col)
     return sql.SQL("CASE WHEN pg_input_is_valid({src}, {t}) THEN ({src})::{t_sql} END").format(
         src=src, t=sql.Literal(col.pg_type), t_sql=sql.SQL(col.pg_type)
     )

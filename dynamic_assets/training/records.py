@@ -5,6 +5,7 @@
 fingerprint, the model configuration's hash and the MLflow run). `experiments` holds one row per
 training run the pipeline made. `model_checkpoints` holds every run folder seen under the drive's
 `model-checkpoints/`, with the reason it cannot be traced to curated data when it cannot.
+`pending_training` says which curated versions a declared model has no run for yet.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from dynamic_assets.declarations.model import Declarations, Model
+from dynamic_assets.declarations.names import version_sort_key
+from dynamic_assets.training.identity import config_hash
 
 CHECKPOINT_STATUSES = ("registered", "missing_metadata", "invalid_metadata", "unknown_fingerprint")
 
@@ -90,6 +95,39 @@ def find_trained(
         (model, fingerprint, config_hash),
     ).fetchone()
     return _model(row) if row else None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A curated version a model has no run for with its current fingerprint and configuration."""
+
+    model: Model
+    version: str
+    fingerprint: str
+
+
+def pending_training(
+    conn: psycopg.Connection, decls: Declarations, dataset: str | None = None
+) -> list[Pending]:
+    """(model, version) pairs whose current fingerprint has no run with the model's current
+    configuration; `versions: latest` models only consider their dataset's newest version."""
+    found: list[Pending] = []
+    for model in decls.models:
+        if dataset and model.dataset != dataset:
+            continue
+        rows = conn.execute(
+            "SELECT version, fingerprint FROM public.datasets "
+            "WHERE name = %s AND status = 'curated' AND fingerprint IS NOT NULL",
+            (model.dataset,),
+        ).fetchall()
+        versions = sorted(rows, key=lambda r: version_sort_key(r[0]))
+        if model.versions == "latest":
+            versions = versions[-1:]
+        chash = config_hash(model)
+        for version, fp in versions:
+            if find_trained(conn, model.name, fp, chash) is None:
+                found.append(Pending(model, version, fp))
+    return found
 
 
 def get_model(conn: psycopg.Connection, name: str, version: str) -> TrainedModel | None:

@@ -14,7 +14,7 @@ from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive import LocalDrive
 from dynamic_assets.provenance.fingerprint import compute_fingerprint, store_fingerprint
-from dynamic_assets.training.train import Tracking
+from dynamic_assets.training.tracking import Tracking
 
 
 @cache

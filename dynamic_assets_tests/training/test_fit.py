@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynamic_assets.training.train import TrainingError, fit_model
+from dynamic_assets.training.fit import TrainingError, fit_model
 from dynamic_assets_tests.training.test_features import bars, model
 
 

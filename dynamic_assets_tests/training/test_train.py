@@ -12,13 +12,9 @@ import pytest
 
 from dynamic_assets.read.curated import FingerprintMismatch, read_curated
 from dynamic_assets.training import checkpoint as ckpt
-from dynamic_assets.training.train import (
-    config_hash,
-    git_commit,
-    run_tags,
-    tracked_run,
-    train_version,
-)
+from dynamic_assets.training.identity import config_hash, git_commit, run_tags
+from dynamic_assets.training.tracking import tracked_run
+from dynamic_assets.training.train import train_version
 
 V1 = "2024-06-01"
 

@@ -41,6 +41,12 @@ def ingest_job_name(dataset: str) -> str:
     return f"ingest_{dataset}"
 
 
+def ingest_tags(dataset: str, version: str, trigger: str) -> dict[str, str]:
+    """The tags of an ingest run: the version it brings in and what started it (`drive_sensor`,
+    `reconcile`, `cli`)."""
+    return {"dataset": dataset, "version": version, "trigger": trigger}
+
+
 def _failure(exc: pipeline.VersionFailed) -> dg.Failure:
     return dg.Failure(
         description=str(exc),

@@ -22,8 +22,8 @@ import dagster as dg
 from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.declarations.model import Declarations
-from dynamic_assets.defs.datasets.assets import ingest_job_name
-from dynamic_assets.defs.datasets.partitions import partitions_name
+from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
+from dynamic_assets.defs.datasets.partitions import ensure_partition, partitions_name
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.drive.changes import DELTA_BUDGET_SECONDS, plan_changes
 from dynamic_assets.drive.discovery import Discovery, discover
@@ -73,7 +73,7 @@ def plan_tick(
                 job_name=ingest_job_name(vf.dataset),
                 partition_key=vf.version,
                 run_key=f"{vf.dataset}|{vf.version}|{digest}",
-                tags={"dataset": vf.dataset, "version": vf.version, "trigger": "drive_sensor"},
+                tags=ingest_tags(vf.dataset, vf.version, "drive_sensor"),
             )
         )
     old_problems = set(cursor.get("problems", []))
@@ -225,16 +225,14 @@ def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.Sched
     ):
         found = discover(drive.get(), decls, dataset=ds_name)
         pending, _ = outstanding(postgres.database(), found)
-        name = partitions_name(ds_name)
         requests = []
         for vf in pending:
-            if not context.instance.has_dynamic_partition(name, vf.version):
-                context.instance.add_dynamic_partitions(name, [vf.version])
+            ensure_partition(context.instance, ds_name, vf.version)
             requests.append(
                 dg.RunRequest(
                     partition_key=vf.version,
                     run_key=f"reconcile|{vf.dataset}|{vf.version}|{vf.digest}",
-                    tags={"dataset": vf.dataset, "version": vf.version, "trigger": "reconcile"},
+                    tags=ingest_tags(vf.dataset, vf.version, "reconcile"),
                 )
             )
         if not requests:

@@ -28,13 +28,10 @@ from dynamic_assets.settings import Settings
 from dynamic_assets.training import records
 from dynamic_assets.training.checkpoint import CheckpointError
 from dynamic_assets.training.features import TrainingDataError
-from dynamic_assets.training.train import (
-    TrainingError,
-    config_hash,
-    run_tags,
-    tracked_run,
-    train_version,
-)
+from dynamic_assets.training.fit import TrainingError
+from dynamic_assets.training.identity import config_hash, run_tags
+from dynamic_assets.training.tracking import tracked_run
+from dynamic_assets.training.train import train_version
 
 AC = dg.AutomationCondition
 

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from dynamic_assets.settings import Settings
-from dynamic_assets.training.train import Tracking
+from dynamic_assets.training.tracking import Tracking
 
 MLFLOW_FOLDER = "mlflow"
 

@@ -1,0 +1,139 @@
+"""`dynamic-assets run`: the pipeline in this process (see `dynamic_assets.defs.headless`), with
+a progress bar, a summary table per half (ingest, training) and every problem on stderr."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dynamic_assets.cli.console import console, err
+from dynamic_assets.settings import Settings
+
+
+@click.command()
+@click.option("--dataset", help="Only this dataset.")
+@click.option("--version", "version", help="Only this version (with --dataset).")
+@click.option(
+    "--all", "run_all", is_flag=True, help="Run every version, not only what is new or changed."
+)
+@click.option(
+    "--train/--no-train",
+    default=True,
+    show_default=True,
+    help="Then train each declared model on curated versions it has no run for (new or changed data).",
+)
+def run(dataset: str | None, version: str | None, run_all: bool, train: bool) -> None:
+    """Discover what is new in the drive, bring every affected version to curated, and train the
+    declared models on new or changed data."""
+    from dynamic_assets.declarations.model import load_declarations
+    from dynamic_assets.definitions import build_defs
+    from dynamic_assets.defs import headless
+
+    settings = Settings.from_env()
+    decls = load_declarations(settings.config_path)
+    defs = build_defs(settings, decls)
+    drive = defs.resources["drive"].get()
+    db = defs.resources["postgres"].database()
+    if version and not dataset:
+        raise click.UsageError("--version needs --dataset")
+
+    with console.status(f"Listing {drive.describe()} …"):
+        plan = headless.plan_ingest(
+            db, drive, decls, dataset=dataset, version=version, run_all=run_all
+        )
+    instance = headless.dagster_instance(settings)
+    outcomes = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not plan.versions,
+    ) as progress:
+        task = progress.add_task("Bringing versions to curated", total=len(plan.versions))
+        for vf in plan.versions:
+            progress.update(task, description=f"{vf.dataset} {vf.version}")
+            outcomes.append(headless.ingest_version(defs, instance, vf))
+            progress.advance(task)
+    _print_ingested(outcomes)
+
+    failures = [
+        (o.dataset, o.version, path, reason) for o in outcomes for path, reason in o.failures
+    ]
+    ran = {(o.dataset, o.version) for o in outcomes}
+    failures += [
+        (q["dataset"], q["version"], q["path"], f"still quarantined: {q['error']}")
+        for q in plan.quarantined
+        if (q["dataset"], q["version"]) not in ran
+    ]
+    failures += [(p.dataset or "-", p.version or "-", p.path, p.reason) for p in plan.problems]
+    if train:
+        failures += _train(defs, instance, db, decls, dataset)
+    if failures:
+        err.print(f"[red]{len(failures)} problem(s):[/]")
+        for ds, ver, path, reason in failures:
+            err.print(
+                f"  {ds} {ver}  {path}: {reason}", markup=False, highlight=False, soft_wrap=True
+            )
+        sys.exit(1)
+
+
+def _print_ingested(outcomes: list) -> None:
+    if not outcomes:
+        console.print("Nothing new: every version in the drive has reached curated.")
+        return
+    table = Table(title="dynamic-assets run")
+    for name in ("dataset", "version", "files", "rows", "seconds", "status"):
+        table.add_column(name, justify="right" if name in ("files", "rows", "seconds") else "left")
+    for o in outcomes:
+        style = "green" if o.status == "curated" else "red"
+        table.add_row(
+            o.dataset,
+            o.version,
+            str(o.files),
+            f"{o.rows:,}",
+            f"{o.seconds:.2f}",
+            f"[{style}]{o.status}[/]",
+        )
+    console.print(table)
+
+
+def _train(defs, instance, db, decls, dataset: str | None) -> list[tuple[str, str, str, str]]:
+    """Train what is pending (`records.pending_training`), print a table, return the failures as
+    (dataset, version, path, reason) rows for the run's summary."""
+    from dynamic_assets.defs import headless
+    from dynamic_assets.training.records import pending_training
+
+    with db.connect() as conn:
+        pending = pending_training(conn, decls, dataset)
+    if not pending:
+        return []
+    with console.status("Training models on new or changed data …"):
+        outcomes = headless.train(defs, instance, pending)
+    table = Table(title="training")
+    for name in ("model", "version", "metric", "value", "seconds", "status", "detail"):
+        table.add_column(name, justify="right" if name in ("value", "seconds") else "left")
+    for o in outcomes:
+        style = {"trained": "green", "failed": "red"}.get(o.status, "yellow")
+        table.add_row(
+            o.model,
+            o.version,
+            o.metric,
+            "-" if o.value is None else f"{o.value:.4g}",
+            f"{o.seconds:.2f}",
+            f"[{style}]{o.status}[/]",
+            o.detail if o.status != "failed" else "",
+        )
+    console.print(table)
+    models = {m.name: m.dataset for m in decls.models}
+    return [
+        (models[o.model], o.version, f"models/{o.model}", o.detail)
+        for o in outcomes
+        if o.status == "failed"
+    ]

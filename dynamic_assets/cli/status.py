@@ -1,0 +1,91 @@
+"""`dynamic-assets status`: the health of every dataset."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.table import Table
+
+from dynamic_assets.cli.console import console, err
+from dynamic_assets.settings import Settings
+
+COLUMNS = (
+    "dataset",
+    "latest",
+    "rows",
+    "checks",
+    "last success",
+    "last failure",
+    "quarantined",
+    "fresh",
+)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Health of every dataset: latest version, checks, last runs, quarantined files.
+
+    Exits 1 when a blocking check of any dataset is failing.
+    """
+    from dynamic_assets.declarations.model import load_declarations
+    from dynamic_assets.quality.status import health
+    from dynamic_assets.read.curated import default_database
+
+    settings = Settings.from_env()
+    decls = load_declarations(settings.config_path)
+    report = health(default_database(settings), decls)
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in report], default=str, indent=2))
+    else:
+        _print(report)
+    if any(h.blocking_failure for h in report):
+        sys.exit(1)
+
+
+def _print(report: list) -> None:
+    table = Table(title="dynamic-assets status")
+    for name in COLUMNS:
+        table.add_column(name)
+    for h in report:
+        fresh = "-" if h.stale is None else ("[red]stale[/]" if h.stale else "[green]yes[/]")
+        table.add_row(
+            h.dataset,
+            h.latest_version or "-",
+            f"{h.latest_rows:,}" if h.latest_rows is not None else "-",
+            _checks(h),
+            _when(h.last_success),
+            _when(h.last_failure),
+            str(len(h.quarantined)),
+            fresh,
+        )
+    console.print(table)
+    for h in report:
+        for name in h.failing_checks:
+            result = h.checks.get(name, {})
+            detail = result.get("message") or "; ".join(result.get("problems", []))
+            _problem(f"  {h.dataset} {h.checked_version}  check {name} failing: {detail}")
+        for q in h.quarantined:
+            _problem(f"  {h.dataset} {q['version']}  {q['path']} quarantined: {q['error']}")
+
+
+def _checks(h) -> str:
+    total = len(h.checks)
+    failed = [n for n, r in h.checks.items() if isinstance(r, dict) and not r.get("passed", True)]
+    if not total:
+        return "-"
+    if h.failing_checks:
+        return f"[red]{len(h.failing_checks)} blocking failed[/]"
+    if failed:
+        return f"[yellow]{len(failed)} warning(s)[/]"
+    return f"[green]{total} passed[/]"
+
+
+def _problem(line: str) -> None:
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _when(run: dict | None) -> str:
+    return f"{run['version']} {run['finished_at']:%Y-%m-%d %H:%M}" if run else "-"

@@ -1,0 +1,222 @@
+"""The pipeline run in this process, without a daemon (`dynamic-assets run`).
+
+For each pending (dataset, version) it executes the same ingest job the drive sensor requests
+(job name, partition and tags from `defs.datasets`), then the training job of each (model,
+version) that has no run for its current data and configuration, on the home's Dagster instance,
+so that the UI shows these runs beside the sensor's. What is pending is decided by the core
+(`datasets.pipeline.outstanding`, `training.records.pending_training`), as for the sensor and the
+reconcile schedule. Each run gives back a plain outcome record for the command line to print.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from dynamic_assets.datasets import registry
+from dynamic_assets.datasets.pipeline import outstanding
+from dynamic_assets.db import Database
+from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.defs.datasets.assets import curated_key, ingest_job_name, ingest_tags
+from dynamic_assets.defs.datasets.partitions import ensure_partition
+from dynamic_assets.defs.training.keys import train_job_name
+from dynamic_assets.drive.base import Drive
+from dynamic_assets.drive.discovery import Problem, VersionFolder, discover
+from dynamic_assets.settings import Settings
+from dynamic_assets.training.records import Pending
+
+TRIGGER = "cli"
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@dataclass
+class IngestPlan:
+    """The versions to bring to curated, the files still quarantined, and the files not taken
+    (undeclared dataset or refused file), already recorded in `onedrive_ingest`."""
+
+    versions: list[VersionFolder]
+    quarantined: list[dict]
+    problems: list[Problem]
+
+
+@dataclass
+class Ingested:
+    """The outcome of one ingest run: `curated` or `failed`, with (path, reason) per failure."""
+
+    dataset: str
+    version: str
+    files: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    status: str = "pending"
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Trained:
+    """The outcome of one training run."""
+
+    model: str
+    version: str
+    status: str  # trained | up to date | skipped | failed
+    metric: str = ""
+    value: float | None = None
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    """The instance of DAGSTER_HOME when set (shared with `dagster dev`), else a local one under
+    the project's home folder."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    folder = settings.home / "dagster"
+    folder.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.local_temp(str(folder), overrides={"telemetry": {"enabled": False}})
+
+
+def plan_ingest(
+    db: Database,
+    drive: Drive,
+    decls: Declarations,
+    *,
+    dataset: str | None = None,
+    version: str | None = None,
+    run_all: bool = False,
+) -> IngestPlan:
+    """List the drive and decide what to run: every version whose files have not all reached
+    curated (with `run_all`, every version with files). Files not taken are recorded."""
+    found = discover(drive, decls, dataset=dataset, version=version)
+    pending, quarantined = outstanding(db, found)
+    if run_all:
+        pending = [v for v in found.versions.values() if v.files or v.rejected]
+    pending.sort(key=lambda v: (v.dataset, v.version))
+    problems = [p for p in found.problems if p.status in ("undeclared", "quarantined")]
+    if problems:
+        with db.connect() as conn:
+            registry.record_problems(conn, problems)
+    return IngestPlan(pending, quarantined, problems)
+
+
+def _execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    dataset: str,
+    version: str,
+    tags: dict[str, str],
+) -> tuple[dg.ExecuteInProcessResult, float]:
+    ensure_partition(instance, dataset, version)
+    started = time.perf_counter()
+    result = defs.get_job_def(job_name).execute_in_process(
+        partition_key=version,
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=tags,
+    )
+    return result, time.perf_counter() - started
+
+
+def ingest_version(
+    defs: dg.Definitions, instance: dg.DagsterInstance, vf: VersionFolder
+) -> Ingested:
+    """Run the ingest job of one version folder."""
+    result, seconds = _execute(
+        defs,
+        instance,
+        ingest_job_name(vf.dataset),
+        vf.dataset,
+        vf.version,
+        ingest_tags(vf.dataset, vf.version, TRIGGER),
+    )
+    outcome = Ingested(vf.dataset, vf.version, files=len(vf.files), seconds=seconds)
+    if result.success:
+        outcome.status = "curated"
+        outcome.rows = _curated_rows(instance, vf.dataset, vf.version)
+    else:
+        outcome.status = "failed"
+        outcome.failures = _failures_of(result) or [(vf.folder, "the run failed")]
+    return outcome
+
+
+def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending) -> Trained:
+    """Run the training job of one pending (model, version)."""
+    result, seconds = _execute(
+        defs,
+        instance,
+        train_job_name(p.model.name),
+        p.model.dataset,
+        p.version,
+        {"model": p.model.name, "version": p.version, "trigger": TRIGGER},
+    )
+    headline = f"test_{p.model.metric}"
+    outcome = Trained(p.model.name, p.version, "failed", headline, seconds=seconds)
+    if result.success:
+        mats = [
+            e.event_specific_data.materialization
+            for e in result.all_events
+            if e.is_step_materialization
+        ]
+        meta = mats[-1].metadata if mats else {}
+        trained = meta.get("trained")
+        if not mats:
+            outcome.status = "skipped"
+        else:
+            outcome.status = "trained" if trained and trained.value else "up to date"
+        value = meta.get(headline)
+        outcome.value = float(value.value) if value is not None else None
+        run = meta.get("mlflow_run_id")
+        outcome.detail = f"MLflow run {run.value}" if run is not None else ""
+    else:
+        errors = [
+            e.step_failure_data.error.message.strip()
+            for e in result.all_events
+            if e.is_step_failure and e.step_failure_data.error
+        ]
+        outcome.detail = "; ".join(errors)[:1000] or "the training run failed"
+    return outcome
+
+
+def train(
+    defs: dg.Definitions, instance: dg.DagsterInstance, pending: list[Pending]
+) -> list[Trained]:
+    """Run the training job of each pending (model, version); one outcome per run."""
+    return [train_version(defs, instance, p) for p in pending]
+
+
+def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
+    """(path, reason) for each line of each failed step's description (the pipeline's failures
+    name one file per line after a heading), else the step's message."""
+    found = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            meta = (data.user_failure_data.metadata if data.user_failure_data else {}) or {}
+            message = data.error.message if data.error else "step failed"
+            desc = (
+                data.user_failure_data.description if data.user_failure_data else None
+            ) or message
+            lines = [ln.strip() for ln in desc.splitlines()[1:] if ln.strip()]
+            if lines:
+                for ln in lines:
+                    path, _, reason = ln.partition(": ")
+                    found.append((path, reason or ln))
+            else:
+                found.append((str(meta.get("dataset", event.step_key)), desc.strip()))
+    return found
+
+
+def _curated_rows(instance: dg.DagsterInstance, dataset: str, version: str) -> int:
+    """The row count of the latest curated materialization, if it is of this version."""
+    event = instance.get_latest_materialization_event(curated_key(dataset))
+    if event is None or event.asset_materialization is None:
+        return 0
+    mat = event.asset_materialization
+    if mat.partition != version:
+        return 0
+    value = mat.metadata.get("dagster/row_count")
+    return int(value.value) if value is not None else 0
