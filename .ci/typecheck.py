@@ -41,9 +41,11 @@ def main(argv: list[str]) -> int:
         BASELINE.write_text("".join(f"{e}\n" for e in sorted(found.elements())))
         print(f"baseline: {sum(found.values())} error(s) written to {BASELINE.relative_to(ROOT)}")
         return 0
-    accepted = Counter(
-        line for line in BASELINE.read_text().splitlines() if line.strip()
-    ) if BASELINE.exists() else Counter()
+    accepted = (
+        Counter(line for line in BASELINE.read_text().splitlines() if line.strip())
+        if BASELINE.exists()
+        else Counter()
+    )
     new = found - accepted
     fixed = accepted - found
     for e in sorted(new.elements()):
