@@ -15,6 +15,7 @@ from datetime import date, timedelta
 import psycopg
 from psycopg import sql
 
+from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import RECORD_COLUMN
 from dynamic_assets.db.access import apply_access
 from dynamic_assets.db.tables import (
@@ -28,7 +29,6 @@ from dynamic_assets.db.tables import (
     table_columns,
 )
 from dynamic_assets.declarations.model import HNSW_MAX_DIM, Column, Dataset
-from dynamic_assets.formats.errors import PromotionError
 
 GOVERNANCE = [
     ("_source_file_id", "bigint NOT NULL"),

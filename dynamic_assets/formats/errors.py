@@ -71,11 +71,3 @@ class BrokenJsonArray(LoadError):
         self.items = items
         self.detail = detail
         super().__init__(path, reason, row=items + 1)
-
-
-class PromotionError(Exception):
-    """Staged rows that cannot become curated rows (bad casts, nulls, duplicate keys)."""
-
-    def __init__(self, message: str, problems: list[dict] | None = None):
-        self.problems = problems or []
-        super().__init__(message)
