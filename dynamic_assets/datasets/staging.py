@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -157,16 +158,16 @@ _NO_ROWS = {
 def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile) -> FileLoad:
     started = time.perf_counter()
     if ds.family == "csv":
-        names, produce, finish = _csv_source(ds, f)
+        source = _csv_source(ds, f)
     elif ds.family == "json":
-        names, produce, finish = _json_source(f)
+        source = _json_source(f)
     else:
-        names, produce, finish = _parquet_source(ds, f)
+        source = _parquet_source(ds, f)
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-        ident(RAW_SCHEMA, table), sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        ident(RAW_SCHEMA, table), sql.SQL(", ").join(sql.Identifier(n) for n in source.names)
     )
     try:
-        rows = _pipe_copy(conn, copy_sql, produce)
+        rows = _pipe_copy(conn, copy_sql, source.produce)
     except psycopg.errors.DataError as exc:
         raise _copy_error(f.path, exc) from None
     except psycopg.Error as exc:
@@ -175,9 +176,10 @@ def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
         ) from None
     if rows == 0:
         raise LoadError(f.path, _NO_ROWS[ds.family], line=2 if ds.family == "csv" else None)
-    sha, size = finish()
-    types = getattr(finish, "source_types", None)
-    return FileLoad(f.file_id, f.path, rows, size, sha, time.perf_counter() - started, types)
+    sha, size = source.finish()
+    return FileLoad(
+        f.file_id, f.path, rows, size, sha, time.perf_counter() - started, source.source_types
+    )
 
 
 def _copy_error(path: str, exc: psycopg.Error) -> LoadError:
@@ -241,7 +243,9 @@ def _pipe_copy(
     return rows
 
 
-def _encoder(schema: pa.Schema, jsonb: set[str] = frozenset()) -> ArrowToPostgresBinaryEncoder:
+def _encoder(
+    schema: pa.Schema, jsonb: AbstractSet[str] = frozenset()
+) -> ArrowToPostgresBinaryEncoder:
     if not jsonb:
         return ArrowToPostgresBinaryEncoder(schema)
     builders = {f.name: ArrowToPostgresBinaryEncoder.infer_encoder(f) for f in schema}
@@ -260,15 +264,24 @@ def _lineage(file_id: int, start: int, n: int) -> list[pa.Array]:
 
 
 # ---------------------------------------------------------------- sources
-# Each returns the COPY column names, `produce` (yielding encoded COPY chunks and their row
-# counts) and `finish` (the file's SHA-256 and size, once every row is sent).
+
+
+@dataclass
+class _Source:
+    """What the COPY of one file needs: its column names, `produce` (yielding encoded COPY chunks
+    and their row counts) and `finish` (the file's SHA-256 and size, once every row is sent)."""
+
+    names: list[str]
+    produce: Callable[[], Iterator[tuple[bytes, int]]]
+    finish: Callable[[], tuple[str, int]]
+    source_types: dict[str, str] | None = None  # Parquet: set by `produce`
 
 
 def _lineage_schema(data: list[tuple[str, pa.DataType]]) -> pa.Schema:
     return pa.schema(data + [(n, pa.int64()) for n, _ in LINEAGE])
 
 
-def _csv_source(ds: Dataset, f: SourceFile):
+def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
     names = [c.name for c in ds.columns]
     schema = _lineage_schema([(n, pa.string()) for n in names])
     reader = CsvFile(f.path, f.open, names, exact=ds.csv_header == "exact")
@@ -288,10 +301,10 @@ def _csv_source(ds: Dataset, f: SourceFile):
             start += n
         yield enc.finish(), 0
 
-    return schema.names, produce, reader.finish
+    return _Source(schema.names, produce, reader.finish)
 
 
-def _json_source(f: SourceFile):
+def _json_source(f: SourceFile) -> _Source:
     schema = _lineage_schema([(RECORD_COLUMN, pa.string())])
     state: dict = {}
 
@@ -303,7 +316,7 @@ def _json_source(f: SourceFile):
         rows: list[int] = []
         for record in json_records(f.path, stream, f.format):
             texts.append(record.text)
-            rows.append(record.line or record.row)
+            rows.append(record.number)
             if len(texts) >= JSON_BATCH:
                 yield _json_batch(enc, schema, f.file_id, texts, rows), len(texts)
                 texts, rows = [], []
@@ -314,7 +327,7 @@ def _json_source(f: SourceFile):
     def finish() -> tuple[str, int]:
         return state["stream"].finish()
 
-    return schema.names, produce, finish
+    return _Source(schema.names, produce, finish)
 
 
 def _json_batch(enc, schema, file_id: int, texts: list[str], rows: list[int]) -> bytes:
@@ -329,7 +342,7 @@ def _json_batch(enc, schema, file_id: int, texts: list[str], rows: list[int]) ->
     return enc.write_batch(rb)
 
 
-def _parquet_source(ds: Dataset, f: SourceFile):
+def _parquet_source(ds: Dataset, f: SourceFile) -> _Source:
     schema = _lineage_schema([(c.name, declared_arrow_type(c)[0]) for c in ds.columns])
     json_cols = {c.name for c in ds.columns if c.type == "json"}
     state: dict = {}
@@ -337,7 +350,7 @@ def _parquet_source(ds: Dataset, f: SourceFile):
     def produce() -> Iterator[tuple[bytes, int]]:
         handle = state["handle"] = f.open()
         pfile = open_parquet(f.path, handle)
-        finish.source_types = {fld.name: str(fld.type) for fld in pfile.schema_arrow}
+        source.source_types = {fld.name: str(fld.type) for fld in pfile.schema_arrow}
         enc = _encoder(schema, jsonb=json_cols)
         yield enc.write_header(), 0
         start = 1
@@ -357,4 +370,5 @@ def _parquet_source(ds: Dataset, f: SourceFile):
         with f.open() as again:  # Parquet is read by random access; hash it in one sequential pass
             return sha256_stream(again)
 
-    return schema.names, produce, finish
+    source = _Source(schema.names, produce, finish)
+    return source

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import ijson
 
@@ -30,11 +30,24 @@ class JsonRecord(NamedTuple):
     value: dict[str, Any]
     text: str
 
+    @property
+    def number(self) -> int:
+        """The line or the row, whichever the record has."""
+        return self.line if self.line is not None else self.row or 0
+
+
+class ByteStream(Protocol):
+    """What the JSON reader needs of a byte stream (a file, a hashing reader, a download)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
 
 class _Prefixed:
     """A byte stream with some already-read bytes put back in front."""
 
-    def __init__(self, head: bytes, rest: BinaryIO):
+    def __init__(self, head: bytes, rest: ByteStream):
         self._head = head
         self._rest = rest
 
@@ -65,7 +78,7 @@ class _Prefixed:
             yield line
 
 
-def json_records(path: str, stream: BinaryIO, fmt: str) -> Iterator[JsonRecord]:
+def json_records(path: str, stream: ByteStream, fmt: str) -> Iterator[JsonRecord]:
     """The records of a `json` or `jsonl` file read from `stream`; raises `LoadError` naming
     `path` and the line or row."""
     head = stream.read(_HEAD)

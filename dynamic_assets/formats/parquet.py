@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ def declared_arrow_type(col: Column) -> tuple[pa.DataType, str]:
     return PARQUET_STAGING[col.type]
 
 
-def open_parquet(path: str, source: str | BinaryIO) -> pq.ParquetFile:
+def open_parquet(path: str, source: str | Path | BinaryIO) -> pq.ParquetFile:
     """The Parquet file at `source` (a local path or an open handle); `path` names it in errors."""
     try:
         return pq.ParquetFile(source)
