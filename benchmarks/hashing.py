@@ -153,7 +153,7 @@ def _digest(path: Path) -> str:
 def read_cost(path: Path, fmt: str, reader_cls, reps: int) -> float:
     """Best time to read `path` through `reader_cls` the way the loader does: Arrow's CSV reader
     asks for 8 MiB blocks, the JSON Lines reader reads line by line."""
-    from dynamic_assets.datasets.staging import CSV_BLOCK
+    from dynamic_assets.formats.csv import CSV_BLOCK
 
     def once() -> None:
         with reader_cls(open(path, "rb")) as r:  # noqa: SIM115

@@ -24,6 +24,7 @@ from dynamic_assets.datasets.casts import (
     null_source,
     text_source,
 )
+from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.db.access import apply_access
 from dynamic_assets.db.tables import (
     CURATED_SCHEMA,
@@ -36,7 +37,6 @@ from dynamic_assets.db.tables import (
     table_columns,
 )
 from dynamic_assets.declarations.model import HNSW_MAX_DIM, Column, Dataset
-from dynamic_assets.formats.errors import PromotionError
 
 GOVERNANCE = [
     ("_source_file_id", "bigint NOT NULL"),

@@ -13,13 +13,14 @@ from psycopg import sql
 
 from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.curated import promote_version, staging_problems
+from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import FileLoad, SourceFile, load_version
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_exists, partition_name
 from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.drive.discovery import VersionFolder, discover
-from dynamic_assets.formats.errors import LoadError, PromotionError
+from dynamic_assets.formats.errors import LoadError
 
 
 class VersionFailed(Exception):

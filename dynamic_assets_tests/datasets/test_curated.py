@@ -13,11 +13,11 @@ from psycopg import sql
 
 from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.curated import promote_version
+from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import SourceFile, load_version
 from dynamic_assets.db.tables import CURATED_SCHEMA, table_columns
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.drive.base import DriveItem
-from dynamic_assets.formats.errors import PromotionError
 
 TYPED = Dataset(
     name="typed",

@@ -1,0 +1,183 @@
+"""JSON and JSON Lines: one record per object, with its line (JSON Lines) or row (array item).
+
+The shape is taken from the content: a file that starts with `[` (after a UTF-8 BOM and blanks)
+and is named `.json` is an array of objects, streamed item by item with ijson; a file that starts
+with `{` is JSON Lines, one object a line (a `.json` file included). Anything else is refused.
+Every record must be an object; NaN and infinities are refused (JSON has no such values), and so
+is the NUL character, which Postgres cannot store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Protocol
+
+import ijson
+
+from dynamic_assets.formats.errors import BrokenJsonArray, LoadError, NotAnObject
+
+JSON_BATCH = 20_000  # records a staging batch holds
+_HEAD = 1 << 16  # bytes read to see the shape
+
+
+class JsonRecord(NamedTuple):
+    """One object: where it is (`line` for JSON Lines, `row` for array items), its value and its
+    JSON text."""
+
+    line: int | None
+    row: int | None
+    value: dict[str, Any]
+    text: str
+
+    @property
+    def number(self) -> int:
+        """The line or the row, whichever the record has."""
+        return self.line if self.line is not None else self.row or 0
+
+
+class ByteStream(Protocol):
+    """What the JSON reader needs of a byte stream (a file, a hashing reader, a download)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+class _Prefixed:
+    """A byte stream with some already-read bytes put back in front."""
+
+    def __init__(self, head: bytes, rest: ByteStream):
+        self._head = head
+        self._rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._rest.read(size)
+
+    def readline(self) -> bytes:
+        if self._head:
+            nl = self._head.find(b"\n")
+            if nl >= 0:
+                line, self._head = self._head[: nl + 1], self._head[nl + 1 :]
+                return line
+            line, self._head = self._head, b""
+            return line + self._rest.readline()
+        return self._rest.readline()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+def json_records(path: str, stream: ByteStream, fmt: str) -> Iterator[JsonRecord]:
+    """The records of a `json` or `jsonl` file read from `stream`; raises `LoadError` naming
+    `path` and the line or row."""
+    head = stream.read(_HEAD)
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    first = head.lstrip()[:1]
+    src = _Prefixed(head, stream)
+    if not first:
+        raise LoadError(path, "the file is empty: no JSON records", line=1)
+    if first == b"[" and fmt == "json":
+        yield from _array_records(path, src)
+    elif first == b"{":
+        yield from _lines_records(path, src, single_object_hint=fmt == "json")
+    else:
+        raise LoadError(
+            path, "not a JSON array of objects nor JSON Lines (one object per line)", line=1
+        )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _lines_records(
+    path: str, src: _Prefixed, *, single_object_hint: bool = False
+) -> Iterator[JsonRecord]:
+    for lineno, raw in enumerate(src, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LoadError(
+                path, f"not valid UTF-8 (byte 0x{line[exc.start]:02x})", line=lineno
+            ) from None
+        try:
+            obj = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            if single_object_hint and lineno == 1:
+                raise LoadError(
+                    path,
+                    "not a JSON array of objects nor JSON Lines (one object per line): "
+                    f"the file starts with an object spanning several lines ({exc})",
+                    line=1,
+                ) from None
+            raise LoadError(path, f"not valid JSON ({exc})", line=lineno) from None
+        if not isinstance(obj, dict):
+            raise NotAnObject(
+                path,
+                f"each line must be a JSON object, found {type(obj).__name__}",
+                obj,
+                line=lineno,
+            )
+        if "\\u0000" in text:
+            raise LoadError(
+                path,
+                "a string contains the NUL character (\\u0000), which Postgres cannot store",
+                line=lineno,
+            )
+        yield JsonRecord(lineno, None, obj, text)
+
+
+def _array_records(path: str, src: _Prefixed) -> Iterator[JsonRecord]:
+    index = 0
+    try:
+        for obj in ijson.items(src, "item", use_float=True):
+            index += 1
+            if not isinstance(obj, dict):
+                raise NotAnObject(
+                    path,
+                    f"array item {index} is a {type(obj).__name__}, not an object",
+                    obj,
+                    row=index,
+                )
+            try:
+                text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+            except ValueError as exc:
+                raise LoadError(path, f"array item {index}: {exc}", row=index) from None
+            if "\\u0000" in text or "\x00" in text:
+                raise LoadError(
+                    path,
+                    "a string contains the NUL character, which Postgres cannot store",
+                    row=index,
+                )
+            yield JsonRecord(None, index, obj, text)
+    except ijson.JSONError as exc:
+        raise BrokenJsonArray(
+            path, f"not valid JSON after array item {index}: {exc}", index, _first_line(exc)
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BrokenJsonArray(
+            path, f"not valid UTF-8 after array item {index}", index, _first_line(exc)
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    detail = exc.args[0] if exc.args else ""
+    if isinstance(detail, bytes):
+        detail = detail.decode("utf-8", "replace")
+    lines = str(detail).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
