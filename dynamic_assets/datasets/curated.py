@@ -15,7 +15,9 @@ from datetime import date, timedelta
 import psycopg
 from psycopg import sql
 
-from dynamic_assets.datasets.casts import (
+from dynamic_assets.datasets.errors import PromotionError
+from dynamic_assets.db.access import apply_access
+from dynamic_assets.db.casts import (
     WITHHELD,
     bad_vector_text,
     cast_expression,
@@ -24,8 +26,6 @@ from dynamic_assets.datasets.casts import (
     null_source,
     text_source,
 )
-from dynamic_assets.datasets.errors import PromotionError
-from dynamic_assets.db.access import apply_access
 from dynamic_assets.db.tables import (
     CURATED_SCHEMA,
     RAW_SCHEMA,

@@ -28,6 +28,7 @@ from psycopg import sql
 
 from dynamic_assets.db.tables import (
     RAW_SCHEMA,
+    RECORD_COLUMN,
     build_name,
     dataset_lock,
     ident,
@@ -42,7 +43,6 @@ from dynamic_assets.formats.json import JSON_BATCH, json_records
 from dynamic_assets.formats.parquet import declared_arrow_type, open_parquet, parquet_batches
 
 LINEAGE = [("_file_id", "bigint"), ("_row", "bigint")]
-RECORD_COLUMN = "_record"
 
 
 def staging_columns(ds: Dataset) -> list[tuple[str, str]]:

@@ -16,6 +16,8 @@ from dynamic_assets.declarations.names import table_suffix
 
 RAW_SCHEMA = "ai_raw"
 CURATED_SCHEMA = "ai_curated"
+# JSON and JSON Lines rows are staged whole, as one jsonb column of this name.
+RECORD_COLUMN = "_record"
 
 
 def partition_name(dataset: str, version: str) -> str:

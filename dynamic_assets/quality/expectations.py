@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dynamic_assets.datasets.casts import (
+from dynamic_assets.db.casts import (
     WITHHELD,
     cast_expression,
     describe_example,

@@ -14,8 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dynamic_assets.datasets.staging import RECORD_COLUMN
-from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_name
+from dynamic_assets.db.tables import RAW_SCHEMA, RECORD_COLUMN, ident, partition_name
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.declarations.names import version_sort_key
 
