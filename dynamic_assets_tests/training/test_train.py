@@ -19,6 +19,7 @@ from dynamic_assets.training.train import (
     tracked_run,
     train_version,
 )
+from dynamic_assets_tests.support.staging import curate_version
 
 V1 = "2024-06-01"
 
@@ -169,11 +170,7 @@ def test_read_curated_refuses_data_that_is_not_the_expected_fingerprint(db, mark
 
 
 def test_a_version_without_a_fingerprint_is_not_read_as_expected(db, drive, decls):
-    from dynamic_assets.datasets import pipeline
-
-    ds = decls.dataset("market")
-    pipeline.stage(db, drive, decls, ds, V1)
-    pipeline.curate(db, drive.kind, ds, V1)
+    curate_version(db, drive, decls, "market", V1)
     assert len(read_curated("market", V1, database=db)) == 560
     with pytest.raises(FingerprintMismatch, match="has no fingerprint yet"):
         read_curated("market", V1, database=db, expected_fingerprint="a" * 64)
