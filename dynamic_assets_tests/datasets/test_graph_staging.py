@@ -7,31 +7,15 @@ import pytest
 
 from dynamic_assets.datasets.pipeline import VersionFailed, stage
 from dynamic_assets.db.tables import RAW_SCHEMA, partition_exists, partition_name
-from dynamic_assets.drive.graph import GraphDrive
-from dynamic_assets.drive.graph.auth import ClientCredentials
-from dynamic_assets_tests.support.graph_server import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    DRIVE_ID,
-    TENANT,
-    seed_from_folder,
-    serve,
-)
-
-ROOT = "DynamicCapital/ai-training"
+from dynamic_assets_tests.support.graph_server import seed_from_folder, serve
+from dynamic_assets_tests.support.onedrive import ROOT, graph_drive
 
 
 @pytest.fixture
 def graph(tmp_path, monkeypatch, drive_root):
     with serve(tmp_path, monkeypatch) as srv:
         seed_from_folder(srv, drive_root, ROOT)
-        tokens = ClientCredentials(
-            TENANT, CLIENT_ID, CLIENT_SECRET, authority_host=srv.url, graph_url=srv.graph_url
-        )
-        drive = GraphDrive(
-            tokens, drive_id=DRIVE_ID, root=ROOT, graph_url=srv.graph_url, sleep=lambda s: None
-        )
-        yield srv, drive
+        yield srv, graph_drive(srv)
 
 
 CASES = [

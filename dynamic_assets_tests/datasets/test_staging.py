@@ -8,14 +8,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
-from dynamic_assets.datasets.staging import SourceFile, load_version
+from dynamic_assets.datasets.staging import load_version
 from dynamic_assets.db.tables import RAW_SCHEMA, table_columns
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.formats.errors import LoadError
+from dynamic_assets_tests.support.drive_files import write_file
+from dynamic_assets_tests.support.staging import source_file, version_rows
 
 PEOPLE = Dataset(
     name="people",
@@ -42,37 +43,15 @@ VECS = Dataset(
 )
 
 
-def source(
-    path: Path, ds: Dataset, version: str = "v1", *, file_id: int = 7, fmt: str | None = None
-):
-    fmt = (
-        fmt
-        or {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}[path.suffix]
-    )
-    return SourceFile(
-        file_id, f"datasets/{ds.name}/{version}/{path.name}", fmt, lambda: path.open("rb")
-    )
-
-
-def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    return path
-
-
 def staged(conn, ds: Dataset, version: str, cols: list[str]) -> list[tuple]:
-    return conn.execute(
-        sql.SQL("SELECT {} FROM {} WHERE dataset_version = %s ORDER BY _file_id, _row").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in cols),
-            sql.Identifier(RAW_SCHEMA, ds.name),
-        ),
-        (version,),
-    ).fetchall()
+    select = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+    return version_rows(conn, RAW_SCHEMA, ds, version, select, "_file_id, _row")
 
 
-def load_error(conn, ds: Dataset, path: Path, version: str = "v1") -> LoadError:
-    with pytest.raises(LoadError) as info:
-        load_version(conn, ds, version, [source(path, ds, version)])
+def load_error(db, ds: Dataset, path: Path, version: str = "v1") -> LoadError:
+    """The error loading the one file `path` as the version raises, checked to name the file."""
+    with db.connect(autocommit=True) as conn, pytest.raises(LoadError) as info:
+        load_version(conn, ds, version, [source_file(path, ds, version)])
     err = info.value
     assert err.path == f"datasets/{ds.name}/{version}/{path.name}"
     assert str(err).startswith(err.path + ":")
@@ -90,9 +69,9 @@ def test_csv_values_arrive_exactly(db, tmp_path):
         '3,,""\n'
         "4,  padded  ,plain\n"
     )
-    path = write(tmp_path, "people.csv", text)
+    path = write_file(tmp_path, "people.csv", text)
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, PEOPLE, "v1", [source(path, PEOPLE, file_id=42)])
+        (load,) = load_version(conn, PEOPLE, "v1", [source_file(path, PEOPLE, file_id=42)])
         rows = staged(conn, PEOPLE, "v1", ["_file_id", "_row", "id", "name", "note"])
     assert rows == [
         (42, 1, "1", "Smith, Jane", 'she said "hi"'),
@@ -110,11 +89,11 @@ def test_csv_values_arrive_exactly(db, tmp_path):
 
 def test_csv_columns_map_by_name_and_a_bom_is_ignored(db, tmp_path):
     by_name = PEOPLE.model_copy(update={"csv_header": "by_name"})
-    path = write(tmp_path, "p.csv", b"\xef\xbb\xbfnote,id,name\nn1,1,Ann\nn2,2,Bob\n")
+    path = write_file(tmp_path, "p.csv", b"\xef\xbb\xbfnote,id,name\nn1,1,Ann\nn2,2,Bob\n")
     with db.connect(autocommit=True) as conn:
         with pytest.raises(LoadError, match="line 1: the columns are not in the declared order"):
-            load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
-        (load,) = load_version(conn, by_name, "v1", [source(path, by_name)])
+            load_version(conn, PEOPLE, "v1", [source_file(path, PEOPLE)])
+        (load,) = load_version(conn, by_name, "v1", [source_file(path, by_name)])
         rows = staged(conn, by_name, "v1", ["_row", "id", "name", "note"])
     assert rows == [(1, "1", "Ann", "n1"), (2, "2", "Bob", "n2")]
     assert load.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -122,11 +101,18 @@ def test_csv_columns_map_by_name_and_a_bom_is_ignored(db, tmp_path):
 
 
 def test_csv_row_numbers_run_per_file_across_several_files(db, tmp_path):
-    a = write(tmp_path, "a.csv", "id,name,note\n" + "".join(f"{i},a{i},\n" for i in range(1, 6)))
-    b = write(tmp_path, "b.csv", "id,name,note\n" + "".join(f"{i},b{i},\n" for i in range(1, 4)))
+    a = write_file(
+        tmp_path, "a.csv", "id,name,note\n" + "".join(f"{i},a{i},\n" for i in range(1, 6))
+    )
+    b = write_file(
+        tmp_path, "b.csv", "id,name,note\n" + "".join(f"{i},b{i},\n" for i in range(1, 4))
+    )
     with db.connect(autocommit=True) as conn:
         loads = load_version(
-            conn, PEOPLE, "v1", [source(a, PEOPLE, file_id=1), source(b, PEOPLE, file_id=2)]
+            conn,
+            PEOPLE,
+            "v1",
+            [source_file(a, PEOPLE, file_id=1), source_file(b, PEOPLE, file_id=2)],
         )
         rows = staged(conn, PEOPLE, "v1", ["_file_id", "_row", "name"])
     assert [x.rows for x in loads] == [5, 3]
@@ -134,9 +120,9 @@ def test_csv_row_numbers_run_per_file_across_several_files(db, tmp_path):
 
 
 def test_csv_with_a_header_only_is_refused(db, tmp_path):
-    path = write(tmp_path, "empty.csv", "id,name,note\n")
+    path = write_file(tmp_path, "empty.csv", "id,name,note\n")
     with db.connect(autocommit=True) as conn, pytest.raises(LoadError) as err:
-        load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
+        load_version(conn, PEOPLE, "v1", [source_file(path, PEOPLE)])
     assert (
         err.value.message
         == "datasets/people/v1/empty.csv: line 2: the file has a header but no data rows"
@@ -151,34 +137,30 @@ def test_csv_too_many_fields_names_the_exact_line(db, tmp_path):
         "3,c,z,extra\n"  # line 5
         "4,d,w\n"
     )
-    path = write(tmp_path, "bad.csv", text)
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, PEOPLE, path)
+    path = write_file(tmp_path, "bad.csv", text)
+    err = load_error(db, PEOPLE, path)
     assert err.line == 5
     assert "line 5:" in str(err)
     assert "expected 3 fields, found 4" in str(err)
 
 
 def test_csv_too_few_fields_names_the_line(db, tmp_path):
-    path = write(tmp_path, "bad.csv", "id,name,note\n1,a,x\n2,b\n")
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, PEOPLE, path)
+    path = write_file(tmp_path, "bad.csv", "id,name,note\n1,a,x\n2,b\n")
+    err = load_error(db, PEOPLE, path)
     assert err.line == 3
     assert "expected 3 fields, found 2" in str(err)
 
 
 def test_csv_unterminated_quote(db, tmp_path):
-    path = write(tmp_path, "bad.csv", 'id,name,note\n1,a,x\n2,"never closed,y\n3,c,z\n')
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, PEOPLE, path)
+    path = write_file(tmp_path, "bad.csv", 'id,name,note\n1,a,x\n2,"never closed,y\n3,c,z\n')
+    err = load_error(db, PEOPLE, path)
     assert err.line == 3
     assert "unterminated quote" in str(err)
 
 
 def test_csv_latin1_bytes_are_refused_naming_utf8_and_the_line(db, tmp_path):
-    path = write(tmp_path, "latin1.csv", "id,name,note\n1,Ann,x\n2,Zoë,y\n".encode("latin-1"))
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, PEOPLE, path)
+    path = write_file(tmp_path, "latin1.csv", "id,name,note\n1,Ann,x\n2,Zoë,y\n".encode("latin-1"))
+    err = load_error(db, PEOPLE, path)
     assert err.line == 3
     assert "UTF-8" in str(err)
     assert "0xeb" in str(err)
@@ -186,9 +168,8 @@ def test_csv_latin1_bytes_are_refused_naming_utf8_and_the_line(db, tmp_path):
 
 
 def test_csv_empty_file(db, tmp_path):
-    path = write(tmp_path, "empty.csv", b"")
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, PEOPLE, path)
+    path = write_file(tmp_path, "empty.csv", b"")
+    err = load_error(db, PEOPLE, path)
     assert "the file is empty" in str(err)
     assert err.line == 1
 
@@ -204,17 +185,15 @@ def test_csv_empty_file(db, tmp_path):
 )
 def test_csv_header_must_match_the_declaration(db, tmp_path, header, expected):
     n = header.count(",") + 1
-    path = write(tmp_path, "h.csv", f"{header}\n" + ",".join(["x"] * n) + "\n")
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, PEOPLE, path)
+    path = write_file(tmp_path, "h.csv", f"{header}\n" + ",".join(["x"] * n) + "\n")
+    err = load_error(db, PEOPLE, path)
     assert err.line == 1
     assert expected in str(err)
 
 
 def test_csv_a_nul_character_is_refused_naming_the_row(db, tmp_path):
-    path = write(tmp_path, "nul.csv", b"id,name,note\n1,a,x\n2,b\x00c,y\n")
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, PEOPLE, path)
+    path = write_file(tmp_path, "nul.csv", b"id,name,note\n1,a,x\n2,b\x00c,y\n")
+    err = load_error(db, PEOPLE, path)
     assert err.row == 2
     assert "row 2:" in str(err)
     assert "0x00" in str(err)
@@ -222,9 +201,9 @@ def test_csv_a_nul_character_is_refused_naming_the_row(db, tmp_path):
 
 def test_csv_a_12_mb_field_loads(db, tmp_path):
     big = "x" * (12 << 20)
-    path = write(tmp_path, "big.csv", f'id,name,note\n1,"{big}",a\n2,small,b\n')
+    path = write_file(tmp_path, "big.csv", f'id,name,note\n1,"{big}",a\n2,small,b\n')
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
+        (load,) = load_version(conn, PEOPLE, "v1", [source_file(path, PEOPLE)])
         rows = conn.execute(
             "SELECT _row, id, length(name), note FROM ai_raw.people ORDER BY _row"
         ).fetchall()
@@ -236,9 +215,9 @@ def test_csv_a_12_mb_field_loads(db, tmp_path):
 def test_csv_a_field_larger_than_two_blocks_loads_by_retrying_with_larger_blocks(db, tmp_path):
     # Arrow reads 8 MB blocks and gives up on a value straddling more than two of them.
     big = "z" * (20 << 20)
-    path = write(tmp_path, "huge.csv", f'id,name,note\n1,"{big}",a\n2,small,b\n')
+    path = write_file(tmp_path, "huge.csv", f'id,name,note\n1,"{big}",a\n2,small,b\n')
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
+        (load,) = load_version(conn, PEOPLE, "v1", [source_file(path, PEOPLE)])
         rows = conn.execute(
             "SELECT _row, id, length(name), note FROM ai_raw.people ORDER BY _row"
         ).fetchall()
@@ -251,9 +230,9 @@ def test_csv_a_huge_field_after_the_first_block_loads_once(db, tmp_path):
     # ~9 MB of ordinary rows first, so batches are already sent when the huge field is met.
     filler = "".join(f"{i},{'n' * 80},row{i}\n" for i in range(1, 100_001))
     big = "y" * (20 << 20)
-    path = write(tmp_path, "late.csv", f'id,name,note\n{filler}100001,"{big}",last\n')
+    path = write_file(tmp_path, "late.csv", f'id,name,note\n{filler}100001,"{big}",last\n')
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, PEOPLE, "v1", [source(path, PEOPLE)])
+        (load,) = load_version(conn, PEOPLE, "v1", [source_file(path, PEOPLE)])
         count, distinct, top = conn.execute(
             "SELECT count(*), count(DISTINCT _row), max(_row) FROM ai_raw.people"
         ).fetchone()
@@ -276,9 +255,9 @@ def test_jsonl_records_land_with_their_line_numbers(db, tmp_path):
         "   ",
         '{"doc_id": "c"}',
     ]
-    path = write(tmp_path, "docs.jsonl", "\n".join(lines) + "\n")
+    path = write_file(tmp_path, "docs.jsonl", "\n".join(lines) + "\n")
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, DOCS, "v1", [source(path, DOCS, file_id=9)])
+        (load,) = load_version(conn, DOCS, "v1", [source_file(path, DOCS, file_id=9)])
         rows = staged(conn, DOCS, "v1", ["_file_id", "_row", "_record"])
         types = table_columns(conn, RAW_SCHEMA, "docs")
     assert types["_record"] == "jsonb"
@@ -293,34 +272,33 @@ def test_jsonl_records_land_with_their_line_numbers(db, tmp_path):
 
 
 def test_jsonl_invalid_line_is_named(db, tmp_path):
-    path = write(tmp_path, "docs.jsonl", '{"doc_id": "a"}\n\n{"doc_id": "b",\n{"doc_id": "c"}\n')
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, DOCS, path)
+    path = write_file(
+        tmp_path, "docs.jsonl", '{"doc_id": "a"}\n\n{"doc_id": "b",\n{"doc_id": "c"}\n'
+    )
+    err = load_error(db, DOCS, path)
     assert err.line == 3
     assert "not valid JSON" in str(err)
 
 
 def test_jsonl_a_line_that_is_an_array_is_refused(db, tmp_path):
-    path = write(tmp_path, "docs.jsonl", '{"doc_id": "a"}\n[1, 2]\n')
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, DOCS, path)
+    path = write_file(tmp_path, "docs.jsonl", '{"doc_id": "a"}\n[1, 2]\n')
+    err = load_error(db, DOCS, path)
     assert err.line == 2
     assert "must be a JSON object, found list" in str(err)
 
 
 def test_jsonl_starting_with_an_array_is_refused(db, tmp_path):
-    path = write(tmp_path, "docs.jsonl", '[{"doc_id": "a"}]\n')
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, DOCS, path)
+    path = write_file(tmp_path, "docs.jsonl", '[{"doc_id": "a"}]\n')
+    err = load_error(db, DOCS, path)
     assert err.line == 1
     assert "not a JSON array of objects nor JSON Lines" in str(err)
 
 
 def test_json_array_items_land_with_row_numbers(db, tmp_path):
     items = [{"doc_id": f"d{i}", "body": f"body {i}", "tags": ["x", i]} for i in range(1, 5)]
-    path = write(tmp_path, "docs.json", json.dumps(items, indent=2, ensure_ascii=False))
+    path = write_file(tmp_path, "docs.json", json.dumps(items, indent=2, ensure_ascii=False))
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, DOCS, "v1", [source(path, DOCS, file_id=3)])
+        (load,) = load_version(conn, DOCS, "v1", [source_file(path, DOCS, file_id=3)])
         rows = staged(conn, DOCS, "v1", ["_file_id", "_row", "_record"])
     assert rows == [(3, i, items[i - 1]) for i in range(1, 5)]
     assert load.rows == 4
@@ -329,24 +307,21 @@ def test_json_array_items_land_with_row_numbers(db, tmp_path):
 
 @pytest.mark.parametrize("text", ["42", '"just a string"', "true", "null"])
 def test_json_top_level_scalar_is_refused(db, tmp_path, text):
-    path = write(tmp_path, "docs.json", text)
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, DOCS, path)
+    path = write_file(tmp_path, "docs.json", text)
+    err = load_error(db, DOCS, path)
     assert "not a JSON array of objects" in str(err)
 
 
 def test_json_array_of_non_objects_is_refused_naming_the_item(db, tmp_path):
-    path = write(tmp_path, "docs.json", '[{"doc_id": "a"}, 5]')
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, DOCS, path)
+    path = write_file(tmp_path, "docs.json", '[{"doc_id": "a"}, 5]')
+    err = load_error(db, DOCS, path)
     assert err.row == 2
     assert "array item 2 is a int" in str(err)
 
 
 def test_json_empty_file_is_refused(db, tmp_path):
-    path = write(tmp_path, "docs.json", b"")
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, DOCS, path)
+    path = write_file(tmp_path, "docs.json", b"")
+    err = load_error(db, DOCS, path)
     assert "the file is empty" in str(err)
 
 
@@ -373,10 +348,9 @@ def vecs_table(n: int = 3) -> pa.Table:
 
 
 def test_parquet_typed_columns_land_with_their_types(db, tmp_path):
-    path = tmp_path / "part-0.parquet"
-    pq.write_table(vecs_table(3), path)
+    path = write_file(tmp_path, "part-0.parquet", vecs_table(3))
     with db.connect(autocommit=True) as conn:
-        (load,) = load_version(conn, VECS, "v1", [source(path, VECS, file_id=5)])
+        (load,) = load_version(conn, VECS, "v1", [source_file(path, VECS, file_id=5)])
         types = table_columns(conn, RAW_SCHEMA, "vecs")
         rows = staged(
             conn,
@@ -427,10 +401,9 @@ def test_parquet_other_physical_types_are_converted(db, tmp_path):
             "embedding": pa.array([[1.0, 2.0, 3.0], None], pa.list_(pa.float64())),
         }
     )
-    path = tmp_path / "part-1.parquet"
-    pq.write_table(table, path)
+    path = write_file(tmp_path, "part-1.parquet", table)
     with db.connect(autocommit=True) as conn:
-        load_version(conn, VECS, "v1", [source(path, VECS)])
+        load_version(conn, VECS, "v1", [source_file(path, VECS)])
         rows = staged(conn, VECS, "v1", ["id", "score", "ok", "label", "embedding"])
         at = conn.execute("SELECT at FROM ai_raw.vecs WHERE id = 1").fetchone()[0]
     assert rows == [(1, 1.5, True, "a", [1.0, 2.0, 3.0]), (2, None, None, "b", None)]
@@ -439,32 +412,28 @@ def test_parquet_other_physical_types_are_converted(db, tmp_path):
 
 
 def test_parquet_truncated_file_is_refused(db, tmp_path):
-    full = tmp_path / "full.parquet"
-    pq.write_table(vecs_table(50), full)
+    full = write_file(tmp_path, "full.parquet", vecs_table(50))
     data = full.read_bytes()
-    path = write(tmp_path, "cut.parquet", data[: len(data) // 2])
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, VECS, path)
+    path = write_file(tmp_path, "cut.parquet", data[: len(data) // 2])
+    err = load_error(db, VECS, path)
     assert "not a readable Parquet file" in str(err)
 
 
 def test_parquet_missing_declared_column_is_listed(db, tmp_path):
-    path = tmp_path / "part.parquet"
-    pq.write_table(
-        vecs_table(2).drop_columns(["ok", "label"]).append_column("extra", pa.array([1, 2])), path
+    path = write_file(
+        tmp_path,
+        "part.parquet",
+        vecs_table(2).drop_columns(["ok", "label"]).append_column("extra", pa.array([1, 2])),
     )
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, VECS, path)
+    err = load_error(db, VECS, path)
     assert "missing declared column(s) ok, label" in str(err)
     assert "undeclared column(s) extra" in str(err)
 
 
 def test_parquet_unconvertible_column_is_refused_naming_it(db, tmp_path):
     table = vecs_table(2).set_column(0, "id", pa.array(["one", "two"]))
-    path = tmp_path / "part.parquet"
-    pq.write_table(table, path)
-    with db.connect(autocommit=True) as conn:
-        err = load_error(conn, VECS, path)
+    path = write_file(tmp_path, "part.parquet", table)
+    err = load_error(db, VECS, path)
     assert "column id: cannot convert string" in str(err)
 
 
@@ -472,15 +441,15 @@ def test_parquet_unconvertible_column_is_refused_naming_it(db, tmp_path):
 
 
 def test_reloading_a_version_replaces_it_atomically(db, tmp_path):
-    a = write(tmp_path, "a.csv", "id,name,note\n1,a1,\n2,a2,\n3,a3,\n")
-    b = write(tmp_path, "b.csv", "id,name,note\n1,b1,\n2,b2,\n")
-    bad = write(tmp_path, "bad.csv", "id,name,note\n1,ok,\n2,too,many,fields\n")
-    other = write(tmp_path, "c.csv", "id,name,note\n9,c9,\n")
+    a = write_file(tmp_path, "a.csv", "id,name,note\n1,a1,\n2,a2,\n3,a3,\n")
+    b = write_file(tmp_path, "b.csv", "id,name,note\n1,b1,\n2,b2,\n")
+    bad = write_file(tmp_path, "bad.csv", "id,name,note\n1,ok,\n2,too,many,fields\n")
+    other = write_file(tmp_path, "c.csv", "id,name,note\n9,c9,\n")
     with db.connect(autocommit=True) as conn:
-        load_version(conn, PEOPLE, "v1", [source(a, PEOPLE, file_id=1)])
+        load_version(conn, PEOPLE, "v1", [source_file(a, PEOPLE, file_id=1)])
         assert staged(conn, PEOPLE, "v1", ["_file_id", "name"]) == [(1, "a1"), (1, "a2"), (1, "a3")]
 
-        load_version(conn, PEOPLE, "v1", [source(b, PEOPLE, file_id=2)])
+        load_version(conn, PEOPLE, "v1", [source_file(b, PEOPLE, file_id=2)])
         assert staged(conn, PEOPLE, "v1", ["_file_id", "name"]) == [(2, "b1"), (2, "b2")]
 
         with pytest.raises(LoadError):
@@ -489,11 +458,11 @@ def test_reloading_a_version_replaces_it_atomically(db, tmp_path):
                 conn,
                 PEOPLE,
                 "v1",
-                [source(a, PEOPLE, file_id=3), source(bad, PEOPLE, file_id=4)],
+                [source_file(a, PEOPLE, file_id=3), source_file(bad, PEOPLE, file_id=4)],
             )
         assert staged(conn, PEOPLE, "v1", ["_file_id", "name"]) == [(2, "b1"), (2, "b2")]
 
-        load_version(conn, PEOPLE, "v2", [source(other, PEOPLE, "v2", file_id=5)])
+        load_version(conn, PEOPLE, "v2", [source_file(other, PEOPLE, "v2", file_id=5)])
         assert staged(conn, PEOPLE, "v1", ["_file_id", "name"]) == [(2, "b1"), (2, "b2")]
         assert staged(conn, PEOPLE, "v2", ["_file_id", "name"]) == [(5, "c9")]
 
@@ -511,10 +480,10 @@ def test_reloading_a_version_replaces_it_atomically(db, tmp_path):
 
 
 def test_a_failed_first_load_leaves_no_version(db, tmp_path):
-    bad = write(tmp_path, "bad.csv", "id,name\n1,a\n")
+    bad = write_file(tmp_path, "bad.csv", "id,name\n1,a\n")
     with db.connect(autocommit=True) as conn:
         with pytest.raises(LoadError):
-            load_version(conn, PEOPLE, "v1", [source(bad, PEOPLE)])
+            load_version(conn, PEOPLE, "v1", [source_file(bad, PEOPLE)])
         assert staged(conn, PEOPLE, "v1", ["id"]) == []
         # The connection is usable afterwards.
         assert conn.execute("SELECT 1").fetchone() == (1,)

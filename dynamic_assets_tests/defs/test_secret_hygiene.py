@@ -24,8 +24,9 @@ from dynamic_assets.definitions import build_defs
 from dynamic_assets.provenance import ton
 from dynamic_assets.settings import Settings
 from dynamic_assets_tests.support import graph_server, toncenter_server, webhook_receiver
+from dynamic_assets_tests.support.onedrive import ROOT, onedrive_env, set_environment
+from dynamic_assets_tests.support.runs import run_all, sensor_context
 
-ROOT = "DynamicCapital/ai-training"
 SIGNING_KEY = "5ec2e7" * 10 + "5ec2"  # a 32-byte Ed25519 seed, as hex
 WEBHOOK_SECRET = "whsec-FAKE-5ec2e7-webhook-do-not-log"
 DB_PASSWORD = "FAKE-db-pa55word-5ec2e7"
@@ -93,12 +94,7 @@ def production(tmp_path, monkeypatch, drive_root, db_url):
             "DYNAMIC_ASSETS_HOME": str(tmp_path / "home"),
             "DYNAMIC_ASSETS_CONFIG": str(DEMO_CONFIG),
             "SUPABASE_DB_URL": with_password(db_url),
-            "ONEDRIVE_TENANT_ID": graph_server.TENANT,
-            "ONEDRIVE_CLIENT_ID": graph_server.CLIENT_ID,
-            "ONEDRIVE_CLIENT_SECRET": graph_server.CLIENT_SECRET,
-            "ONEDRIVE_DRIVE_ID": graph_server.DRIVE_ID,
-            "ONEDRIVE_GRAPH_URL": graph.graph_url,
-            "ONEDRIVE_AUTHORITY_HOST": graph.url,
+            **onedrive_env(graph),
             "ATTESTATION_SIGNING_KEY": SIGNING_KEY,
             "TON_MNEMONIC": mnemonic,
             "TON_API_URL": chain.api_url,
@@ -108,23 +104,8 @@ def production(tmp_path, monkeypatch, drive_root, db_url):
             "SUPABASE_URL": "http://127.0.0.1:9",
             "SUPABASE_KEY": SUPABASE_KEY,
         }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        for name in ("DYNAMIC_ASSETS_DRIVE", "ONEDRIVE_ROOT", "ONEDRIVE_USER"):
-            monkeypatch.delenv(name, raising=False)
+        set_environment(monkeypatch, env)
         yield graph, chain, hooks, mnemonic
-
-
-def _run(defs, instance, result) -> dict:
-    for req in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-    out = {}
-    for req in result.run_requests:
-        res = defs.get_job_def(req.job_name).execute_in_process(
-            partition_key=req.partition_key, instance=instance, raise_on_error=False, tags=req.tags
-        )
-        out[(req.tags["dataset"], req.partition_key)] = res
-    return out
 
 
 def test_no_secret_appears_anywhere_the_pipeline_writes_or_shows(
@@ -141,14 +122,14 @@ def test_no_secret_appears_anywhere_the_pipeline_writes_or_shows(
         on_failure = defs.get_sensor_def("alert_on_run_failure")
 
         def tick(sensor, cursor=None):
-            ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+            ctx = sensor_context(defs, instance, cursor)
             out = sensor(ctx)
             cursors.append(str(getattr(out, "cursor", None) or ctx.cursor or ""))
             return out
 
         # Every demo version, from OneDrive to curated, fingerprinted, attested, anchored.
         first = tick(drive_sensor)
-        good = _run(defs, instance, first)
+        good = run_all(defs, instance, first)
         assert good and all(r.success for r in good.values())
         tick(alerts)
 
@@ -159,7 +140,7 @@ def test_no_secret_appears_anywhere_the_pipeline_writes_or_shows(
         lines[1] = lines[1].replace(lines[1].split(",")[6], "-5", 1)  # a negative close
         graph.drive.put(nyse, ("\n".join(lines) + "\n").encode())
         second = tick(drive_sensor, first.cursor)
-        bad = _run(defs, instance, second)
+        bad = run_all(defs, instance, second)
         assert [r.success for r in bad.values()] == [False]
         for res in bad.values():
             on_failure(

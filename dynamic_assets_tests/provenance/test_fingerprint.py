@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import pytest
 
-from dynamic_assets.datasets import pipeline
 from dynamic_assets.provenance import fingerprint as fpm
+from dynamic_assets_tests.support.staging import curate_version
 
 COLUMNS = [
     {"name": "s", "type": "string", "nullable": True},
@@ -149,8 +149,7 @@ def test_an_empty_version_and_missing_columns(db):
 
 def test_a_demo_version_fingerprint_is_stable_and_registered(db, drive, decls):
     ds = decls.dataset("market")
-    pipeline.stage(db, drive, decls, ds, "2024-06-01")
-    pipeline.curate(db, "local", ds, "2024-06-01")
+    curate_version(db, drive, decls, "market", "2024-06-01")
     with db.connect() as conn:
         first = fpm.compute_fingerprint(conn, ds, "2024-06-01")
         fpm.store_fingerprint(conn, first)
@@ -168,8 +167,7 @@ def test_a_demo_version_fingerprint_is_stable_and_registered(db, drive, decls):
     assert first.fingerprint == hashlib.sha256(fpm.record_bytes(rec)).hexdigest()
 
     # Identical files, staged and curated again: the same fingerprint.
-    pipeline.stage(db, drive, decls, ds, "2024-06-01")
-    pipeline.curate(db, "local", ds, "2024-06-01")
+    curate_version(db, drive, decls, "market", "2024-06-01")
     with db.connect() as conn:
         cleared = conn.execute(
             "SELECT fingerprint FROM datasets WHERE name = 'market' AND version = '2024-06-01'"

@@ -5,8 +5,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dynamic_assets.datasets import pipeline
 from dynamic_assets.read.curated import DatasetNotFound, read_curated
+from dynamic_assets_tests.support.staging import curate_version
 
 
 @pytest.fixture
@@ -17,9 +17,7 @@ def curated(db, drive, decls):
         ("corpus", "v1.1"),
         ("embeddings", "v2.3"),
     ]:
-        ds = decls.dataset(name)
-        pipeline.stage(db, drive, decls, ds, version)
-        pipeline.curate(db, drive.kind, ds, version)
+        curate_version(db, drive, decls, name, version)
     return db
 
 

@@ -3,16 +3,14 @@ test (`CREATE DATABASE ... TEMPLATE`), for tests that need curated tables but no
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
-import psycopg
-
-from dynamic_assets.datasets import pipeline
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.demo.seed import SEED_VERSIONS, seed_drive
 from dynamic_assets.drive import LocalDrive
+from dynamic_assets_tests.support.postgres import create_database
+from dynamic_assets_tests.support.staging import curate_version
 
 _templates: dict[tuple[str, str], str] = {}
 
@@ -20,10 +18,8 @@ _templates: dict[tuple[str, str], str] = {}
 def curate_all(db: Database, drive: LocalDrive, decls: Declarations) -> None:
     """Stage and curate every demo version, as the runs do (without Dagster)."""
     for name, versions in SEED_VERSIONS.items():
-        ds = decls.dataset(name)
         for version in versions:
-            pipeline.stage(db, drive, decls, ds, version)
-            pipeline.curate(db, drive.kind, ds, version)
+            curate_version(db, drive, decls, name, version)
 
 
 def curated_demo_database(pg_server, root: Path, decls: Declarations) -> str:
@@ -33,16 +29,10 @@ def curated_demo_database(pg_server, root: Path, decls: Declarations) -> str:
         repr(sorted((d.name, d.sensitivity, tuple(d.readers)) for d in decls.datasets)),
     )
     template = _templates.get(key)
-    admin = pg_server.get_uri()
     if template is None:
-        template = f"tpl_sec_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{template}"')
+        template = create_database(pg_server, "tpl_sec")
         drive_root = root / f"drive_{template}"
         seed_drive(drive_root)
         curate_all(Database(pg_server.get_uri(template)), LocalDrive(drive_root), decls)
         _templates[key] = template
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return pg_server.get_uri(name)
+    return pg_server.get_uri(create_database(pg_server, template=template))

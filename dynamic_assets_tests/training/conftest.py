@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from dynamic_assets.demo.seed import SEED_VERSIONS
-from dynamic_assets_tests.training.support import curate_and_fingerprint, local_store
+from dynamic_assets_tests.support.staging import curate_and_fingerprint
+from dynamic_assets_tests.support.tracking import local_store
 
 
 @pytest.fixture

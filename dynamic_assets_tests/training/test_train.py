@@ -15,6 +15,7 @@ from dynamic_assets.training import checkpoint as ckpt
 from dynamic_assets.training.identity import config_hash, git_commit, run_tags
 from dynamic_assets.training.tracking import tracked_run
 from dynamic_assets.training.train import train_version
+from dynamic_assets_tests.support.staging import curate_version
 
 V1 = "2024-06-01"
 
@@ -165,11 +166,7 @@ def test_read_curated_refuses_data_that_is_not_the_expected_fingerprint(db, mark
 
 
 def test_a_version_without_a_fingerprint_is_not_read_as_expected(db, drive, decls):
-    from dynamic_assets.datasets import pipeline
-
-    ds = decls.dataset("market")
-    pipeline.stage(db, drive, decls, ds, V1)
-    pipeline.curate(db, drive.kind, ds, V1)
+    curate_version(db, drive, decls, "market", V1)
     assert len(read_curated("market", V1, database=db)) == 560
     with pytest.raises(FingerprintMismatch, match="has no fingerprint yet"):
         read_curated("market", V1, database=db, expected_fingerprint="a" * 64)

@@ -15,6 +15,7 @@ from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_de
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.defs.alerts.resources import WebhookResource
 from dynamic_assets.settings import WebhookSettings
+from dynamic_assets_tests.support.runs import run_all, run_version, sensor_context, tick
 from dynamic_assets_tests.support.webhook_receiver import closed_port_url, hung_endpoint, receiver
 
 SECRET = "whsec-TEST-alerts-81c0d2"
@@ -35,11 +36,7 @@ def alerting(settings, monkeypatch):
 
 
 def run(defs, instance, dataset: str, version: str):
-    instance.add_dynamic_partitions(f"{dataset}_versions", [version])
-    return defs.get_job_def(f"ingest_{dataset}").execute_in_process(
-        partition_key=version, instance=instance, raise_on_error=False,
-        tags={"dataset": dataset},
-    )  # fmt: skip
+    return run_version(defs, instance, dataset, version, tags={"dataset": dataset})
 
 
 def run_failure_tick(defs, instance, result) -> None:
@@ -55,11 +52,8 @@ def run_failure_tick(defs, instance, result) -> None:
 
 
 def alerts_tick(defs, instance, cursor=None, resources=None):
-    sensor = defs.get_sensor_def("alerts_sensor")
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=resources or defs.resources
-    )
-    skip = sensor(context)
+    context = sensor_context(defs, instance, cursor, resources)
+    skip = defs.get_sensor_def("alerts_sensor")(context)
     return skip, context.cursor
 
 
@@ -160,8 +154,6 @@ def test_confirmed_attestations_and_a_stale_dataset_are_alerted(
 
 
 def test_a_dead_endpoint_never_blocks_or_fails_the_pipeline(alerting, instance, monkeypatch, db):
-    from dynamic_assets_tests.defs.datasets.test_pipeline_e2e import run_all, tick
-
     with hung_endpoint() as hung:
         monkeypatch.setenv("DYNAMIC_ASSETS_WEBHOOK_URLS", f"{hung},{closed_port_url()}")
         defs = build_defs(alerting, load_declarations(DEMO_CONFIG))

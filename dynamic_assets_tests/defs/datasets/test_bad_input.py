@@ -8,12 +8,10 @@ removing or correcting the file brings the version back to curated and clears th
 from __future__ import annotations
 
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 
 from dynamic_assets.db import Database
@@ -21,6 +19,8 @@ from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.demo.seed import seed_drive
 from dynamic_assets.settings import Settings
+from dynamic_assets_tests.support.postgres import create_database
+from dynamic_assets_tests.support.runs import run_all, tick
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "bad"
 TARGET = {"market": "2024-06-01", "corpus": "v1.0", "embeddings": "v2.3"}
@@ -36,25 +36,9 @@ class Env:
 
     def cycle(self) -> dict[tuple[str, str], dg.ExecuteInProcessResult]:
         """One sensor tick, then every run it requested (as the daemon would launch them)."""
-        sensor = self.defs.get_sensor_def("drive_sensor")
-        result = sensor(
-            dg.build_sensor_context(
-                instance=self.instance, cursor=self.cursor, resources=self.defs.resources
-            )
-        )
+        result = tick(self.defs, self.instance, self.cursor)
         self.cursor = result.cursor
-        for req in result.dynamic_partitions_requests:
-            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        outcomes = {}
-        for req in result.run_requests:
-            job = self.defs.get_job_def(req.job_name)
-            outcomes[(req.tags["dataset"], req.partition_key)] = job.execute_in_process(
-                partition_key=req.partition_key,
-                instance=self.instance,
-                raise_on_error=False,
-                tags=req.tags,
-            )
-        return outcomes
+        return run_all(self.defs, self.instance, result)
 
     def snapshot(self, dataset: str) -> tuple:
         """Row count and a digest of every curated row of the dataset (all versions)."""
@@ -76,10 +60,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(pg_server, tmp_path_factory):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = pg_server.get_uri(name)
+    url = pg_server.get_uri(create_database(pg_server))
     root = tmp_path_factory.mktemp("bad") / "drive"
     seed_drive(root)
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:

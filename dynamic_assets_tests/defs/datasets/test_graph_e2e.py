@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import json
 
-import dagster as dg
 import pytest
 
 from dynamic_assets.declarations.model import DEMO_CONFIG
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.demo.seed import SEED_VERSIONS
 from dynamic_assets.settings import Settings
-from dynamic_assets_tests.support.graph_server import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    DRIVE_ID,
-    TENANT,
-    seed_from_folder,
-    serve,
-)
+from dynamic_assets_tests.support.graph_server import CLIENT_SECRET, seed_from_folder, serve
+from dynamic_assets_tests.support.onedrive import ROOT, onedrive_env, set_environment
+from dynamic_assets_tests.support.runs import run_all, tick
 
-ROOT = "DynamicCapital/ai-training"
 ALL_VERSIONS = {(ds, v) for ds, versions in SEED_VERSIONS.items() for v in versions}
 
 
@@ -34,40 +27,13 @@ def graph(tmp_path, monkeypatch, drive_root, db_url, decls):
     environment exactly as in production (only ONEDRIVE_* and SUPABASE_DB_URL set)."""
     with serve(tmp_path, monkeypatch) as srv:
         seed_from_folder(srv, drive_root, ROOT)
-        for name, value in {
+        env = {
             "DYNAMIC_ASSETS_HOME": str(tmp_path / "home"),
             "DYNAMIC_ASSETS_CONFIG": str(DEMO_CONFIG),
             "SUPABASE_DB_URL": db_url,
-            "ONEDRIVE_TENANT_ID": TENANT,
-            "ONEDRIVE_CLIENT_ID": CLIENT_ID,
-            "ONEDRIVE_CLIENT_SECRET": CLIENT_SECRET,
-            "ONEDRIVE_DRIVE_ID": DRIVE_ID,
-            "ONEDRIVE_GRAPH_URL": srv.graph_url,
-            "ONEDRIVE_AUTHORITY_HOST": srv.url,
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("DYNAMIC_ASSETS_DRIVE", raising=False)
-        monkeypatch.delenv("ONEDRIVE_ROOT", raising=False)
+        }
+        set_environment(monkeypatch, env | onedrive_env(srv))
         yield srv, build_defs(Settings.from_env(), decls)
-
-
-def tick(defs, instance, cursor=None) -> dg.SensorResult:
-    sensor = defs.get_sensor_def("drive_sensor")
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
-    return sensor(ctx)
-
-
-def run_all(defs, instance, result) -> dict:
-    for req in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-    outcomes = {}
-    for req in result.run_requests:
-        job = defs.get_job_def(req.job_name)
-        res = job.execute_in_process(
-            partition_key=req.partition_key, instance=instance, raise_on_error=False, tags=req.tags
-        )
-        outcomes[(req.tags["dataset"], req.partition_key)] = res
-    return outcomes
 
 
 def requested(result) -> set[tuple[str, str]]:

@@ -3,32 +3,12 @@ version from the drive to curated, and a second tick over unchanged files starts
 
 from __future__ import annotations
 
-import os
-import time
-
 import dagster as dg
 import pandas as pd
 
 from dynamic_assets.demo.seed import SEED_VERSIONS
-
-
-def tick(defs, instance, cursor=None):
-    sensor = defs.get_sensor_def("drive_sensor")
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
-    return sensor(ctx)
-
-
-def run_all(defs, instance, result):
-    for req in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-    outcomes = {}
-    for req in result.run_requests:
-        job = defs.get_job_def(req.job_name)
-        res = job.execute_in_process(
-            partition_key=req.partition_key, instance=instance, raise_on_error=False, tags=req.tags
-        )
-        outcomes[(req.tags["dataset"], req.partition_key)] = res
-    return outcomes
+from dynamic_assets_tests.support.drive_files import edit_line, touch_later
+from dynamic_assets_tests.support.runs import run_all, tick
 
 
 def test_sensor_runs_bring_every_demo_version_to_curated(defs, instance, db, drive_root):
@@ -80,14 +60,23 @@ def test_sensor_runs_bring_every_demo_version_to_curated(defs, instance, db, dri
     again = tick(defs, instance, cursor=result.cursor)
     assert again.run_requests == []
     target = drive_root / "datasets" / "market" / "2024-06-01" / "nyse.csv"
-    text = target.read_text(encoding="utf-8")
-    target.write_text(text.replace(",NYSE,", ",NYSE,", 1) + "", encoding="utf-8")
-    os.utime(target, (time.time() + 5, time.time() + 5))
+    target.write_text(target.read_text(encoding="utf-8"), encoding="utf-8")
+    touch_later(target)
     changed = tick(defs, instance, cursor=result.cursor)
     assert [(r.tags["dataset"], r.partition_key) for r in changed.run_requests] == [
         ("market", "2024-06-01")
     ]
     assert changed.dynamic_partitions_requests == []
+
+
+def market_frame(db) -> pd.DataFrame:
+    """Every curated market row (date, symbol, close, note), in key order."""
+    with db.connect() as conn:
+        return pd.DataFrame(
+            conn.execute(
+                "SELECT date, symbol, close, note FROM ai_curated.market ORDER BY 1, 2"
+            ).fetchall()
+        )
 
 
 def test_rerunning_a_version_gives_the_same_rows(defs, instance, db):
@@ -98,20 +87,11 @@ def test_rerunning_a_version_gives_the_same_rows(defs, instance, db):
     )
     first = run_all(defs, instance, market)
     assert all(r.success for r in first.values())
-    with db.connect() as conn:
-        before = pd.DataFrame(
-            conn.execute(
-                "SELECT date, symbol, close, note FROM ai_curated.market ORDER BY 1, 2"
-            ).fetchall()
-        )
+    before = market_frame(db)
     second = run_all(defs, instance, dg.SensorResult(run_requests=market.run_requests))
     assert all(r.success for r in second.values())
+    after = market_frame(db)
     with db.connect() as conn:
-        after = pd.DataFrame(
-            conn.execute(
-                "SELECT date, symbol, close, note FROM ai_curated.market ORDER BY 1, 2"
-            ).fetchall()
-        )
         ingest_rows = conn.execute("SELECT count(*) FROM onedrive_ingest").fetchone()[0]
         runs = conn.execute(
             "SELECT step, status, count(*) FROM etl_runs GROUP BY 1, 2 ORDER BY 1"
@@ -130,9 +110,7 @@ def test_a_bad_file_fails_its_version_and_keeps_curated_rows(defs, instance, db,
         ).fetchone()
 
     bad = drive_root / "datasets" / "market" / "2024-06-01" / "nyse.csv"
-    lines = bad.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[3] = lines[3].rstrip("\n") + ",surplus\n"
-    bad.write_text("".join(lines), encoding="utf-8")
+    edit_line(bad, 3, lambda line: line.rstrip("\n") + ",surplus\n")
     changed = tick(defs, instance, cursor=result.cursor)
     outcomes = run_all(defs, instance, changed)
     res = outcomes[("market", "2024-06-01")]

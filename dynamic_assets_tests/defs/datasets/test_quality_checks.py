@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from dynamic_assets.cli import main
 from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_declarations
 from dynamic_assets.definitions import build_defs
+from dynamic_assets_tests.support.runs import run_version
 
 
 def declarations(expectations: list[dict]) -> Declarations:
@@ -23,10 +24,7 @@ def declarations(expectations: list[dict]) -> Declarations:
 
 
 def run_market(defs, instance, version="2024-06-01"):
-    instance.add_dynamic_partitions("market_versions", [version])
-    return defs.get_job_def("ingest_market").execute_in_process(
-        partition_key=version, instance=instance, raise_on_error=False
-    )
+    return run_version(defs, instance, "market", version)
 
 
 def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:

@@ -6,21 +6,19 @@ with its own copy."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from dynamic_assets.datasets import pipeline
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_declarations
 from dynamic_assets.demo.seed import SEED_VERSIONS, seed_drive
 from dynamic_assets.drive import LocalDrive
 from dynamic_assets.provenance import attest
-from dynamic_assets.provenance.fingerprint import compute_fingerprint, store_fingerprint
 from dynamic_assets.provenance.signing import SigningKey, load_signing_key
+from dynamic_assets_tests.support.postgres import create_database
+from dynamic_assets_tests.support.staging import curate_and_fingerprint
 
 BATCHES = [["market", "corpus"], ["embeddings"]]
 
@@ -67,9 +65,7 @@ class Attested:
 
 @pytest.fixture(scope="session")
 def attested_template(pg_server, tmp_path_factory):
-    name = f"tpl_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = create_database(pg_server, "tpl")
     root = tmp_path_factory.mktemp("attested")
     seed_drive(root / "drive")
     db = Database(pg_server.get_uri(name))
@@ -78,12 +74,8 @@ def attested_template(pg_server, tmp_path_factory):
     key = load_signing_key(root / "home")
     for group in BATCHES:
         for ds_name in group:
-            ds = decls.dataset(ds_name)
             for version in SEED_VERSIONS[ds_name]:
-                pipeline.stage(db, drive, decls, ds, version)
-                pipeline.curate(db, drive.kind, ds, version)
-                with db.connect() as conn:
-                    store_fingerprint(conn, compute_fingerprint(conn, ds, version))
+                curate_and_fingerprint(db, drive, decls, ds_name, version)
         with db.connect(autocommit=True) as conn:
             batch = attest.attest_pending(conn, key)
             for doc in batch.proofs:
@@ -94,9 +86,7 @@ def attested_template(pg_server, tmp_path_factory):
 @pytest.fixture
 def attested(pg_server, attested_template, tmp_path) -> Attested:
     name, root = attested_template
-    clone = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{clone}" TEMPLATE "{name}"')
+    clone = create_database(pg_server, template=name)
     copy = tmp_path / "attested"
     shutil.copytree(root, copy)
     url = pg_server.get_uri(clone)

@@ -22,29 +22,16 @@ from dynamic_assets.provenance.lineage import lineage
 from dynamic_assets.provenance.signing import load_signing_key
 from dynamic_assets.provenance.verify import verify_version
 from dynamic_assets.settings import ProvenanceSettings
-from dynamic_assets_tests.defs.datasets.test_pipeline_e2e import run_all, tick
+from dynamic_assets_tests.support.drive_files import edit_cell
+from dynamic_assets_tests.support.runs import data_version, run_all, run_version, tick
+from dynamic_assets_tests.support.runs import latest_metadata as latest_meta
 from dynamic_assets_tests.support.toncenter_server import serve
 
 MARKET = "2024-06-01"
 
 
-def latest_meta(instance, key, partition):
-    record = instance.get_latest_data_version_record(key, partition_key=partition)
-    assert record is not None, f"{key.to_user_string()} {partition} was never materialized"
-    return record.asset_materialization.metadata
-
-
-def data_version(instance, key, partition) -> str:
-    record = instance.get_latest_data_version_record(key, partition_key=partition)
-    return record.asset_materialization.tags["dagster/data_version"]
-
-
 def run_market(defs, instance, selection=None):
-    if not instance.has_dynamic_partition("market_versions", MARKET):
-        instance.add_dynamic_partitions("market_versions", [MARKET])
-    return defs.get_job_def("ingest_market").execute_in_process(
-        partition_key=MARKET, instance=instance, asset_selection=selection, raise_on_error=False
-    )
+    return run_version(defs, instance, "market", MARKET, selection=selection)
 
 
 def test_provenance_assets_follow_curated_in_every_ingest_job(defs, decls):
@@ -137,11 +124,7 @@ def test_identical_files_leave_the_attestation_fresh_and_a_change_makes_it_stale
 
     # A real change: one value in one file.
     target = drive_root / "datasets/market/2024-06-01/nyse.csv"
-    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
-    cells = lines[1].split(",")
-    cells[6] = f"{float(cells[6]) + 1:.4f}"  # close
-    lines[1] = ",".join(cells)
-    target.write_text("".join(lines), encoding="utf-8")
+    edit_cell(target, 1, 6, lambda close: f"{float(close) + 1:.4f}")
     assert run_market(defs, instance, upstream).success
     assert data_version(instance, fingerprint_key("market"), MARKET) != fp_before
     assert status(attestation_key("market")) == StaleStatus.STALE

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dynamic_assets.defs.training.resources import local_tracking
-from dynamic_assets_tests.training.support import local_store
+from dynamic_assets_tests.support.tracking import local_store
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ import os
 import time
 from datetime import UTC, datetime
 
-import dagster as dg
 import numpy as np
 from click.testing import CliRunner
 from sklearn.linear_model import Ridge
@@ -19,10 +18,12 @@ from dynamic_assets.cli import main
 from dynamic_assets.declarations.model import DEMO_CONFIG
 from dynamic_assets.defs.training.keys import model_key
 from dynamic_assets.training import checkpoint as ckpt
-from dynamic_assets_tests.training.support import curate_and_fingerprint
+from dynamic_assets_tests.support.runs import tick
+from dynamic_assets_tests.support.staging import curate_and_fingerprint
 
 V1 = "2024-06-01"
 MODEL = "market_next_return"
+SENSOR = "model_checkpoints_sensor"
 
 
 def push(drive_root, model: str, run_id: str, *, metadata: dict | bytes | None, age_s: float = 0):
@@ -94,8 +95,7 @@ def test_hand_dropped_checkpoints_are_registered_or_reported(
     )
     (drive_root / "model-checkpoints" / "notes.txt").write_text("where is the model?")
 
-    sensor = defs.get_sensor_def("model_checkpoints_sensor")
-    first = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+    first = tick(defs, instance, sensor=SENSOR)
     by_run = {e.metadata["run_id"].value: e for e in first.asset_events}
     assert set(by_run) == {"hand-good", "no-metadata", "bad-metadata", "r1"}  # one still uploading
 
@@ -144,9 +144,7 @@ def test_hand_dropped_checkpoints_are_registered_or_reported(
     }
 
     # Nothing changed: nothing reported again. The late metadata and a fix are picked up.
-    second = sensor(
-        dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=defs.resources)
-    )
+    second = tick(defs, instance, first.cursor, sensor=SENSOR)
     assert second.asset_events == []
     (drive_root / "model-checkpoints" / MODEL / "still-uploading" / "metadata.json").write_text(
         json.dumps(good_metadata("still-uploading", fp))
@@ -154,9 +152,7 @@ def test_hand_dropped_checkpoints_are_registered_or_reported(
     (drive_root / "model-checkpoints" / MODEL / "bad-metadata" / "metadata.json").write_text(
         json.dumps(good_metadata("bad-metadata", fp))
     )
-    third = sensor(
-        dg.build_sensor_context(instance=instance, cursor=second.cursor, resources=defs.resources)
-    )
+    third = tick(defs, instance, second.cursor, sensor=SENSOR)
     assert {e.metadata["run_id"].value: e.metadata["status"].value for e in third.asset_events} == {
         "still-uploading": "registered",
         "bad-metadata": "registered",

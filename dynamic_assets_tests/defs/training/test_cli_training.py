@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from dynamic_assets.cli import main
 from dynamic_assets.declarations.model import DEMO_CONFIG
 from dynamic_assets.demo.seed import SEED_VERSIONS
-from dynamic_assets_tests.training.support import curate_and_fingerprint
+from dynamic_assets_tests.support.staging import curate_and_fingerprint
 
 
 def test_run_trains_what_has_no_run_yet_then_nothing(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import mlflow
 
 from dynamic_assets.defs.training.keys import train_job_name
-from dynamic_assets_tests.training.support import curate_and_fingerprint
+from dynamic_assets_tests.support.runs import run_version
+from dynamic_assets_tests.support.staging import curate_and_fingerprint
 
 V1 = "2024-06-01"
 
@@ -22,9 +23,7 @@ def test_a_run_on_changed_data_fails_clearly(
             "AND symbol = (SELECT min(symbol) FROM ai_curated.market)",
             (V1,),
         )
-    result = defs.get_job_def(train_job_name("market_next_return")).execute_in_process(
-        partition_key=V1, instance=instance, raise_on_error=False
-    )
+    result = run_version(defs, instance, "market", V1, job=train_job_name("market_next_return"))
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description

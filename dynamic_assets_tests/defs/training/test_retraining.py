@@ -7,9 +7,7 @@ value in a version's file retrains that version."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 
 import dagster as dg
 import mlflow
@@ -19,7 +17,8 @@ from dynamic_assets.defs.provenance.keys import fingerprint_key
 from dynamic_assets.defs.training.keys import model_key, train_job_name
 from dynamic_assets.provenance.lineage import lineage
 from dynamic_assets.training.checkpoint import read_checkpoint
-from dynamic_assets_tests.defs.datasets.test_pipeline_e2e import run_all, tick
+from dynamic_assets_tests.support.drive_files import edit_cell, touch_later
+from dynamic_assets_tests.support.runs import data_version, run_all, run_version, tick
 
 V1, V2 = "2024-06-01", "2024-07-01"
 RETURN, RANGE = "market_next_return", "market_next_range"
@@ -55,9 +54,7 @@ def train(defs, instance, pairs) -> dict[tuple[str, str], dict]:
     ({} when the run materialized nothing)."""
     out = {}
     for model, version in sorted(pairs):
-        result = defs.get_job_def(train_job_name(model)).execute_in_process(
-            partition_key=version, instance=instance, raise_on_error=False
-        )
+        result = run_version(defs, instance, "market", version, job=train_job_name(model))
         assert result.success, [
             e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
         ]
@@ -86,17 +83,15 @@ def mlflow_runs(tracking) -> list:
 
 def recurate(defs, instance, version):
     """Materialize the curated version and its fingerprint again; the fingerprint."""
-    result = defs.get_job_def("ingest_market").execute_in_process(
-        partition_key=version,
-        instance=instance,
-        asset_selection=[curated_key("market"), fingerprint_key("market")],
-        raise_on_error=False,
+    result = run_version(
+        defs,
+        instance,
+        "market",
+        version,
+        selection=[curated_key("market"), fingerprint_key("market")],
     )
     assert result.success
-    record = instance.get_latest_data_version_record(
-        fingerprint_key("market"), partition_key=version
-    )
-    return record.asset_materialization.tags["dagster/data_version"]
+    return data_version(instance, fingerprint_key("market"), version)
 
 
 def test_models_train_on_new_data_and_only_on_new_data(
@@ -155,12 +150,8 @@ def test_models_train_on_new_data_and_only_on_new_data(
     # A value changes in a file of 2024-06-01: its fingerprint changes and it is retrained
     # (market_next_range trains on the latest version only, so its run for 2024-06-01 skips).
     nyse = drive_root / "datasets" / "market" / V1 / "nyse.csv"
-    lines = nyse.read_text(encoding="utf-8").splitlines(keepends=True)
-    cells = lines[1].split(",")
-    cells[7] = str(int(cells[7]) + 1)  # one volume, one share more
-    lines[1] = ",".join(cells)
-    nyse.write_text("".join(lines), encoding="utf-8")
-    os.utime(nyse, (time.time() + 5, time.time() + 5))
+    edit_cell(nyse, 1, 7, lambda volume: str(int(volume) + 1))  # one share more
+    touch_later(nyse)
     changed = tick(defs, instance, cursor=again.cursor)
     assert [r.partition_key for r in changed.run_requests] == [V1]
     run_all(defs, instance, changed)

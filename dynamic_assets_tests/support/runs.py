@@ -1,0 +1,78 @@
+"""Dagster evaluated in process, as the daemon would do it: a sensor ticked on a context built
+for it, the runs a tick requested, one partition of a job, and what the runs recorded."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def sensor_context(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None, resources=None
+) -> dg.SensorEvaluationContext:
+    """A sensor context on `instance` with the code location's resources (or `resources`)."""
+    return dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=resources or defs.resources
+    )
+
+
+def tick(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor: str | None = None,
+    *,
+    sensor: str = "drive_sensor",
+    resources=None,
+):
+    """One evaluation of the named sensor (the drive sensor by default) from `cursor`."""
+    return defs.get_sensor_def(sensor)(sensor_context(defs, instance, cursor, resources))
+
+
+def run_all(
+    defs: dg.Definitions, instance: dg.DagsterInstance, result: dg.SensorResult
+) -> dict[tuple[str, str], dg.ExecuteInProcessResult]:
+    """The partitions a tick added, then every run it requested, each to its end; the results by
+    (dataset, version)."""
+    for req in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    outcomes = {}
+    for req in result.run_requests:
+        job = defs.get_job_def(req.job_name)
+        outcomes[(req.tags["dataset"], req.partition_key)] = job.execute_in_process(
+            partition_key=req.partition_key, instance=instance, raise_on_error=False, tags=req.tags
+        )
+    return outcomes
+
+
+def run_version(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    dataset: str,
+    version: str,
+    *,
+    job: str | None = None,
+    selection=None,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One version of a dataset run by `job` (the dataset's ingest job by default), its
+    partition added first if new; failures are in the result, not raised."""
+    instance.add_dynamic_partitions(f"{dataset}_versions", [version])
+    return defs.get_job_def(job or f"ingest_{dataset}").execute_in_process(
+        partition_key=version,
+        instance=instance,
+        asset_selection=selection,
+        raise_on_error=False,
+        tags=tags,
+    )
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dict:
+    """The metadata of the partition's latest materialization (which must exist)."""
+    record = instance.get_latest_data_version_record(key, partition_key=partition)
+    assert record is not None, f"{key.to_user_string()} {partition} was never materialized"
+    return record.asset_materialization.metadata
+
+
+def data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> str:
+    """The data version the partition's latest materialization recorded."""
+    record = instance.get_latest_data_version_record(key, partition_key=partition)
+    return record.asset_materialization.tags["dagster/data_version"]
