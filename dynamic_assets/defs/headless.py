@@ -156,11 +156,7 @@ def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending
     headline = f"test_{p.model.metric}"
     outcome = Trained(p.model.name, p.version, "failed", headline, seconds=seconds)
     if result.success:
-        mats = [
-            e.event_specific_data.materialization
-            for e in result.all_events
-            if e.is_step_materialization
-        ]
+        mats = [e.materialization for e in result.all_events if e.is_step_materialization]
         meta = mats[-1].metadata if mats else {}
         trained = meta.get("trained")
         if not mats:

@@ -143,21 +143,7 @@ def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
                 )
             )
         return
-    if len(parts) == 2:
-        if not item.is_folder:
-            out.problems.append(
-                Problem(
-                    item.path,
-                    "files belong in a version folder, not directly in the dataset folder",
-                    "ignored",
-                    dataset,
-                    None,
-                    item,
-                )
-            )
-        return
-    version = parts[2]
-    if len(parts) == 3 and not item.is_folder:
+    if len(parts) in (2, 3) and not item.is_folder:
         out.problems.append(
             Problem(
                 item.path,
@@ -169,6 +155,9 @@ def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
             )
         )
         return
+    if len(parts) == 2:
+        return
+    version = parts[2]
     if not is_version(version):
         if not item.is_folder or len(parts) == 3:
             out.problems.append(
