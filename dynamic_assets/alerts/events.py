@@ -184,18 +184,8 @@ def attestation_events(
     ).fetchall()
     events = []
     for ds, ver, fp, seq, entry_hash, root, anchor, path, _at in rows:
-        events.append(
-            attestation_confirmed_event(
-                ds,
-                ver,
-                fp,
-                ledger_seq=seq,
-                entry_hash=entry_hash,
-                merkle_root=root,
-                proof_path=path,
-            )
-        )
-        if anchor:
+        # One event for the ledger entry, and one more once the entry is anchored on TON.
+        for stage_anchor in (None, anchor) if anchor else (None,):
             events.append(
                 attestation_confirmed_event(
                     ds,
@@ -204,7 +194,7 @@ def attestation_events(
                     ledger_seq=seq,
                     entry_hash=entry_hash,
                     merkle_root=root,
-                    anchor=anchor,
+                    anchor=stage_anchor,
                     proof_path=path,
                 )
             )
