@@ -77,13 +77,13 @@ def login(scopes: tuple[str, ...]) -> None:
 @onedrive.command()
 def status() -> None:
     """Which drive and access the pipeline uses, and whether the drive answers."""
-    from dynamic_assets.defs.resources import build_resources
+    from dynamic_assets.defs.resources import Resources
     from dynamic_assets.drive.graph import GraphError
     from dynamic_assets.drive.graph.auth import AuthError
 
     settings = _onedrive_settings()
     od = settings.onedrive
-    drive = build_resources(settings)["drive"].get()
+    drive = Resources.from_settings(settings).drive.get()
     console.print(drive.describe(), markup=False)
     console.print(f"access: {od.auth}", markup=False)
     try:

@@ -101,7 +101,7 @@ def verify(
 ) -> None:
     """Prove that a curated dataset version is exactly what was fingerprinted and attested."""
     from dynamic_assets.defs.provenance.resources import build_attestation_resource
-    from dynamic_assets.defs.resources import build_resources
+    from dynamic_assets.defs.resources import Resources
     from dynamic_assets.provenance.verify import load_proof, verify_proof, verify_version
     from dynamic_assets.read.curated import default_database
 
@@ -111,7 +111,7 @@ def verify(
     if proof_file is not None and (dataset or version):
         raise click.UsageError("give either DATASET VERSION or --proof FILE, not both")
     pinned, label = _pinned_key(pubkey, settings)
-    drive = build_resources(settings)["drive"].get() if source else None
+    drive = Resources.from_settings(settings).drive.get() if source else None
     ton_client = build_attestation_resource(settings).ton_client()
     if proof_file is not None:
         try:

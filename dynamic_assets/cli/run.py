@@ -31,12 +31,14 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.definitions import build_defs
     from dynamic_assets.defs import headless
+    from dynamic_assets.defs.resources import Resources
 
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
     defs = build_defs(settings, decls)
-    drive = defs.resources["drive"].get()
-    db = defs.resources["postgres"].database()
+    resources = Resources.from_settings(settings)
+    drive = resources.drive.get()
+    db = resources.postgres.database()
     if version and not dataset:
         raise click.UsageError("--version needs --dataset")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import timedelta
+from typing import Any
 
 import click
 from rich.table import Table
@@ -24,14 +25,14 @@ def checkpoints(as_json: bool, show_all: bool) -> None:
     and the fingerprint it names is one the registry knows for that dataset version. Exits 1
     if any folder cannot be traced to curated data.
     """
-    from dynamic_assets.defs.resources import build_resources
+    from dynamic_assets.defs.resources import Resources
     from dynamic_assets.read.curated import default_database
     from dynamic_assets.training.audit import inspect_folder, scan_checkpoints
 
     settings = Settings.from_env()
-    drive = build_resources(settings)["drive"].get()
+    drive = Resources.from_settings(settings).drive.get()
     folders, stray = scan_checkpoints(drive)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with default_database(settings).connect() as conn:
         for folder in folders:
             verdict = inspect_folder(drive, conn, folder, grace=timedelta(0))

@@ -26,6 +26,7 @@ from dynamic_assets.db.casts import (
     null_source,
     text_source,
 )
+from dynamic_assets.db.connection import one_row, scalar
 from dynamic_assets.db.tables import (
     CURATED_SCHEMA,
     RAW_SCHEMA,
@@ -59,7 +60,7 @@ class Problem:
 
 
 def _server_version(conn: psycopg.Connection) -> int:
-    return int(conn.execute("SHOW server_version_num").fetchone()[0])
+    return int(scalar(conn, "SHOW server_version_num"))
 
 
 def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> list[Problem]:
@@ -98,14 +99,15 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
         if not col.nullable:
             checks.append(("null", col, sql.SQL("{} IS NULL").format(null_source(ds, col))))
     if checks:
-        counts = conn.execute(
+        counts = one_row(
+            conn,
             sql.SQL("SELECT {} FROM {} s").format(
                 sql.SQL(", ").join(
                     sql.SQL("count(*) FILTER (WHERE {})").format(cond) for _, _, cond in checks
                 ),
                 part,
-            )
-        ).fetchone()
+            ),
+        )
         for (kind, col, cond), n in zip(checks, counts, strict=True):
             if not n:
                 continue
@@ -168,11 +170,12 @@ def _duplicate_keys(conn, ds: Dataset, part) -> list[Problem]:
         return []  # keys that do not cast are reported as cast problems
     if not rows:
         return []
-    total = conn.execute(
+    total = scalar(
+        conn,
         sql.SQL(
             "SELECT count(*) FROM (SELECT 1 FROM {} s GROUP BY {} HAVING count(*) > 1) d"
-        ).format(part, sql.SQL(", ").join(keys))
-    ).fetchone()[0]
+        ).format(part, sql.SQL(", ").join(keys)),
+    )
     examples = [
         {
             "key": dict(zip(ds.primary_key, r[: len(keys)], strict=True)),
@@ -243,7 +246,7 @@ def ensure_curated_table(conn: psycopg.Connection, ds: Dataset) -> None:
                     )
             apply_access(conn, ds)
             return
-        defs = [sql.SQL("dataset_version text NOT NULL")]
+        defs: list[sql.Composable] = [sql.SQL("dataset_version text NOT NULL")]
         for col in ds.columns:
             defs.append(
                 sql.SQL("{} {}{}").format(
@@ -351,13 +354,11 @@ def promote_version(
                     for c in ds.columns
                     if c.type == "float" and not c.allow_non_finite
                 ]
-                if (
-                    non_finite
-                    and conn.execute(
-                        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                            target, sql.SQL(" OR ").join(non_finite)
-                        )
-                    ).fetchone()[0]
+                if non_finite and scalar(
+                    conn,
+                    sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                        target, sql.SQL(" OR ").join(non_finite)
+                    ),
                 ):
                     raise _Unfit("NaN or infinite values in a column that does not allow them")
             except psycopg.Error as exc:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
+from dynamic_assets.db.connection import scalar
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.declarations.names import version_sort_key
 from dynamic_assets.drive.base import DriveItem
@@ -26,7 +27,8 @@ def record_file(
     fmt: str | None,
 ) -> int:
     """The `onedrive_ingest` id of this exact file content, creating its row the first time."""
-    row = conn.execute(
+    new_id = scalar(
+        conn,
         """INSERT INTO public.onedrive_ingest
                (dataset, version, drive_item_id, path, name, file_format, size_bytes, quick_xor_hash,
                 etag, ctag, modified_at, modified_by, sha256)
@@ -49,8 +51,8 @@ def record_file(
             item.modified_by,
             item.hashes.get("sha256Hash"),
         ),
-    ).fetchone()
-    return int(row[0])
+    )
+    return int(new_id)
 
 
 def record_problem(
@@ -162,7 +164,8 @@ def upsert_dataset(
     drive_kind: str,
 ) -> int:
     schema = [c.model_dump(exclude_none=True) for c in ds.columns]
-    row = conn.execute(
+    new_id = scalar(
+        conn,
         """INSERT INTO public.datasets
                (name, version, description, file_path, platform_locations, checksum, size_bytes,
                 row_count, file_count, tags, is_public, sensitivity, schema_version, schema,
@@ -196,8 +199,8 @@ def upsert_dataset(
             ds.schema_version,
             Jsonb(schema),
         ),
-    ).fetchone()
-    return int(row[0])
+    )
+    return int(new_id)
 
 
 def curated_versions(conn: psycopg.Connection, dataset: str) -> list[str]:

@@ -10,13 +10,13 @@ stays bounded by the batch size whatever the file size. Each row carries its lin
 
 from __future__ import annotations
 
+import io
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 import psycopg
@@ -99,7 +99,7 @@ class SourceFile:
     file_id: int
     path: str
     format: str
-    open: Callable[[], BinaryIO]
+    open: Callable[[], io.BufferedReader]
 
 
 @dataclass(frozen=True)

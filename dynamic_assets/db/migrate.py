@@ -57,7 +57,7 @@ def apply_migrations(conn: psycopg.Connection, folder: Path = MIGRATIONS_DIR) ->
                    checksum text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = dict(
+        done: dict[int, str] = dict(
             conn.execute("SELECT version, checksum FROM public.dai_schema_migrations").fetchall()
         )
         for mig in available_migrations(folder):

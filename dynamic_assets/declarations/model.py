@@ -27,6 +27,7 @@ FILE_EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+FileFormat = Literal["csv", "json", "jsonl", "parquet"]
 SCALAR_TYPES = ("string", "integer", "float", "boolean", "date", "timestamp", "json")
 VECTOR_TYPE = re.compile(r"^vector\((\d{1,5})\)$")
 MAX_VECTOR_DIM = 16_000
@@ -106,14 +107,17 @@ class Freshness(BaseModel):
     max_days_between_versions: int = Field(gt=0)
 
 
+def _csv_only() -> list[FileFormat]:
+    """The formats of a dataset whose declaration names none."""
+    return ["csv"]
+
+
 class Dataset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
     description: str = ""
-    formats: list[Literal["csv", "json", "jsonl", "parquet"]] = Field(
-        default_factory=lambda: ["csv"]
-    )
+    formats: list[FileFormat] = Field(default_factory=_csv_only)
     columns: list[Column]
     primary_key: list[str] = Field(default_factory=list)
     expectations: list[Expectation] = Field(default_factory=list)

@@ -163,8 +163,8 @@ def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending
             outcome.status = "skipped"
         else:
             outcome.status = "trained" if trained and trained.value else "up to date"
-        value = meta.get(headline)
-        outcome.value = float(value.value) if value is not None else None
+        value = _number(meta.get(headline))
+        outcome.value = float(value) if value is not None else None
         run = meta.get("mlflow_run_id")
         outcome.detail = f"MLflow run {run.value}" if run is not None else ""
     else:
@@ -214,5 +214,12 @@ def _curated_rows(instance: dg.DagsterInstance, dataset: str, version: str) -> i
     mat = event.asset_materialization
     if mat.partition != version:
         return 0
-    value = mat.metadata.get("dagster/row_count")
-    return int(value.value) if value is not None else 0
+    value = _number(mat.metadata.get("dagster/row_count"))
+    return int(value) if value is not None else 0
+
+
+def _number(entry: dg.MetadataValue | None) -> float | None:
+    """The number a materialization's int or float metadata entry holds, else None."""
+    if isinstance(entry, dg.IntMetadataValue | dg.FloatMetadataValue):
+        return entry.value
+    return None

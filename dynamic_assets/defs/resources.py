@@ -1,12 +1,15 @@
 """Resources for the external systems, and the one place that picks embedded or production."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from dynamic_assets.db import Database
-from dynamic_assets.defs.training.resources import build_mlflow_resource
+from dynamic_assets.defs.training.resources import MlflowResource, build_mlflow_resource
 from dynamic_assets.drive import Drive, LocalDrive
 from dynamic_assets.settings import Settings
 
@@ -77,16 +80,34 @@ class DriveResource(dg.ConfigurableResource):
         raise ValueError(f"unknown drive kind {self.kind!r}: use local or onedrive")
 
 
+@dataclass(frozen=True)
+class Resources:
+    """The code location's resources, each with its own type (the CLI uses them directly)."""
+
+    postgres: PostgresResource
+    drive: DriveResource
+    mlflow: MlflowResource
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Resources:
+        if settings.db_url_set:
+            postgres = PostgresResource(url=dg.EnvVar("SUPABASE_DB_URL"))
+        else:
+            postgres = PostgresResource(pgdata=str(settings.pgdata))
+        return cls(
+            postgres=postgres,
+            drive=_drive_resource(settings),
+            mlflow=build_mlflow_resource(settings),
+        )
+
+    def by_key(self) -> dict[str, dg.ConfigurableResource]:
+        """The resources by the key assets and sensors require them under."""
+        return {"postgres": self.postgres, "drive": self.drive, "mlflow": self.mlflow}
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    if settings.db_url_set:
-        postgres = PostgresResource(url=dg.EnvVar("SUPABASE_DB_URL"))
-    else:
-        postgres = PostgresResource(pgdata=str(settings.pgdata))
-    return {
-        "postgres": postgres,
-        "drive": _drive_resource(settings),
-        "mlflow": build_mlflow_resource(settings),
-    }
+    """The resources of `Definitions`, by key."""
+    return Resources.from_settings(settings).by_key()
 
 
 def _drive_resource(settings: Settings) -> DriveResource:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,24 @@ class DriveItem:
         return tuple(self.path.split("/"))
 
 
-class Drive(Protocol):
-    """What the pipeline needs of a drive."""
-
-    kind: str
+class Listing(Protocol):
+    """Items of a drive below a folder: what classifying dataset folders needs."""
 
     def list_tree(self, folder: str) -> Iterator[DriveItem]:
         """Every file and folder below `folder` (recursive), by listing only."""
         ...
 
-    def open(self, path: str) -> BinaryIO:
+
+class Drive(Listing, Protocol):
+    """What the pipeline needs of a drive."""
+
+    kind: str
+
+    def stat(self, path: str) -> DriveItem:
+        """The file or folder at `path`, as listed."""
+        ...
+
+    def open(self, path: str) -> io.BufferedReader:
         """The file's bytes as a stream (read in chunks; never loaded whole)."""
         ...
 

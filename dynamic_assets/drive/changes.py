@@ -33,7 +33,7 @@ SETTLED = ("curated", "quarantined", "ignored", "undeclared")
 
 
 class ListedItems:
-    """A `Drive` over items already listed (for classifying a delta page with `discover`)."""
+    """A `Listing` over items already listed (for classifying a delta page with `discover`)."""
 
     kind = "listed"
 
@@ -155,8 +155,12 @@ def plan_changes(
 
 
 def _all_settled(vf: VersionFolder, rows: dict[str, list[dict]]) -> bool:
-    entries = [item for item, _ in vf.files] + [p.item for p in vf.rejected]
-    if not entries or any(e is None for e in entries):
+    entries = [item for item, _ in vf.files]
+    for p in vf.rejected:
+        if p.item is None:
+            return False
+        entries.append(p.item)
+    if not entries:
         return False
     for item in entries:
         match = next(

@@ -16,7 +16,7 @@ from dynamic_assets.declarations.names import (
     unsafe_file_name_reason,
     version_sort_key,
 )
-from dynamic_assets.drive.base import Drive, DriveItem
+from dynamic_assets.drive.base import DriveItem, Listing
 
 DATASETS_FOLDER = "datasets"
 DOC_SUFFIXES = (".md", ".txt")
@@ -80,7 +80,7 @@ class Discovery:
 
 
 def discover(
-    drive: Drive, decls: Declarations, *, dataset: str | None = None, version: str | None = None
+    drive: Listing, decls: Declarations, *, dataset: str | None = None, version: str | None = None
 ) -> Discovery:
     """List the drive's dataset folders (or one dataset, or one version) and classify every item."""
     declared = decls.by_name()

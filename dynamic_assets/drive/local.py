@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from dynamic_assets.drive.base import DriveItem
 
@@ -65,7 +65,7 @@ class LocalDrive:
             raise ValueError(f"{path!r} points outside the drive")
         return target
 
-    def open(self, path: str) -> BinaryIO:
+    def open(self, path: str) -> io.BufferedReader:
         return open(self._resolve(path), "rb")  # noqa: SIM115 - the caller closes the stream
 
     def stat(self, path: str) -> DriveItem:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -67,7 +66,7 @@ class CsvFile:
     def __init__(
         self,
         path: str,
-        open: Callable[[], BinaryIO],
+        open: Callable[[], io.BufferedReader],
         names: list[str] | None = None,
         *,
         exact: bool = True,
@@ -161,7 +160,7 @@ class CsvFile:
 
 def locate_csv_problem(
     path: str,
-    open: Callable[[], BinaryIO],
+    open: Callable[[], io.BufferedReader],
     arrow_message: str,
     *,
     strict_only: bool = False,

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-from typing import BinaryIO
+from typing import Protocol
+
+
+class ByteSource(Protocol):
+    """A byte stream read by size, into a buffer or by line (`io.BufferedIOBase` and its kind)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: bytearray | memoryview, /) -> int | None: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class HashingReader:
     """A read-only byte stream that computes SHA-256 and counts bytes of what is read through it."""
 
-    def __init__(self, raw: BinaryIO, *, count: bytes | None = None):
+    def __init__(self, raw: ByteSource, *, count: bytes | None = None):
         self._raw = raw
         self._sha = hashlib.sha256()
         self._count = count
@@ -26,7 +38,7 @@ class HashingReader:
                 self.counted += data.count(self._count)
         return data
 
-    def readinto(self, buf) -> int:
+    def readinto(self, buf: bytearray | memoryview) -> int | None:
         n = self._raw.readinto(buf)
         if n:
             self._sha.update(memoryview(buf)[:n])
@@ -81,7 +93,7 @@ class HashingReader:
         self.close()
 
 
-def sha256_stream(stream: BinaryIO, chunk: int = 1 << 20) -> tuple[str, int]:
+def sha256_stream(stream: ByteSource, chunk: int = 1 << 20) -> tuple[str, int]:
     """SHA-256 and size of a whole stream, read in chunks."""
     h = hashlib.sha256()
     size = 0

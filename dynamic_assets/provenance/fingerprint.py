@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from dynamic_assets.db.connection import one_row, scalar
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident, table_columns
 from dynamic_assets.declarations.model import VECTOR_TYPE, Dataset
 from dynamic_assets.provenance.canonical import canonical_json, canonical_sha256
@@ -111,9 +112,7 @@ def content_digest(
         raise FingerprintError(
             f"ai_curated.{dataset} has no column(s) {', '.join(missing)} that the schema declares"
         )
-    shown = conn.execute("SHOW server_encoding").fetchone()
-    assert shown is not None  # SHOW always answers one row
-    encoding = shown[0]
+    encoding = scalar(conn, "SHOW server_encoding")
     if encoding.upper() not in ("UTF8", "UTF-8"):
         raise FingerprintError(
             f"the database encoding is {encoding}; fingerprint spec v1 needs a UTF8 database"
@@ -141,9 +140,7 @@ def content_digest(
         conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         conn.execute("SET LOCAL work_mem = '64MB'")  # the sort of the row hashes: 36 B a row
-        result = conn.execute(query, (version,)).fetchone()
-    assert result is not None  # an aggregate without GROUP BY always answers one row
-    rows, digest = result
+        rows, digest = one_row(conn, query, (version,))
     return ContentDigest(int(rows), digest, time.perf_counter() - started)
 
 
@@ -301,7 +298,7 @@ def sha256_file(stream: BinaryIO) -> tuple[str, int]:
             pass
         else:
             start = stream.tell() if stream.seekable() else 0
-            digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]
+            digest = hashlib.file_digest(stream, "sha256")
             size = stream.tell() - start if stream.seekable() else -1
             if size >= 0:
                 return digest.hexdigest(), size

@@ -108,7 +108,7 @@ def typed_query(
     """SELECT of the version's staged rows with each column in its declared type (bad casts -> NULL).
 
     Only `columns` are cast when given: a check reads no more of the table than it needs."""
-    cols = [sql.SQL("s._file_id"), sql.SQL("s._row")]
+    cols: list[sql.Composable] = [sql.SQL("s._file_id"), sql.SQL("s._row")]
     for col in ds.columns:
         if columns is not None and col.name not in columns:
             continue
@@ -149,7 +149,7 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
 
     with psycopg.connect(uri) as conn:
         query = typed_query(conn, ds, version, referenced_columns(ds))
-        paths = dict(
+        paths: dict[int, str] = dict(
             conn.execute(
                 "SELECT id, path FROM public.onedrive_ingest WHERE dataset = %s AND version = %s",
                 (ds.name, version),
@@ -189,7 +189,7 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
         # Expectations of an ephemeral suite have no ids; results come back in suite order.
         ordered = list(result.results)
         if len(ordered) != len(built) or any(
-            r.expectation_config.type != c.expectation_type
+            r.expectation_config is None or r.expectation_config.type != c.expectation_type
             for r, (_, _, c) in zip(ordered, built, strict=False)
         ):
             raise RuntimeError("Great Expectations returned results that do not match the suite")

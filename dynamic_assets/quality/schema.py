@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from dynamic_assets.db.connection import one_row
 from dynamic_assets.db.tables import RAW_SCHEMA, RECORD_COLUMN, ident, partition_name
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.declarations.names import version_sort_key
@@ -55,11 +56,12 @@ def observe(
                 ).format(c=c, t=sql.Literal(pg))
             )
         aggregates.append(sql.SQL("count({c}) FILTER (WHERE btrim({c}) <> '')").format(c=c))
-    values = conn.execute(
+    values = one_row(
+        conn,
         sql.SQL("SELECT {} FROM (SELECT * FROM {} LIMIT {}) s").format(
             sql.SQL(", ").join(aggregates), part, sql.Literal(SAMPLE_ROWS)
-        )
-    ).fetchone()
+        ),
+    )
     out: dict[str, str] = {}
     step = len(CANDIDATES) + 1
     for i, col in enumerate(ds.columns):

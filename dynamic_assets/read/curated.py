@@ -22,6 +22,7 @@ import pyarrow as pa
 from psycopg import IsolationLevel, sql
 
 from dynamic_assets.db import Database
+from dynamic_assets.db.connection import scalar
 from dynamic_assets.declarations.model import Column, Dataset, load_declarations
 from dynamic_assets.declarations.names import check_dataset_name, version_sort_key
 from dynamic_assets.read.frames import DatasetNotFound, to_pandas, typed_table
@@ -128,7 +129,7 @@ def read_curated(
             # Check and read in one snapshot: a version swapped in meanwhile is not read.
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            snapshot = scalar(conn, "SELECT pg_export_snapshot()")
             _check_fingerprint(conn, dataset, version, expected_fingerprint)
         with adbc.connect(db.uri) as aconn:
             cur = aconn.cursor()

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -26,7 +26,7 @@ from dynamic_assets.drive.base import Drive, DriveItem
 CHECKPOINTS_FOLDER = "model-checkpoints"
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.skops"
-SCHEMA = "dynamic-assets/checkpoint/v1"
+SCHEMA: Final = "dynamic-assets/checkpoint/v1"
 MAX_METADATA_BYTES = 1 << 20
 # Packages whose classes a skops checkpoint may instantiate on load.
 TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")

@@ -80,7 +80,7 @@ def _derive_one(d: Derived, frame: pd.DataFrame, keys: pd.DataFrame | None) -> p
         if d.kind == "log":
             out = np.log(x.where(x > 0))
         elif d.kind == "log_ratio":
-            ratio = x / _as_float(frame[d.over])  # type: ignore[index]
+            ratio = x / _as_float(frame[d.over])
             out = np.log(ratio.where(ratio > 0))
         elif d.kind == "lag":
             out = _shift(x, keys, d.periods)

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from dynamic_assets.db.connection import scalar
 from dynamic_assets.declarations.model import Declarations, Model
 from dynamic_assets.declarations.names import version_sort_key
 from dynamic_assets.training.identity import config_hash
@@ -203,13 +204,14 @@ def record_experiment(
     ).fetchone()
     if row is not None:
         return int(row[0])
-    row = conn.execute(
+    new_id = scalar(
+        conn,
         """INSERT INTO public.experiments
                (name, dataset_version, model_version, parameters, results, git_commit)
            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
         (name, dataset_version, model_version, _json(parameters), _json(results), git_commit),
-    ).fetchone()
-    return int(row[0])
+    )
+    return int(new_id)
 
 
 def fingerprint_known(
@@ -223,7 +225,7 @@ def fingerprint_known(
     ).fetchone()
     if current:
         return "current"
-    has_proofs = conn.execute("SELECT to_regclass('public.dataset_proofs')").fetchone()[0]
+    has_proofs = scalar(conn, "SELECT to_regclass('public.dataset_proofs')")
     if has_proofs:
         proof = conn.execute(
             "SELECT 1 FROM public.dataset_proofs "
@@ -252,7 +254,8 @@ def record_checkpoint(
     """Insert or update the `model_checkpoints` row of a run folder."""
     if status not in CHECKPOINT_STATUSES:
         raise ValueError(f"unknown checkpoint status {status!r}: {', '.join(CHECKPOINT_STATUSES)}")
-    row = conn.execute(
+    new_id = scalar(
+        conn,
         """INSERT INTO public.model_checkpoints
                (path, model, run_id, status, problem, dataset, dataset_version, data_fingerprint,
                 model_id, listing_digest)
@@ -275,8 +278,8 @@ def record_checkpoint(
             model_id,
             listing_digest,
         ),
-    ).fetchone()
-    return int(row[0])
+    )
+    return int(new_id)
 
 
 def untraceable_checkpoints(conn: psycopg.Connection) -> list[dict[str, Any]]:

@@ -95,10 +95,10 @@ def curated_dataset(
 ):
     """The curated version as an MLflow dataset: source = the curated table and version,
     digest = the fingerprint (its first 36 hex digits: MLflow's limit)."""
-    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
 
     source = _curated_source_class()(dataset, version, fingerprint, database)
-    return mlflow.data.from_pandas(
+    return from_pandas(
         frame, source=source, name=f"{dataset}@{version}", digest=fingerprint[:MLFLOW_DIGEST_CHARS]
     )
 
@@ -152,7 +152,8 @@ def tracked_run(
             yield run
     finally:
         # Put back what was there, so that the process's environment (read by the settings of
-        # anything started later in it) does not keep pointing at this store; None unsets.
+        # anything started later in it) does not keep pointing at this store; None unsets
+        # (MLflow's annotation says `str | Path`, its code takes None to mean "not set").
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]
 
 

@@ -222,7 +222,7 @@ class ColumnStats:
             else:
                 length = _text_vector_length(value)
                 ok = length is not None
-                if ok:
+                if length is not None:
                     self.lengths.add(length)
             if not ok:
                 bad.append(value)

@@ -13,6 +13,7 @@ from psycopg import sql
 from dynamic_assets.datasets import pipeline
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Dataset, Declarations
+from dynamic_assets.defs.datasets.asset_args import dataset_asset_args
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import provenance_keys
@@ -58,22 +59,12 @@ def _failure(exc: pipeline.VersionFailed) -> dg.Failure:
     )
 
 
-def _owners(ds: Dataset) -> list[str] | None:
-    return [o for o in ds.owners if "@" in o or o.startswith("team:")] or None
-
-
 def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
     """The assets and checks of one declared dataset."""
-    partitions = versions_partitions(ds.name)
     schema_md = md_table(
         ["column", "type", "nullable"], [(c.name, c.type, c.nullable) for c in ds.columns]
     )
-    common = {
-        "partitions_def": partitions,
-        "group_name": ds.name,
-        "owners": _owners(ds),
-        "tags": {"sensitivity": ds.sensitivity},
-    }
+    common = dataset_asset_args(ds)
 
     @dg.asset(
         key=manifest_key(ds.name),

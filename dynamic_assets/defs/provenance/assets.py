@@ -6,14 +6,12 @@ provenance/<dataset>/attestation  the fingerprint in a signed ledger entry (Merk
                                   proof in Postgres and in the drive, anchored on TON if configured
 """
 
-from typing import Any
-
 import dagster as dg
 
 from dynamic_assets.declarations.model import Dataset, Declarations
+from dynamic_assets.defs.datasets.asset_args import dataset_asset_args
 from dynamic_assets.defs.datasets.assets import curated_key
 from dynamic_assets.defs.datasets.metadata import md_table
-from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import attestation_key, fingerprint_key
 from dynamic_assets.defs.provenance.resources import (
     AttestationResource,
@@ -34,22 +32,13 @@ FINGERPRINT_CODE_VERSION = SPEC.rsplit("/", 1)[-1]  # "v1": a new spec marks fin
 ATTESTATION_CODE_VERSION = "1"
 
 
-def _owners(ds: Dataset) -> list[str] | None:
-    return [o for o in ds.owners if "@" in o or o.startswith("team:")] or None
-
-
 def _key(doc: dict) -> tuple[str, str, str]:
     return doc["dataset"], doc["version"], doc["fingerprint"]
 
 
 def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
     """The fingerprint and attestation assets of one declared dataset."""
-    common: dict[str, Any] = {
-        "partitions_def": versions_partitions(ds.name),
-        "group_name": ds.name,
-        "owners": _owners(ds),
-        "tags": {"sensitivity": ds.sensitivity},
-    }
+    common = dataset_asset_args(ds)
 
     @dg.asset(
         key=fingerprint_key(ds.name),

@@ -17,6 +17,7 @@ import dagster as dg
 from dynamic_assets.datasets.registry import curated_versions
 from dynamic_assets.declarations.model import Dataset, Declarations, Model
 from dynamic_assets.declarations.names import version_sort_key
+from dynamic_assets.defs.datasets.asset_args import dagster_owners
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import fingerprint_key
@@ -53,10 +54,6 @@ def retrain_condition() -> dg.AutomationCondition:
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
     ).with_label("new version or changed data")
-
-
-def _owners(items: list[str]) -> list[str] | None:
-    return [o for o in items if "@" in o or o.startswith("team:")] or None
 
 
 def planned_fingerprint(
@@ -102,7 +99,7 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
         deps=[fingerprint_key(ds.name)],
         partitions_def=versions_partitions(ds.name),
         group_name=ds.name,
-        owners=_owners(model.owners or ds.owners),
+        owners=dagster_owners(model.owners or ds.owners),
         kinds={"scikitlearn", "mlflow"},
         code_version=chash[:16],
         automation_condition=retrain_condition(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from typing import BinaryIO, NoReturn
+from typing import NoReturn
 
 import requests
 
@@ -44,7 +44,7 @@ class Downloads:
         self.max_parallel = max_parallel
         self.slots = threading.BoundedSemaphore(max_parallel)
 
-    def open(self, path: str) -> BinaryIO:
+    def open(self, path: str) -> io.BufferedReader:
         """The file's bytes as a buffered stream: downloaded in ranges, resumed after a dropped
         connection, and checked against Graph's size and hashes when the last byte arrives."""
         js = self.http.get_json(self.address.path_url(path))

@@ -8,6 +8,7 @@ upload sessions).
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -136,7 +137,7 @@ class GraphDrive:
 
     # -- content
 
-    def open(self, path: str) -> BinaryIO:
+    def open(self, path: str) -> io.BufferedReader:
         """The file's bytes as a buffered stream, checked against Graph's size and hashes."""
         return self.downloads.open(path)
 
