@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dynamic_assets.drive.base import Drive
+from dynamic_assets.formats.hashing import sha256_stream
 from dynamic_assets.provenance import attest, dsse, ledger, merkle
-from dynamic_assets.provenance.fingerprint import sha256_file
 from dynamic_assets.provenance.signing import key_id
 from dynamic_assets.provenance.ton.anchor import check_anchor_offline, check_anchor_online
 from dynamic_assets.provenance.ton.errors import TonError
@@ -103,7 +103,7 @@ def check_source(report: Report, record: dict[str, Any], drive: Drive | None) ->
     for f in record["files"]:
         try:
             with drive.open(f["path"]) as stream:
-                sha, size = sha256_file(stream)
+                sha, size = sha256_stream(stream)
         except (FileNotFoundError, OSError, ValueError) as exc:
             bad.append(f"{f['path']}: cannot be read from {drive.describe()} ({exc})")
             continue

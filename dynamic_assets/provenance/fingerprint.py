@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -31,7 +31,6 @@ from dynamic_assets.provenance.canonical import canonical_json, canonical_sha256
 
 SPEC = "dynamic-assets/fingerprint/v1"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-HASH_CHUNK = 1 << 20
 
 
 class FingerprintError(RuntimeError):
@@ -283,38 +282,6 @@ def store_fingerprint(conn: psycopg.Connection, fp: Fingerprint) -> int:
     if row is None:
         raise FingerprintError(f"{fp.dataset} {fp.version} is not registered as curated")
     return int(row[0])
-
-
-def sha256_file(stream: BinaryIO) -> tuple[str, int]:
-    """SHA-256 (hex) and size of a whole byte stream, as fast as `hashlib.file_digest`.
-
-    Used to re-hash source files for `verify --source`. A regular file goes through
-    `hashlib.file_digest` itself; any other stream is read in 1 MiB chunks into one buffer.
-    """
-    if hasattr(stream, "fileno") and hasattr(stream, "readinto"):
-        try:
-            stream.fileno()
-        except (OSError, ValueError):
-            pass
-        else:
-            start = stream.tell() if stream.seekable() else 0
-            digest = hashlib.file_digest(stream, "sha256")
-            size = stream.tell() - start if stream.seekable() else -1
-            if size >= 0:
-                return digest.hexdigest(), size
-    h = hashlib.sha256()
-    size = 0
-    if not hasattr(stream, "readinto"):
-        while data := stream.read(HASH_CHUNK):
-            h.update(data)
-            size += len(data)
-        return h.hexdigest(), size
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    while n := stream.readinto(buf):
-        h.update(view[:n])
-        size += n
-    return h.hexdigest(), size
 
 
 def record_bytes(record: dict[str, Any]) -> bytes:

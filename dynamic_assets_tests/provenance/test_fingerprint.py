@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 
+from dynamic_assets.formats.hashing import sha256_stream
 from dynamic_assets.provenance import fingerprint as fpm
 from dynamic_assets_tests.support.staging import curate_version
 
@@ -194,8 +195,8 @@ def test_rehashing_matches_hashlib_for_files_and_streams(tmp_path):
     path.write_bytes(data)
     want = (hashlib.sha256(data).hexdigest(), len(data))
     with open(path, "rb") as f:
-        assert fpm.sha256_file(f) == want
-    assert fpm.sha256_file(io.BytesIO(data)) == want
+        assert sha256_stream(f) == want
+    assert sha256_stream(io.BytesIO(data)) == want
 
     class Stream:  # read() only, like an HTTP body
         def __init__(self):
@@ -204,4 +205,4 @@ def test_rehashing_matches_hashlib_for_files_and_streams(tmp_path):
         def read(self, n=-1):
             return self.buf.read(n)
 
-    assert fpm.sha256_file(Stream()) == want
+    assert sha256_stream(Stream()) == want
