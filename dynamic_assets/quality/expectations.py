@@ -122,7 +122,7 @@ def typed_query(
 
 def typed_select(ds: Dataset, version: str, columns: list[str] | None = None) -> sql.Composed:
     """The statement of `typed_query`, composed."""
-    cols = [sql.SQL("s._file_id"), sql.SQL("s._row")]
+    cols: list[sql.Composable] = [sql.SQL("s._file_id"), sql.SQL("s._row")]
     for col in ds.columns:
         if columns is not None and col.name not in columns:
             continue
@@ -163,7 +163,7 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
     typed = typed_select(ds, version, referenced_columns(ds))
     with psycopg.connect(uri) as conn:
         query = typed.as_string(conn)
-        paths = dict(
+        paths: dict[int, str] = dict(
             conn.execute(
                 "SELECT id, path FROM public.onedrive_ingest WHERE dataset = %s AND version = %s",
                 (ds.name, version),
@@ -215,7 +215,7 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
         # Expectations of an ephemeral suite have no ids; results come back in suite order.
         ordered = list(result.results)
         if len(ordered) != len(built) or any(
-            r.expectation_config.type != c.expectation_type
+            r.expectation_config is None or r.expectation_config.type != c.expectation_type
             for r, (_, _, c) in zip(ordered, built, strict=False)
         ):
             raise RuntimeError("Great Expectations returned results that do not match the suite")
@@ -268,10 +268,11 @@ def _nul_argument(value: Any, where: str = "") -> str | None:
     """The first argument (by its path in the declaration) whose text holds a NUL character."""
     if isinstance(value, str):
         return (where or "a value") if "\x00" in value else None
+    items: list[tuple[Any, Any]]
     if isinstance(value, dict):
-        items = value.items()
+        items = list(value.items())
     elif isinstance(value, (list, tuple, set)):
-        items = ((f"[{i}]", v) for i, v in enumerate(value))
+        items = [(f"[{i}]", v) for i, v in enumerate(value)]
     else:
         return None
     for key, item in items:
