@@ -447,3 +447,17 @@ def test_an_untraced_expectation_fails_the_version_and_quarantines_no_file(db, t
         statuses = {r[0] for r in conn.execute("SELECT status FROM public.onedrive_ingest")}
         assert statuses == {"pending"}  # as recorded: none quarantined
         assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0] == 0
+
+
+def test_a_nul_character_in_a_value_is_refused_at_staging_naming_the_file(db, tmp_path):
+    from dynamic_assets.formats.errors import LoadError
+
+    ds = with_expectation(
+        {"type": "expect_column_values_to_be_in_set", "column": "label", "value_set": [QUOTE]}
+    )
+    with db.connect() as conn, pytest.raises(LoadError) as info:
+        stage(conn, tmp_path, ds, {"a.jsonl": [row(QUOTE)], "b.jsonl": [row("a\x00b")]})
+    assert str(info.value) == (
+        "datasets/hostile/v1/b.jsonl: line 1: a string contains the NUL character (\\u0000), "
+        "which Postgres cannot store"
+    )
