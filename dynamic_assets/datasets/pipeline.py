@@ -304,12 +304,12 @@ def validate(
                 (ds.name, version),
             ).fetchall()
         )
+        # A failed check quarantines the files its unexpected rows were traced to. One whose
+        # rows are not traced to files (a table-level check, or `o.unattributed`) blames no
+        # file: it fails the version, which stays outstanding with every file as it is.
         for o in outcomes:
             if not o.success and o.severity == "error":
-                fids = set(o.file_ids) | {
-                    paths[ex["file"]] for ex in o.examples if ex["file"] in paths
-                }
-                for fid in fids:
+                for fid in o.file_ids:
                     if o.message not in reasons.get(fid, []):
                         reasons.setdefault(fid, []).append(o.message)
         quarantined: dict[str, str] = {}

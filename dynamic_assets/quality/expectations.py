@@ -5,6 +5,12 @@ each staged value to its declared type (a value that does not cast becomes NULL 
 `rows_castable` check reports it). Every expectation runs as SQL in the database, so a version of
 any size is validated without its rows coming into Python; results carry the observed value,
 unexpected count and percent, and up to 10 examples with their source file and row.
+
+The files holding a failed column expectation's unexpected rows are found by a query of our own
+(`unexpected_rows`): the expectation's condition rebuilt with `psycopg.sql`, its arguments bound
+as parameters, with Great Expectations' semantics (which rows count, how NULL is treated). SQL text
+that Great Expectations renders for display is never executed. An expectation type without such a
+condition fails without naming files (`ExpectationOutcome.unattributed`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class ExpectationOutcome:
     examples: list[dict] = field(default_factory=list)
     error: str | None = None
     file_ids: list[int] = field(default_factory=list)  # files holding unexpected rows
+    unattributed: str | None = None  # why a failed check names no file
 
     @property
     def severity(self) -> str:
@@ -61,6 +68,8 @@ class ExpectationOutcome:
             parts.append(f"observed {self.observed!r}")
         if self.examples:
             parts.append(f"first: {describe_example(self.examples[0])}")
+        if self.unattributed:
+            parts.append(f"files at fault not identified: {self.unattributed}")
         return "; ".join(parts)
 
 
@@ -108,15 +117,19 @@ def typed_query(
     """SELECT of the version's staged rows with each column in its declared type (bad casts -> NULL).
 
     Only `columns` are cast when given: a check reads no more of the table than it needs."""
+    return typed_select(ds, version, columns).as_string(conn)
+
+
+def typed_select(ds: Dataset, version: str, columns: list[str] | None = None) -> sql.Composed:
+    """The statement of `typed_query`, composed."""
     cols: list[sql.Composable] = [sql.SQL("s._file_id"), sql.SQL("s._row")]
     for col in ds.columns:
         if columns is not None and col.name not in columns:
             continue
         cols.append(sql.SQL("{} AS {}").format(_safe_cast(ds, col), sql.Identifier(col.name)))
-    query = sql.SQL("SELECT {} FROM {} s").format(
+    return sql.SQL("SELECT {} FROM {} s").format(
         sql.SQL(", ").join(cols), ident(RAW_SCHEMA, partition_name(ds.name, version))
     )
-    return query.as_string(conn)
 
 
 def _safe_cast(ds: Dataset, col: Column) -> sql.Composable:
@@ -147,8 +160,9 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.registry import get_expectation_impl
 
+    typed = typed_select(ds, version, referenced_columns(ds))
     with psycopg.connect(uri) as conn:
-        query = typed_query(conn, ds, version, referenced_columns(ds))
+        query = typed.as_string(conn)
         paths: dict[int, str] = dict(
             conn.execute(
                 "SELECT id, path FROM public.onedrive_ingest WHERE dataset = %s AND version = %s",
@@ -167,6 +181,18 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
     suite = gx.ExpectationSuite(name=f"{ds.name}_declared")
     built: list[tuple[str, Expectation, Any]] = []
     for name, exp in zip(names, ds.expectations, strict=True):
+        refused = _nul_argument(exp.kwargs)
+        if refused:
+            outcomes.append(
+                ExpectationOutcome(
+                    name,
+                    exp,
+                    False,
+                    error=f"{refused} in the declaration of {ds.name} holds a NUL character "
+                    "(U+0000), which PostgreSQL text cannot hold; remove it from the declaration",
+                )
+            )
+            continue
         try:
             impl = get_expectation_impl(exp.type)
             built.append((name, exp, suite.add_expectation(impl(**exp.kwargs))))
@@ -183,7 +209,7 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
                 "result_format": "SUMMARY",
                 "unexpected_index_column_names": ["_file_id", "_row"],
                 "partial_unexpected_count": EXAMPLES,
-                "return_unexpected_index_query": True,
+                "return_unexpected_index_query": False,
             },
         )
         # Expectations of an ephemeral suite have no ids; results come back in suite order.
@@ -193,7 +219,7 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
             for r, (_, _, c) in zip(ordered, built, strict=False)
         ):
             raise RuntimeError("Great Expectations returned results that do not match the suite")
-        for (name, exp, _configured), r in zip(built, ordered, strict=True):
+        for (name, exp, configured), r in zip(built, ordered, strict=True):
             res = r.result or {}
             error = None
             if r.exception_info and r.exception_info.get("raised_exception"):
@@ -213,14 +239,18 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
                 for item in (res.get("partial_unexpected_index_list") or [])[:EXAMPLES]
             ]
             file_ids: list[int] = []
-            if not r.success and res.get("unexpected_index_query"):
-                file_ids = _files_at_fault(uri, query, res["unexpected_index_query"])
+            unattributed = None
+            if not r.success and error is None and res.get("unexpected_count") is not None:
+                file_ids, unattributed = _files_at_fault(
+                    uri, typed, configured, res["unexpected_count"]
+                )
             outcomes.append(
                 ExpectationOutcome(
                     name,
                     exp,
                     bool(r.success) and error is None,
                     file_ids=file_ids,
+                    unattributed=unattributed,
                     observed=WITHHELD
                     if sensitive and res.get("observed_value") is not None
                     else res.get("observed_value"),
@@ -234,20 +264,186 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
     return sorted(outcomes, key=lambda o: order[o.check_name])
 
 
-def _files_at_fault(uri: str, typed: str, unexpected_query: str) -> list[int]:
-    """The files holding a failed column expectation's unexpected rows, found in SQL.
+def _nul_argument(value: Any, where: str = "") -> str | None:
+    """The first argument (by its path in the declaration) whose text holds a NUL character."""
+    if isinstance(value, str):
+        return (where or "a value") if "\x00" in value else None
+    items: list[tuple[Any, Any]]
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple, set)):
+        items = [(f"[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return None
+    for key, item in items:
+        label = f"{where}{key}" if str(key).startswith("[") else f"{where}.{key}".lstrip(".")
+        if "\x00" in str(key):
+            return label
+        found = _nul_argument(item, label)
+        if found:
+            return found
+    return None
 
-    Great Expectations returns the query that selects the unexpected rows; its WHERE clause is
-    applied to the typed query here (its FROM clause is not usable as is for a query asset).
-    """
-    if "\nWHERE " not in unexpected_query:
-        return []
-    condition = unexpected_query.rsplit("\nWHERE ", 1)[1].strip().rstrip(";")
+
+def _files_at_fault(
+    uri: str, typed: sql.Composed, configured: Any, unexpected_count: int
+) -> tuple[list[int], str | None]:
+    """The files holding a failed expectation's unexpected rows, or why they are not named.
+
+    The rows come from `unexpected_rows`; they are named only when they are as many as
+    Great Expectations counted, so that a file is never blamed on a condition that disagrees
+    with the check's own result."""
+    query = unexpected_rows(typed, configured)
+    if query is None:
+        return [], f"{configured.expectation_type} is not traced to rows"
     try:
         with psycopg.connect(uri) as conn:
-            rows = conn.execute(
-                f"SELECT DISTINCT _file_id FROM ({typed}) q WHERE {condition}"
-            ).fetchall()  # noqa: S608
-    except psycopg.Error:
-        return []
-    return [r[0] for r in rows]
+            conn.read_only = True
+            rows = conn.execute(query.statement, query.params).fetchall()
+    except psycopg.Error as exc:
+        return [], f"tracing the rows failed ({type(exc).__name__})"
+    if sum(n for _, n in rows) != unexpected_count:
+        return [], "tracing the rows found a different number of them"
+    return [fid for fid, _ in rows], None
+
+
+@dataclass(frozen=True)
+class RowsQuery:
+    """A composed statement and the parameters bound to its placeholders."""
+
+    statement: sql.Composed
+    params: list[Any]
+
+
+def _values(values: list) -> tuple[sql.Composable, list]:
+    """`(%s, %s, ...)`: one placeholder per value, the values to bind."""
+    return sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in values)), list(
+        values
+    )
+
+
+def _expected(exp_type: str, col: sql.Composable, c: Any) -> tuple[sql.Composable, list] | None:
+    """The condition an expected row meets (as Great Expectations' SQL engine states it), or None
+    for an expectation type without one here. Rows where the column is NULL are set apart by the
+    caller, as Great Expectations does."""
+    p = sql.Placeholder()
+    if exp_type == "expect_column_values_to_be_in_set":
+        if c.value_set is None:
+            return sql.SQL("TRUE"), []
+        members = [v for v in c.value_set if v is not None]
+        if not members:
+            return sql.SQL("FALSE"), []
+        listed, params = _values(members)
+        return sql.SQL("{} IN {}").format(col, listed), params
+    if exp_type == "expect_column_values_to_not_be_in_set":
+        if not c.value_set:
+            return sql.SQL("TRUE"), []
+        listed, params = _values(list(c.value_set))
+        return sql.SQL("{} NOT IN {}").format(col, listed), params
+    if exp_type in (
+        "expect_column_values_to_be_between",
+        "expect_column_value_lengths_to_be_between",
+    ):
+        if exp_type == "expect_column_value_lengths_to_be_between":
+            col = sql.SQL("length({})").format(col)
+        bounds, params = [], []
+        if c.min_value is not None:
+            bounds.append(sql.SQL("{} > {}" if c.strict_min else "{} >= {}").format(col, p))
+            params.append(c.min_value)
+        if c.max_value is not None:
+            bounds.append(sql.SQL("{} < {}" if c.strict_max else "{} <= {}").format(col, p))
+            params.append(c.max_value)
+        if not bounds:
+            return None
+        return sql.SQL(" AND ").join(bounds), params
+    if exp_type == "expect_column_value_lengths_to_equal":
+        return sql.SQL("length({}) = {}").format(col, p), [c.value]
+    if exp_type == "expect_column_values_to_match_regex":
+        return sql.SQL("{} ~ {}").format(col, p), [c.regex]
+    if exp_type == "expect_column_values_to_not_match_regex":
+        return sql.SQL("{} !~ {}").format(col, p), [c.regex]
+    if exp_type in (
+        "expect_column_values_to_match_like_pattern",
+        "expect_column_values_to_not_match_like_pattern",
+    ):
+        like = sql.SQL("{} LIKE {}").format(col, p)
+        params = [c.like_pattern]
+        if c.escape is not None:
+            like = sql.SQL("{} ESCAPE {}").format(like, p)
+            params.append(c.escape)
+        if exp_type == "expect_column_values_to_not_match_like_pattern":
+            like = sql.SQL("NOT ({})").format(like)
+        return like, params
+    return None
+
+
+NULL_IS_THE_CHECK = {
+    "expect_column_values_to_not_be_null": sql.SQL("{} IS NULL"),
+    "expect_column_values_to_be_null": sql.SQL("{} IS NOT NULL"),
+}
+UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+
+
+def unexpected_rows(typed: sql.Composed, configured: Any) -> RowsQuery | None:
+    """The number of unexpected rows per file (`_file_id`, count) of a column-map expectation, as
+    Great Expectations counts them: NULL is unexpected only to the NULL checks, and otherwise set
+    apart; a repeated value makes every row holding it unexpected; `mostly` changes whether the
+    check passes, not which rows are unexpected. None for an expectation type, or arguments
+    (suite parameters, a row condition), without a condition here."""
+    exp_type = configured.expectation_type
+    if getattr(configured, "row_condition", None) or _has_suite_parameter(configured):
+        return None
+    if exp_type in UNIQUE:
+        names = [configured.column] if exp_type == UNIQUE[0] else list(configured.column_list)
+        cols = [sql.Identifier("q", n) for n in names]
+        statement = sql.SQL(
+            "SELECT w._file_id, count(*) FROM (SELECT q._file_id, {complete} AS _complete, "
+            "count(*) OVER (PARTITION BY {cols}) AS _repeats FROM ({typed}) q) w "
+            "WHERE w._complete AND w._repeats > 1 GROUP BY w._file_id ORDER BY w._file_id"
+        ).format(
+            complete=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(c) for c in cols),
+            cols=sql.SQL(", ").join(cols),
+            typed=typed,
+        )
+        return RowsQuery(statement, [])
+    column = getattr(configured, "column", None)
+    if not isinstance(column, str):
+        return None
+    col = sql.Identifier("q", column)
+    if exp_type in NULL_IS_THE_CHECK:
+        condition, params = NULL_IS_THE_CHECK[exp_type].format(col), []
+    else:
+        expected = _expected(exp_type, col, configured)
+        if expected is None:
+            return None
+        condition = sql.SQL("{} IS NOT NULL AND NOT ({})").format(col, expected[0])
+        params = expected[1]
+    statement = sql.SQL(
+        "SELECT q._file_id, count(*) FROM ({typed}) q WHERE {condition} "
+        "GROUP BY q._file_id ORDER BY q._file_id"
+    ).format(typed=typed, condition=condition)
+    return RowsQuery(statement, params)
+
+
+ARGUMENTS = (
+    "column",
+    "column_list",
+    "value_set",
+    "min_value",
+    "max_value",
+    "strict_min",
+    "strict_max",
+    "value",
+    "regex",
+    "like_pattern",
+    "escape",
+)
+
+
+def _has_suite_parameter(configured: Any) -> bool:
+    """Whether an argument is a suite parameter (`{"$PARAMETER": ...}`), resolved only by a run."""
+    values = [getattr(configured, a, None) for a in ARGUMENTS]
+    return any(
+        isinstance(v, dict) or (isinstance(v, list) and any(isinstance(i, dict) for i in v))
+        for v in values
+    )

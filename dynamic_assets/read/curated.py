@@ -124,19 +124,23 @@ def read_curated(
     )
     with db.connect() as conn:
         text = query.as_string(conn)
-        snapshot = None
+        set_snapshot = None
         if expected_fingerprint is not None:
             # Check and read in one snapshot: a version swapped in meanwhile is not read.
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             snapshot = scalar(conn, "SELECT pg_export_snapshot()")
             _check_fingerprint(conn, dataset, version, expected_fingerprint)
+            # SET takes no bind parameter: the snapshot id is quoted as a literal.
+            set_snapshot = (
+                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(conn)
+            )
         with adbc.connect(db.uri) as aconn:
             cur = aconn.cursor()
             try:
-                if snapshot is not None:
+                if set_snapshot is not None:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                    cur.execute(set_snapshot)
                 cur.execute(text)
                 table = cur.fetch_arrow_table()
             finally:

@@ -177,3 +177,30 @@ def test_freshness_policy_is_declared_on_the_curated_asset(settings, days):
         or "604800" in str(spec.freshness_policy)
         or spec.freshness_policy.fail_window.to_timedelta().days == 7
     )
+
+
+def test_a_hostile_value_set_is_compared_as_data_and_blames_the_file_at_fault(
+    settings, instance, db
+):
+    attack = "Q')) AND (SELECT lo_import($$/etc/hostname$$)) > 0 -- \""
+    decls = declarations(
+        [
+            {
+                "type": "expect_column_values_to_be_in_set",
+                "column": "exchange",
+                "value_set": [attack, "NYSE"],
+            }
+        ]
+    )
+    result = run_market(build_defs(settings, decls), instance)
+    assert not result.success
+    check = evaluations(result)["column_values_to_be_in_set__exchange"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "datasets/market/2024-06-01/nasdaq.csv" in check.metadata["examples"].value
+    assert curated_rows(db) == 0
+    with db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0] == 0
+        quarantined = conn.execute(
+            "SELECT path FROM onedrive_ingest WHERE status = 'quarantined'"
+        ).fetchall()
+    assert quarantined == [("datasets/market/2024-06-01/nasdaq.csv",)]  # every NYSE row is in set
