@@ -3,8 +3,8 @@
 Rows are cast with one INSERT ... SELECT (no round trip through Python) into a new table that
 replaces the version's partition in one transaction. Before that, `staging_problems` finds the
 values that would not cast, nulls in non-nullable columns, primary keys too large for their index
-and duplicate primary keys, each with
-its source file and row, so a failure says exactly what to fix.
+and duplicate primary keys, each with its source file and row, so a failure says exactly what to
+fix.
 """
 
 from __future__ import annotations
