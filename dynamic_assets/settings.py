@@ -10,6 +10,7 @@
 | ONEDRIVE_CLIENT_SECRET | app-only access (secret); unset: delegated, via `dynamic-assets onedrive login` | - |
 | ONEDRIVE_DRIVE_ID / ONEDRIVE_USER | the drive (`/drives/{id}`) or a user's OneDrive | delegated: the signed-in user's |
 | ONEDRIVE_ROOT, ONEDRIVE_GRAPH_URL, ONEDRIVE_AUTHORITY_HOST | folder in the drive; Graph and sign-in hosts | DynamicCapital/ai-training; public cloud |
+| ONEDRIVE_GRAPH_SCOPE | the resource Graph tokens are asked for (`<resource>/.default`; delegated permissions are asked as `<resource>/Files.Read.All`), for a Graph URL behind a gateway in a national cloud | the national-cloud Graph host of ONEDRIVE_GRAPH_URL, else https://graph.microsoft.com/.default |
 | MLFLOW_TRACKING_URI | MLflow tracking server or store (may hold credentials: an EnvVar) | sqlite under $HOME_FOLDER/mlflow |
 | ATTESTATION_SIGNING_KEY, TON_*: see `ProvenanceSettings` | signing key, TON anchoring | |
 | DYNAMIC_ASSETS_WEBHOOK_*: see `WebhookSettings` | signed alerts | |
@@ -44,6 +45,7 @@ class OneDriveSettings:
     graph_url: str
     authority_host: str
     token_cache: Path
+    graph_scope: str | None = None
 
     @property
     def auth(self) -> str:
@@ -77,7 +79,19 @@ class OneDriveSettings:
             .strip()
             .rstrip("/"),
             token_cache=home / TOKEN_CACHE_FILE,
+            graph_scope=_graph_scope(env.get("ONEDRIVE_GRAPH_SCOPE")),
         )
+
+
+def _graph_scope(value: str | None) -> str | None:
+    scope = (value or "").strip()
+    if not scope:
+        return None
+    if any(ch.isspace() for ch in scope):
+        raise ValueError(
+            "ONEDRIVE_GRAPH_SCOPE is one scope or resource, e.g. https://graph.microsoft.us/.default"
+        )
+    return scope
 
 
 DEFAULT_API_URL = "https://testnet.toncenter.com/api/v2"

@@ -59,6 +59,7 @@ def login(scopes: tuple[str, ...]) -> None:
         authority_host=od.authority_host,
         graph_url=od.graph_url,
         scopes=scopes,
+        graph_scope=od.graph_scope,
     )
     try:
         user = provider.login(show=lambda message: console.print(message, markup=False))

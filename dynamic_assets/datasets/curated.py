@@ -2,8 +2,9 @@
 
 Rows are cast with one INSERT ... SELECT (no round trip through Python) into a new table that
 replaces the version's partition in one transaction. Before that, `staging_problems` finds the
-values that would not cast, nulls in non-nullable columns and duplicate primary keys, each with
-its source file and row, so a failure says exactly what to fix.
+values that would not cast, nulls in non-nullable columns, primary keys too large for their index
+and duplicate primary keys, each with its source file and row, so a failure says exactly what to
+fix.
 """
 
 from __future__ import annotations
@@ -48,10 +49,24 @@ GOVERNANCE = [
 ]
 EXAMPLES = 10
 
+# The primary key's btree index holds at most 2704 bytes per index row on 8 kB pages
+# (BTMaxItemSize: a third of a page less the page header and the heap tuple id). An index row is
+# an 8-byte header, then each key column (dataset_version first) with its length header and
+# alignment padding: at most 8 bytes beside each value. A key whose values take at most
+# `key_bytes_limit` bytes, uncompressed, therefore always fits. Postgres may compress a longer
+# value and index it, but whether that works depends on the content and the server's
+# compression, so the bound counts values as they are.
+BTREE_INDEX_ROW_MAX = 2704
+INDEX_ROW_HEADER = 8
+KEY_COLUMN_OVERHEAD = 8
+# Bytes of the fixed-width types in the index; text and JSON are measured per value (JSON by its
+# text), vectors by their declared dimension (8 + 4 bytes a dimension).
+FIXED_KEY_BYTES = {"integer": 8, "float": 8, "boolean": 1, "date": 4, "timestamp": 8}
+
 
 @dataclass
 class Problem:
-    kind: str  # cast | null | duplicate_key
+    kind: str  # cast | non_finite | null | key_size | duplicate_key
     column: str
     count: int
     message: str
@@ -133,8 +148,78 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
             ]
             problems.append(Problem(kind, col.name, int(n), msg, examples, file_ids))
     if ds.primary_key:
+        problems.extend(_oversized_keys(conn, ds, version, part))
         problems.extend(_duplicate_keys(conn, ds, part))
     return problems
+
+
+def key_bytes_limit(ds: Dataset) -> int:
+    """The most bytes the values of one primary key (the version's text included) may take so
+    that the key always fits in a row of its btree index."""
+    columns = len(ds.primary_key) + 1  # dataset_version leads the curated table's key
+    return BTREE_INDEX_ROW_MAX - INDEX_ROW_HEADER - KEY_COLUMN_OVERHEAD * columns
+
+
+def _key_bytes(ds: Dataset, version: str) -> sql.Composable | None:
+    """The bytes of a staged row's key values, or None when no key value varies in length."""
+    fixed = len(version.encode("utf-8"))
+    measured: list[sql.Composable] = []
+    for name in ds.primary_key:
+        col = ds.column(name)
+        if col.vector_dim:
+            fixed += 8 + 4 * col.vector_dim
+        elif col.type in FIXED_KEY_BYTES:
+            fixed += FIXED_KEY_BYTES[col.type]
+        elif col.type == "json":
+            measured.append(
+                sql.SQL("coalesce(octet_length(({})::text), 0)").format(null_source(ds, col))
+            )
+        else:
+            measured.append(
+                sql.SQL("coalesce(octet_length({}), 0)").format(cast_expression(ds, col))
+            )
+    if not measured:
+        return None
+    return sql.SQL(" + ").join([sql.Literal(fixed), *measured])
+
+
+def _oversized_keys(conn, ds: Dataset, version: str, part) -> list[Problem]:
+    """Rows whose key is too large for the primary key's index (Postgres would refuse the whole
+    version at promotion with "index row requires N bytes")."""
+    size = _key_bytes(ds, version)
+    if size is None:
+        return []
+    limit = key_bytes_limit(ds)
+    too_large = sql.SQL("{} > {}").format(size, sql.Literal(limit))
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT i.path, s._row, {size}, count(*) OVER () FROM {part} s "
+            "LEFT JOIN public.onedrive_ingest i ON i.id = s._file_id WHERE {too_large} "
+            "ORDER BY s._file_id, s._row LIMIT {n}"
+        ).format(size=size, part=part, too_large=too_large, n=sql.Literal(EXAMPLES))
+    ).fetchall()
+    if not rows:
+        return []
+    file_ids = [
+        r[0]
+        for r in conn.execute(
+            sql.SQL("SELECT DISTINCT s._file_id FROM {} s WHERE {}").format(part, too_large)
+        ).fetchall()
+    ]
+    examples = [{"file": p, "row": r, "key_bytes": n} for p, r, n, _ in rows]
+    first, total = examples[0], int(rows[0][3])
+    return [
+        Problem(
+            "key_size",
+            ",".join(ds.primary_key),
+            total,
+            f"primary key ({', '.join(ds.primary_key)}): {total} row(s) have a key larger than "
+            f"the {limit:,} bytes its index can hold (first: {first['file']} row {first['row']}, "
+            f"{first['key_bytes']:,} bytes with the version)",
+            examples,
+            file_ids,
+        )
+    ]
 
 
 def _examples(conn, ds: Dataset, part, cond, col: Column) -> list[dict]:

@@ -11,8 +11,15 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime
 
-DATE_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-SEMVER_VERSION = re.compile(r"^v(\d+)\.(\d+)(?:\.(\d+))?$")
+# Versions are ASCII: `[0-9]` (not `\d`, which is any Unicode digit, and int() reads those too)
+# and fullmatch (a `$` would match before a trailing newline).
+DATE_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+SEMVER_VERSION = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?")
+# The same shapes in any digits, with leading zeros and surrounding spaces: names meant as a
+# version, which are refused with the reason rather than passed over.
+DATE_LIKE = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*")
+SEMVER_LIKE = re.compile(r"\s*v\d+\.\d+(?:\.\d+)?\s*")
+VERSION_HINT = "use a date (2024-06-01) or v1.2 / v1.2.3"
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,62}$")
 RESERVED_COLUMNS = {"dataset_version"}
@@ -35,22 +42,51 @@ class InvalidName(ValueError):
     """A dataset, column, version or file name that the pipeline refuses to use."""
 
 
-def is_version(name: str) -> bool:
-    """A version folder is a date (2024-06-01) or a semantic version (v2.3, v2.3.1)."""
-    if DATE_VERSION.match(name):
+def version_name_reason(name: str) -> str | None:
+    """Why `name` is not a version, or None if it is one.
+
+    A version is a real calendar date `YYYY-MM-DD` or a semantic version `vMAJOR.MINOR[.PATCH]`
+    without leading zeros, in ASCII digits, with nothing around it.
+    """
+    if DATE_VERSION.fullmatch(name):
         try:
             date.fromisoformat(name)
-        except ValueError:
-            return False
-        return True
-    return bool(SEMVER_VERSION.match(name))
+        except ValueError as exc:
+            return f"{name!r} is not a version: it is not a calendar date ({exc})"
+        return None
+    if SEMVER_VERSION.fullmatch(name):
+        return None
+    prefix = f"{name!r} is not a version"
+    if not looks_like_version(name):
+        return f"{prefix}: {VERSION_HINT}"
+    if name != name.strip():
+        return f"{prefix}: the name has a leading or trailing space; {VERSION_HINT}"
+    odd = next((ch for ch in name if not ch.isascii()), None)
+    if odd is not None:
+        what = unicodedata.name(odd, f"U+{ord(odd):04X}")
+        return f"{prefix}: versions use ASCII digits only (found {what}); {VERSION_HINT}"
+    if SEMVER_LIKE.fullmatch(name):
+        return f"{prefix}: semantic version numbers have no leading zeros (v1.0, not v01.00)"
+    return f"{prefix}: {VERSION_HINT}"
+
+
+def looks_like_version(name: str) -> bool:
+    """A name written as a version (a date or vN.N[.N]) in any digits, perhaps with leading zeros
+    or surrounding spaces: a folder meant as a version, whether or not it is a valid one."""
+    return bool(DATE_LIKE.fullmatch(name) or SEMVER_LIKE.fullmatch(name))
+
+
+def is_version(name: str) -> bool:
+    """A version folder is a date (2024-06-01) or a semantic version (v2.3, v2.3.1)."""
+    return version_name_reason(name) is None
 
 
 def version_sort_key(version: str) -> tuple:
-    """Orders versions: dates by date, semantic versions numerically; dates sort before semvers."""
-    if DATE_VERSION.match(version):
+    """Orders versions: dates by date, semantic versions numerically; dates sort before semvers,
+    and anything that is not a version after both, by its text."""
+    if DATE_VERSION.fullmatch(version):
         return (0, version, ())
-    m = SEMVER_VERSION.match(version)
+    m = SEMVER_VERSION.fullmatch(version)
     if m:
         return (1, "", tuple(int(p or 0) for p in m.groups()))
     return (2, version, ())

@@ -45,6 +45,10 @@ class DriveResource(dg.ConfigurableResource):
     user: str | None = Field(default=None, description="onedrive: a user's OneDrive instead.")
     graph_url: str | None = Field(default=None, description="onedrive: Graph base URL.")
     authority_host: str | None = Field(default=None, description="onedrive: sign-in host.")
+    graph_scope: str | None = Field(
+        default=None,
+        description="onedrive: scope of Graph tokens; unset: the resource of the Graph cloud.",
+    )
     token_cache: str | None = Field(
         default=None, description="onedrive, delegated: MSAL token cache file."
     )
@@ -62,7 +66,11 @@ class DriveResource(dg.ConfigurableResource):
             )
             optional = {
                 k: v
-                for k, v in (("graph_url", self.graph_url), ("authority_host", self.authority_host))
+                for k, v in (
+                    ("graph_url", self.graph_url),
+                    ("authority_host", self.authority_host),
+                    ("graph_scope", self.graph_scope),
+                )
                 if v
             }
             return graph_drive(
@@ -124,5 +132,6 @@ def _drive_resource(settings: Settings) -> DriveResource:
         user=od.user,
         graph_url=od.graph_url,
         authority_host=od.authority_host,
+        graph_scope=od.graph_scope,
         token_cache=str(od.token_cache),
     )

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from dynamic_assets.declarations.model import FILE_EXTENSIONS, Declarations
 from dynamic_assets.declarations.names import (
     is_version,
+    looks_like_version,
     printable,
     unsafe_file_name_reason,
+    version_name_reason,
     version_sort_key,
 )
 from dynamic_assets.drive.base import DriveItem, Listing
@@ -28,7 +30,7 @@ class Problem:
 
     path: str
     reason: str
-    status: str  # undeclared | quarantined | ignored
+    status: str  # undeclared | quarantined (refused) | ignored (passed over, said so)
     dataset: str | None = None
     version: str | None = None
     item: DriveItem | None = None
@@ -158,18 +160,13 @@ def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
     if len(parts) == 2:
         return
     version = parts[2]
-    if not is_version(version):
+    refused = version_name_reason(version)
+    if refused:
+        # A name written as a version (`v01.00`, `2030-02-30`, other digits, a trailing space) is
+        # refused like a bad file; any other folder name is passed over, and said so.
+        status = "quarantined" if looks_like_version(version) else "ignored"
         if not item.is_folder or len(parts) == 3:
-            out.problems.append(
-                Problem(
-                    item.path,
-                    f"{version!r} is not a version: use a date (2024-06-01) or v1.2 / v1.2.3",
-                    "ignored",
-                    dataset,
-                    None,
-                    item,
-                )
-            )
+            out.problems.append(Problem(item.path, refused, status, dataset, None, item))
         return
     vf = _version(out, dataset, version)
     if len(parts) == 3:

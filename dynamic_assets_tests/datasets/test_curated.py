@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from dynamic_assets.datasets.curated import promote_version
+from dynamic_assets.datasets.curated import key_bytes_limit, promote_version, staging_problems
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import load_version
 from dynamic_assets.db.tables import CURATED_SCHEMA, table_columns
@@ -415,3 +416,69 @@ def test_values_of_a_sensitive_dataset_stay_out_of_messages(db, tmp_path):
     everything = msg + json.dumps(info.value.problems, default=str)
     for value in ("12,5", "Alice", "id=1"):
         assert value not in everything
+
+
+KEYED = Dataset(
+    name="keyed",
+    formats=["csv"],
+    columns=[
+        {"name": "doc_id", "nullable": False},
+        {"name": "part", "nullable": False},
+        {"name": "n", "type": "integer"},
+    ],
+    primary_key=["doc_id"],
+)
+
+
+def _keyed_rows(conn, ds: Dataset) -> list[tuple]:
+    return curated(conn, ds, "v1", "doc_id, part, n")
+
+
+def test_a_key_too_large_for_the_index_is_refused_before_promotion(db, tmp_path):
+    huge = "k" * 6_000_000  # 6 MB: Postgres would say "index row requires 68728 bytes"
+    with db.connect(autocommit=True) as conn:
+        stage_file(conn, KEYED, "v1", tmp_path, "a.csv", "doc_id,part,n\na,p,1\nb,p,2\n")
+        promote_version(conn, KEYED, "v1")
+        before = _keyed_rows(conn, KEYED)
+        _, path = stage_file(
+            conn, KEYED, "v1", tmp_path, "b.csv", f"doc_id,part,n\na,p,1\n{huge},p,2\n"
+        )
+        problems = staging_problems(conn, KEYED, "v1")
+        with pytest.raises(PromotionError) as info:
+            promote_version(conn, KEYED, "v1")
+        after = _keyed_rows(conn, KEYED)
+    (problem,) = [p for p in problems if p.kind == "key_size"]
+    assert problem.count == 1 and problem.column == "doc_id"
+    assert f"{path} row 2" in problem.message
+    assert "primary key (doc_id)" in problem.message
+    assert f"{key_bytes_limit(KEYED):,} bytes" in problem.message
+    assert "6,000,002 bytes with the version" in problem.message  # 6 MB and "v1"
+    msg = str(info.value)
+    assert problem.message in msg
+    assert "index row" not in msg
+    assert after == before == [("a", "p", 1), ("b", "p", 2)]
+
+
+def test_a_composite_key_is_measured_as_a_whole(db, tmp_path):
+    pair = KEYED.model_copy(update={"name": "keyed_pair", "primary_key": ["doc_id", "part"]})
+    half = "h" * 1_500  # each column fits on its own; together they pass the bound
+    text = f"doc_id,part,n\nsmall,p,1\n{half},{half},2\n{half},p,3\n"
+    with db.connect(autocommit=True) as conn:
+        _, path = stage_file(conn, pair, "v1", tmp_path, "pair.csv", text)
+        problems = staging_problems(conn, pair, "v1")
+    (problem,) = problems
+    assert problem.kind == "key_size" and problem.count == 1
+    assert problem.column == "doc_id,part"
+    assert f"{path} row 2" in problem.message
+    assert "primary key (doc_id, part)" in problem.message
+
+
+def test_the_largest_key_within_the_bound_is_curated(db, tmp_path):
+    # Incompressible text, so that Postgres indexes it as it is: the bound is a safe one.
+    limit = key_bytes_limit(KEYED)
+    fits = secrets.token_hex(limit)[: limit - len(b"v1")]
+    with db.connect(autocommit=True) as conn:
+        stage_file(conn, KEYED, "v1", tmp_path, "edge.csv", f"doc_id,part,n\n{fits},p,1\n")
+        assert staging_problems(conn, KEYED, "v1") == []
+        promote_version(conn, KEYED, "v1")
+        assert _keyed_rows(conn, KEYED) == [(fits, "p", 1)]

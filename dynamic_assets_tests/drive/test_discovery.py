@@ -318,3 +318,31 @@ def test_a_large_drive_is_listed_and_classified(tmp_path, decls):
     assert found.items_listed == 1 + 100 + 10_000
     assert [v.version for v in found.for_dataset("market")][:3] == ["v1.0", "v1.1", "v1.2"]
     assert found.for_dataset("market")[-1].version == "v1.99"
+
+
+REFUSED_VERSIONS = {
+    "v\uff11.0": "ASCII digits only",  # fullwidth digit one
+    "v\u0661.\u0662": "ASCII digits only",  # Arabic-Indic digits one and two
+    "v01.00": "leading zeros",
+    "2030-02-30": "not a calendar date",
+    "2024-06-01 ": "leading or trailing space",
+}
+
+
+def test_folders_that_look_like_versions_but_are_not_are_refused_with_the_reason(tmp_path, decls):
+    put(tmp_path, "market/v1.0/xnas.csv")
+    for name in REFUSED_VERSIONS:
+        put(tmp_path, f"market/{name}/xnas.csv")
+
+    found = discover(LocalDrive(tmp_path), decls)
+
+    # Only the real version is a version; nothing is taken from the others.
+    assert list(found.versions) == ["market/v1.0"]
+    problems = problems_by_path(found)
+    for name, says in REFUSED_VERSIONS.items():
+        for path in (f"datasets/market/{name}", f"datasets/market/{name}/xnas.csv"):
+            p = problems[path]
+            assert p.status == "quarantined", path
+            assert p.dataset == "market" and p.version is None
+            assert f"{name!r} is not a version" in p.reason
+            assert says in p.reason, (path, p.reason)

@@ -77,6 +77,7 @@ class GraphServer(LoopbackServer):
         self.tokens: dict[str, float] = {}  # access token -> expiry (epoch seconds)
         self.refresh_tokens: set[str] = set()
         self.token_grants: list[str] = []
+        self.token_scopes: list[str] = []  # the `scope` of each token and device-code request
         self.faults: list[Fault] = []
         self.log: list[dict] = []
         self.download_delay = 0.0
@@ -259,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if path.endswith(("/oauth2/v2.0/devicecode", "/oauth2/v2.0/token")):
+            app.token_scopes.append(form.get("scope", ""))
         if path.endswith("/oauth2/v2.0/devicecode"):
             code = "dc-" + secrets.token_urlsafe(12)
             app.device_codes[code] = form.get("scope", "")

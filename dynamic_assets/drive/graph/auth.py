@@ -3,13 +3,18 @@
 Two providers with one method, `token(force_refresh=False) -> str`:
 
 - `ClientCredentials` (app-only): `msal.ConfidentialClientApplication` with a tenant id, client id
-  and client secret, scope `<graph host>/.default`. MSAL keeps the token in its in-memory cache
+  and client secret, scope `<graph resource>/.default`. MSAL keeps the token in its in-memory cache
   and hands out the cached one until it is close to expiry, so a token is requested once an
   hour, never per call.
 - `DeviceCodeLogin` (delegated): `msal.PublicClientApplication` whose `SerializableTokenCache`
   lives in a file with owner-only permissions (`<DYNAMIC_ASSETS_HOME>/msal_token_cache.json`).
   `login()` runs the device-code flow once (the `dynamic-assets onedrive login` command); later
   `token()` calls refresh silently from the cached refresh token and never prompt.
+
+The scope names the Graph resource of the cloud, not the host requests go to: the national-cloud
+Graph hosts are their own resources (`GRAPH_RESOURCES`, from Microsoft's "national cloud
+deployments"), any other host (a gateway, a proxy, a local server) stands for the public
+`https://graph.microsoft.com`, and `ONEDRIVE_GRAPH_SCOPE` overrides the choice.
 
 Secrets and tokens never appear in an exception message, a log line or a repr.
 """
@@ -28,6 +33,15 @@ from urllib.parse import urlsplit
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 DELEGATED_SCOPES = ("Files.Read.All",)
+DEFAULT_GRAPH_RESOURCE = "https://graph.microsoft.com"
+# Graph service root host -> the resource a token is asked for (global service, US Government L4
+# (GCC High), US Government L5 (DoD), China operated by 21Vianet).
+GRAPH_RESOURCES = {
+    "graph.microsoft.com": "https://graph.microsoft.com",
+    "graph.microsoft.us": "https://graph.microsoft.us",
+    "dod-graph.microsoft.us": "https://dod-graph.microsoft.us",
+    "microsoftgraph.chinacloudapi.cn": "https://microsoftgraph.chinacloudapi.cn",
+}
 TOKEN_CACHE_FILE = "msal_token_cache.json"
 
 
@@ -56,15 +70,24 @@ def ca_bundle() -> str | bool:
     return True
 
 
-def graph_scope(graph_url: str) -> str:
-    """The app-only scope of the Graph host: `https://graph.microsoft.com/.default`."""
-    parts = urlsplit(graph_url)
-    return f"{parts.scheme}://{parts.netloc}/.default"
+def graph_resource(graph_url: str, graph_scope: str | None = None) -> str:
+    """The resource Graph tokens are for: the resource of `graph_scope` when given (`.default`
+    or not), else that of a known Graph host, else the public cloud's."""
+    if graph_scope:
+        return graph_scope.strip().removesuffix("/.default").rstrip("/")
+    host = (urlsplit(graph_url).hostname or "").lower()
+    return GRAPH_RESOURCES.get(host, DEFAULT_GRAPH_RESOURCE)
 
 
-def _delegated_scopes(graph_url: str, scopes: tuple[str, ...]) -> list[str]:
-    parts = urlsplit(graph_url)
-    base = f"{parts.scheme}://{parts.netloc}/"
+def app_only_scope(graph_url: str, override: str | None = None) -> str:
+    """The app-only scope: `https://graph.microsoft.com/.default` in the public cloud."""
+    return f"{graph_resource(graph_url, override)}/.default"
+
+
+def _delegated_scopes(
+    graph_url: str, scopes: tuple[str, ...], override: str | None = None
+) -> list[str]:
+    base = graph_resource(graph_url, override) + "/"
     # offline_access (the refresh token) is added by MSAL itself; it refuses it in the list.
     return [s if "://" in s else base + s for s in scopes if s != "offline_access"]
 
@@ -162,6 +185,7 @@ class ClientCredentials(_MsalProvider):
         *,
         authority_host: str = DEFAULT_AUTHORITY_HOST,
         graph_url: str = DEFAULT_GRAPH_URL,
+        graph_scope: str | None = None,
     ) -> None:
         if not (tenant_id and client_id and client_secret):
             raise AuthError(
@@ -169,7 +193,7 @@ class ClientCredentials(_MsalProvider):
             )
         super().__init__(tenant_id, client_id, authority_host)
         self._secret = client_secret
-        self.scope = graph_scope(graph_url)
+        self.scope = app_only_scope(graph_url, graph_scope)
 
     def __repr__(self) -> str:
         return f"ClientCredentials(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, client_secret=<hidden>)"
@@ -215,12 +239,13 @@ class DeviceCodeLogin(_MsalProvider):
         authority_host: str = DEFAULT_AUTHORITY_HOST,
         graph_url: str = DEFAULT_GRAPH_URL,
         scopes: tuple[str, ...] = DELEGATED_SCOPES,
+        graph_scope: str | None = None,
     ) -> None:
         if not (tenant_id and client_id):
             raise AuthError("delegated access needs ONEDRIVE_TENANT_ID and ONEDRIVE_CLIENT_ID")
         super().__init__(tenant_id, client_id, authority_host)
         self.cache_path = Path(cache_path)
-        self.scopes = _delegated_scopes(graph_url, scopes)
+        self.scopes = _delegated_scopes(graph_url, scopes, graph_scope)
 
     def __repr__(self) -> str:
         return f"DeviceCodeLogin(client_id={self.client_id!r}, cache={str(self.cache_path)!r})"

@@ -165,6 +165,7 @@ class GraphConfig:
     graph_url: str = DEFAULT_GRAPH_URL
     authority_host: str = DEFAULT_AUTHORITY_HOST
     token_cache: str | None = None
+    graph_scope: str | None = None  # the token's resource; None: chosen from graph_url
 
     def token_provider(self) -> TokenProvider:
         if self.client_secret:
@@ -174,6 +175,7 @@ class GraphConfig:
                 self.client_secret,
                 authority_host=self.authority_host,
                 graph_url=self.graph_url,
+                graph_scope=self.graph_scope,
             )
         if not self.token_cache:
             raise AuthError(
@@ -186,6 +188,7 @@ class GraphConfig:
             self.token_cache,
             authority_host=self.authority_host,
             graph_url=self.graph_url,
+            graph_scope=self.graph_scope,
         )
 
 
