@@ -38,7 +38,9 @@ def _curated_source_class():
 
     class CuratedTableSource(DatasetSource):
         """A version of a curated table: `ai_curated.<dataset>` rows of one `dataset_version`,
-        identified by the version's fingerprint."""
+        identified by the version's fingerprint. `database` names where the table lives (its
+        database, host and port: `Database.describe()`), never a connection string, which
+        may carry a password and would be stored in the tracking store."""
 
         def __init__(self, dataset: str, version: str, fingerprint: str, database: str = ""):
             self.dataset = dataset

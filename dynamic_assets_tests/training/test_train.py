@@ -9,6 +9,7 @@ import json
 import mlflow
 import numpy as np
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from dynamic_assets.read.curated import FingerprintMismatch, read_curated
 from dynamic_assets.training import checkpoint as ckpt
@@ -58,7 +59,10 @@ def test_a_training_run_is_tracked_checkpointed_and_registered(
     source = json.loads(inp.dataset.source)
     assert source["table"] == "ai_curated.market" and source["fingerprint"] == fp
     assert source["filter"] == f"dataset_version = '{V1}'"
-    assert "***" in source["database"] or "embedded" in source["database"]
+    # Where the table lives, by name (database, host, port): no connection string at all.
+    dbname = conninfo_to_dict(db.uri)["dbname"]
+    assert source["database"].startswith(f"Postgres database {dbname} on ")
+    assert "postgresql://" not in inp.dataset.source and "@" not in source["database"]
     assert json.loads(inp.dataset.profile)["num_rows"] == 560
     commit, _ = git_commit()
     tags = run.data.tags
