@@ -230,7 +230,7 @@ def _examples(conn, ds: Dataset, part, cond, col: Column) -> list[dict]:
             "LEFT JOIN public.onedrive_ingest i ON i.id = s._file_id WHERE {} ORDER BY s._file_id, s._row LIMIT {}"
         ).format(value, part, cond, sql.Literal(EXAMPLES))
     ).fetchall()
-    if ds.sensitivity == "sensitive":
+    if ds.sensitive:
         return [{"file": p, "row": r, "value": WITHHELD} for p, r, _ in rows]
     return [{"file": p, "row": r, "value": v} for p, r, v in rows]
 
@@ -269,7 +269,7 @@ def _duplicate_keys(conn, ds: Dataset, part) -> list[Problem]:
         }
         for r in rows
     ]
-    if ds.sensitivity == "sensitive":
+    if ds.sensitive:
         for ex in examples:
             ex["key"] = dict.fromkeys(ex["key"], WITHHELD)
     first = examples[0]
@@ -447,7 +447,10 @@ def promote_version(
                 ):
                     raise _Unfit("NaN or infinite values in a column that does not allow them")
             except psycopg.Error as exc:
-                raise _Unfit(exc.diag.message_primary or str(exc)) from None
+                # Postgres quotes the value it could not cast: withheld for a sensitive dataset.
+                raise _Unfit(
+                    WITHHELD if ds.sensitive else exc.diag.message_primary or str(exc)
+                ) from None
             for col in ds.columns:
                 if col.vector_dim and col.vector_dim <= HNSW_MAX_DIM:
                     conn.execute(

@@ -6,6 +6,8 @@ Every batch is encoded to Postgres' binary COPY format by `pgpq` on a worker thr
 main thread sends the previous one, so parsing and the server's COPY run on both cores. Memory
 stays bounded by the batch size whatever the file size. Each row carries its lineage: the
 `onedrive_ingest` id of its file and its row (CSV, Parquet, JSON array) or line (JSON Lines).
+The readers are told when the dataset is declared sensitive, and so is every `LoadError` raised
+here: a refusal then names the file, the line or row and the reason, never a value.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
     if ds.family == "csv":
         source = _csv_source(ds, f)
     elif ds.family == "json":
-        source = _json_source(f)
+        source = _json_source(f, ds.sensitive)
     else:
         source = _parquet_source(ds, f)
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
@@ -169,10 +171,13 @@ def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
     try:
         rows = _pipe_copy(conn, copy_sql, source.produce)
     except psycopg.errors.DataError as exc:
-        raise _copy_error(f.path, exc) from None
+        raise _copy_error(f.path, exc, ds.sensitive) from None
     except psycopg.Error as exc:
         raise LoadError(
-            f.path, f"the database refused the rows: {exc.diag.message_primary or exc}"
+            f.path,
+            "the database refused the rows",
+            detail=exc.diag.message_primary or str(exc),
+            sensitive=ds.sensitive,
         ) from None
     if rows == 0:
         raise LoadError(f.path, _NO_ROWS[ds.family], line=2 if ds.family == "csv" else None)
@@ -182,7 +187,7 @@ def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
     )
 
 
-def _copy_error(path: str, exc: psycopg.Error) -> LoadError:
+def _copy_error(path: str, exc: psycopg.Error, sensitive: bool) -> LoadError:
     ctx = exc.diag.context or ""
     row = None
     marker = ", line "
@@ -191,7 +196,13 @@ def _copy_error(path: str, exc: psycopg.Error) -> LoadError:
             row = int(ctx.split(marker, 1)[1].split(",", 1)[0].split(":", 1)[0])
         except ValueError:
             row = None
-    return LoadError(path, f"value rejected by Postgres: {exc.diag.message_primary}", row=row)
+    return LoadError(
+        path,
+        "value rejected by Postgres",
+        row=row,
+        detail=exc.diag.message_primary or "",
+        sensitive=sensitive,
+    )
 
 
 _DONE = object()
@@ -284,7 +295,7 @@ def _lineage_schema(data: list[tuple[str, pa.DataType]]) -> pa.Schema:
 def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
     names = [c.name for c in ds.columns]
     schema = _lineage_schema([(n, pa.string()) for n in names])
-    reader = CsvFile(f.path, f.open, names, exact=ds.csv_header == "exact")
+    reader = CsvFile(f.path, f.open, names, exact=ds.csv_header == "exact", sensitive=ds.sensitive)
 
     def produce() -> Iterator[tuple[bytes, int]]:
         enc = _encoder(schema)
@@ -304,7 +315,7 @@ def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
     return _Source(schema.names, produce, reader.finish)
 
 
-def _json_source(f: SourceFile) -> _Source:
+def _json_source(f: SourceFile, sensitive: bool) -> _Source:
     schema = _lineage_schema([(RECORD_COLUMN, pa.string())])
     state: dict = {}
 
@@ -314,7 +325,7 @@ def _json_source(f: SourceFile) -> _Source:
         yield enc.write_header(), 0
         texts: list[str] = []
         rows: list[int] = []
-        for record in json_records(f.path, stream, f.format):
+        for record in json_records(f.path, stream, f.format, sensitive=sensitive):
             texts.append(record.text)
             rows.append(record.number)
             if len(texts) >= JSON_BATCH:
@@ -349,12 +360,12 @@ def _parquet_source(ds: Dataset, f: SourceFile) -> _Source:
 
     def produce() -> Iterator[tuple[bytes, int]]:
         handle = state["handle"] = f.open()
-        pfile = open_parquet(f.path, handle)
+        pfile = open_parquet(f.path, handle, sensitive=ds.sensitive)
         source.source_types = {fld.name: str(fld.type) for fld in pfile.schema_arrow}
         enc = _encoder(schema, jsonb=json_cols)
         yield enc.write_header(), 0
         start = 1
-        for batch in parquet_batches(f.path, pfile, ds.columns):
+        for batch in parquet_batches(f.path, pfile, ds.columns, sensitive=ds.sensitive):
             n = batch.num_rows
             rb = pa.RecordBatch.from_arrays(
                 batch.columns + _lineage(f.file_id, start, n), schema=schema

@@ -10,10 +10,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from dynamic_assets.db.tables import RECORD_COLUMN
-from dynamic_assets.declarations.model import Column, Dataset
-
-# Values of a dataset declared sensitive never reach messages, logs, metadata or run records.
-WITHHELD = "(value withheld: sensitive dataset)"
+from dynamic_assets.declarations.model import WITHHELD, Column, Dataset
 
 
 def describe_example(example: dict) -> str:

@@ -33,6 +33,10 @@ VECTOR_TYPE = re.compile(r"^vector\((\d{1,5})\)$")
 MAX_VECTOR_DIM = 16_000
 HNSW_MAX_DIM = 2_000
 
+# What a message, a log, metadata or a record shows in place of a value of a dataset declared
+# sensitive (a value, or text a parser or the database quoted from one).
+WITHHELD = "(value withheld: sensitive dataset)"
+
 # Postgres type of each declared type in the curated table.
 PG_TYPES = {
     "string": "text",
@@ -164,6 +168,11 @@ class Dataset(BaseModel):
     @property
     def family(self) -> str:
         return FORMAT_FAMILIES[self.formats[0]]
+
+    @property
+    def sensitive(self) -> bool:
+        """Declared sensitive: no value of its data may reach a message, log, metadata or store."""
+        return self.sensitivity == "sensitive"
 
     @property
     def embeddings(self) -> list[str]:

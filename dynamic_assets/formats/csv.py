@@ -31,18 +31,24 @@ _PARSE = pacsv.ParseOptions(newlines_in_values=True)
 
 
 def check_header(
-    path: str, header: list[str], names: list[str] | None, *, exact: bool = True
+    path: str,
+    header: list[str],
+    names: list[str] | None,
+    *,
+    exact: bool = True,
+    sensitive: bool = False,
 ) -> None:
     """Refuses an empty header, a column named twice, and (with declared `names`) a header that
-    does not name the declared columns (in the declared order when `exact`)."""
+    does not name the declared columns (in the declared order when `exact`). With `sensitive`,
+    no name read from the header is shown (a file without a header row gives its first record)."""
     if not header or header == [""]:
         raise LoadError(path, "the file is empty: no header row", line=1)
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        raise DuplicateColumns(path, dupes)
+        raise DuplicateColumns(path, dupes, sensitive=sensitive)
     if names is None:
         return
-    difference = column_difference(header, names)
+    difference = column_difference(header, names, sensitive=sensitive)
     if difference:
         raise LoadError(path, f"the header does not match the declaration: {difference}", line=1)
     if exact and header != names:
@@ -61,6 +67,7 @@ class CsvFile:
     gives the columns (read by a first, short open of the file). `batches()` yields a batch of no
     rows first, so that a file of only a header still shows its columns. After the last batch,
     `finish()` returns the SHA-256 and size and refuses a quote left open to the end of the file.
+    With `sensitive`, errors never show text read from the file.
     """
 
     def __init__(
@@ -70,11 +77,13 @@ class CsvFile:
         names: list[str] | None = None,
         *,
         exact: bool = True,
+        sensitive: bool = False,
     ):
         self.path = path
         self._open = open
         self.names = names
         self.exact = exact
+        self.sensitive = sensitive
         self._stream: HashingReader | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
@@ -115,7 +124,9 @@ class CsvFile:
         except Exception:
             stream.close()
             raise
-        check_header(self.path, reader.schema.names, self.names, exact=self.exact)
+        check_header(
+            self.path, reader.schema.names, self.names, exact=self.exact, sensitive=self.sensitive
+        )
         schema = pa.schema([(n, pa.string()) for n in names])
         if header_batch:
             yield pa.RecordBatch.from_arrays(
@@ -132,7 +143,7 @@ class CsvFile:
             )
             names = probe.schema.names
             probe.close()
-        check_header(self.path, names, None)
+        check_header(self.path, names, None, sensitive=self.sensitive)
         return names
 
     def finish(self) -> tuple[str, int]:
@@ -143,7 +154,9 @@ class CsvFile:
         if stream.counted % 2:
             # Arrow reads a quote left open to the end of the file as one long field; an odd
             # number of quote characters shows it. Confirm with a strict parser to name the line.
-            problem = locate_csv_problem(self.path, self._open, "", strict_only=True)
+            problem = locate_csv_problem(
+                self.path, self._open, "", strict_only=True, sensitive=self.sensitive
+            )
             if problem is not None:
                 raise problem
         return digest
@@ -153,7 +166,7 @@ class CsvFile:
             self._stream.close()
 
     def _locate(self, arrow_message: str) -> LoadError:
-        problem = locate_csv_problem(self.path, self._open, arrow_message)
+        problem = locate_csv_problem(self.path, self._open, arrow_message, sensitive=self.sensitive)
         assert problem is not None
         return problem
 
@@ -164,10 +177,12 @@ def locate_csv_problem(
     arrow_message: str,
     *,
     strict_only: bool = False,
+    sensitive: bool = False,
 ) -> LoadError | None:
     """Find the line of a CSV problem Arrow reported without one (error path only: re-reads the file).
 
-    With `strict_only`, return None unless the strict parser finds a malformed record."""
+    With `strict_only`, return None unless the strict parser finds a malformed record. With
+    `sensitive`, the error never shows text read from the file (nor a byte of it)."""
     with open() as raw:
         for lineno, line in enumerate(raw, start=1):
             try:
@@ -175,9 +190,10 @@ def locate_csv_problem(
             except UnicodeDecodeError as exc:
                 return LoadError(
                     path,
-                    f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
-                    "save the file as UTF-8",
+                    f"not valid UTF-8 at column {exc.start + 1}; save the file as UTF-8",
                     line=lineno,
+                    detail=f"byte 0x{line[exc.start]:02x}",
+                    sensitive=sensitive,
                 )
     with open() as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
@@ -194,13 +210,17 @@ def locate_csv_problem(
                         path,
                         f"expected {len(header)} fields, found {len(record)}",
                         line=start_line,
+                        sensitive=sensitive,
                     )
                 start_line = reader.line_num + 1
         except csv.Error as exc:
+            # Python's csv messages name the dialect's characters or a limit, never the data.
             reason = str(exc)
             if "unexpected end of data" in reason or "EOF" in reason:
                 reason = "a quoted field is never closed (unterminated quote)"
-            return MalformedCsv(path, f"malformed CSV: {reason}", line=start_line)
+            return MalformedCsv(
+                path, f"malformed CSV: {reason}", line=start_line, sensitive=sensitive
+            )
     if strict_only:
         return None
-    return MalformedCsv(path, f"cannot parse the CSV: {arrow_message}")
+    return MalformedCsv(path, "cannot parse the CSV", detail=arrow_message, sensitive=sensitive)

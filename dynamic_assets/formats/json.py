@@ -4,7 +4,8 @@ The shape is taken from the content: a file that starts with `[` (after a UTF-8 
 and is named `.json` is an array of objects, streamed item by item with ijson; a file that starts
 with `{` is JSON Lines, one object a line (a `.json` file included). Anything else is refused.
 Every record must be an object; NaN and infinities are refused (JSON has no such values), and so
-is the NUL character, which Postgres cannot store.
+is the NUL character, which Postgres cannot store. For a sensitive dataset an error never shows
+what the parser quoted from the file.
 """
 
 from __future__ import annotations
@@ -78,9 +79,11 @@ class _Prefixed:
             yield line
 
 
-def json_records(path: str, stream: ByteStream, fmt: str) -> Iterator[JsonRecord]:
+def json_records(
+    path: str, stream: ByteStream, fmt: str, *, sensitive: bool = False
+) -> Iterator[JsonRecord]:
     """The records of a `json` or `jsonl` file read from `stream`; raises `LoadError` naming
-    `path` and the line or row."""
+    `path` and the line or row (with `sensitive`, without text from the file)."""
     head = stream.read(_HEAD)
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -89,9 +92,9 @@ def json_records(path: str, stream: ByteStream, fmt: str) -> Iterator[JsonRecord
     if not first:
         raise LoadError(path, "the file is empty: no JSON records", line=1)
     if first == b"[" and fmt == "json":
-        yield from _array_records(path, src)
+        yield from _array_records(path, src, sensitive)
     elif first == b"{":
-        yield from _lines_records(path, src, single_object_hint=fmt == "json")
+        yield from _lines_records(path, src, sensitive, single_object_hint=fmt == "json")
     else:
         raise LoadError(
             path, "not a JSON array of objects nor JSON Lines (one object per line)", line=1
@@ -103,7 +106,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _lines_records(
-    path: str, src: _Prefixed, *, single_object_hint: bool = False
+    path: str, src: _Prefixed, sensitive: bool, *, single_object_hint: bool = False
 ) -> Iterator[JsonRecord]:
     for lineno, raw in enumerate(src, start=1):
         line = raw.strip()
@@ -113,7 +116,11 @@ def _lines_records(
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise LoadError(
-                path, f"not valid UTF-8 (byte 0x{line[exc.start]:02x})", line=lineno
+                path,
+                f"not valid UTF-8 at column {exc.start + 1}",
+                line=lineno,
+                detail=f"byte 0x{line[exc.start]:02x}",
+                sensitive=sensitive,
             ) from None
         try:
             obj = json.loads(text, parse_constant=_reject_constant)
@@ -122,27 +129,39 @@ def _lines_records(
                 raise LoadError(
                     path,
                     "not a JSON array of objects nor JSON Lines (one object per line): "
-                    f"the file starts with an object spanning several lines ({exc})",
+                    "the file starts with an object spanning several lines",
                     line=1,
+                    detail=str(exc),
+                    sensitive=sensitive,
                 ) from None
-            raise LoadError(path, f"not valid JSON ({exc})", line=lineno) from None
+            # The parser's words may quote the line; its position never does.
+            at = (
+                f" at column {exc.colno}"
+                if sensitive and isinstance(exc, json.JSONDecodeError)
+                else ""
+            )
+            raise LoadError(
+                path, f"not valid JSON{at}", line=lineno, detail=str(exc), sensitive=sensitive
+            ) from None
         if not isinstance(obj, dict):
             raise NotAnObject(
                 path,
                 f"each line must be a JSON object, found {type(obj).__name__}",
                 obj,
                 line=lineno,
+                sensitive=sensitive,
             )
         if "\\u0000" in text:
             raise LoadError(
                 path,
                 "a string contains the NUL character (\\u0000), which Postgres cannot store",
                 line=lineno,
+                sensitive=sensitive,
             )
         yield JsonRecord(lineno, None, obj, text)
 
 
-def _array_records(path: str, src: _Prefixed) -> Iterator[JsonRecord]:
+def _array_records(path: str, src: _Prefixed, sensitive: bool) -> Iterator[JsonRecord]:
     index = 0
     try:
         for obj in ijson.items(src, "item", use_float=True):
@@ -153,25 +172,43 @@ def _array_records(path: str, src: _Prefixed) -> Iterator[JsonRecord]:
                     f"array item {index} is a {type(obj).__name__}, not an object",
                     obj,
                     row=index,
+                    sensitive=sensitive,
                 )
             try:
                 text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
             except ValueError as exc:
-                raise LoadError(path, f"array item {index}: {exc}", row=index) from None
+                raise LoadError(
+                    path,
+                    f"array item {index} holds a value JSON cannot represent",
+                    row=index,
+                    detail=str(exc),
+                    sensitive=sensitive,
+                ) from None
             if "\\u0000" in text or "\x00" in text:
                 raise LoadError(
                     path,
                     "a string contains the NUL character, which Postgres cannot store",
                     row=index,
+                    sensitive=sensitive,
                 )
             yield JsonRecord(None, index, obj, text)
     except ijson.JSONError as exc:
+        # The parser's message goes on to quote the text around the error: only its first
+        # line is kept, and none of it for a sensitive dataset.
         raise BrokenJsonArray(
-            path, f"not valid JSON after array item {index}: {exc}", index, _first_line(exc)
+            path,
+            f"not valid JSON after array item {index}",
+            index,
+            _first_line(exc),
+            sensitive=sensitive,
         ) from None
     except UnicodeDecodeError as exc:
         raise BrokenJsonArray(
-            path, f"not valid UTF-8 after array item {index}", index, _first_line(exc)
+            path,
+            f"not valid UTF-8 after array item {index}",
+            index,
+            _first_line(exc),
+            sensitive=sensitive,
         ) from None
 
 

@@ -1,4 +1,7 @@
-"""Parquet: typed record batches, optionally cast to the declared types, with located errors."""
+"""Parquet: typed record batches, optionally cast to the declared types, with located errors.
+
+Arrow's messages may quote a value (a string that does not parse as the declared type): for a
+sensitive dataset they are withheld, the file, the row, the column and the reason remain."""
 
 from __future__ import annotations
 
@@ -34,13 +37,20 @@ def declared_arrow_type(col: Column) -> tuple[pa.DataType, str]:
     return PARQUET_STAGING[col.type]
 
 
-def open_parquet(path: str, source: str | Path | BinaryIO) -> pq.ParquetFile:
+def open_parquet(
+    path: str, source: str | Path | BinaryIO, *, sensitive: bool = False
+) -> pq.ParquetFile:
     """The Parquet file at `source` (a local path or an open handle); `path` names it in errors."""
     try:
         return pq.ParquetFile(source)
+    except LoadError:  # the source's own refusal (a download that does not match the drive's hash)
+        raise
     except Exception as exc:
         raise LoadError(
-            path, f"not a readable Parquet file (truncated or corrupt?): {exc}"
+            path,
+            "not a readable Parquet file, truncated or corrupt",
+            detail=str(exc),
+            sensitive=sensitive,
         ) from None
 
 
@@ -50,22 +60,28 @@ def parquet_batches(
     columns: list[Column] | None = None,
     *,
     batch_size: int = PARQUET_BATCH,
+    sensitive: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of `pfile` in batches: every column as stored, or the declared `columns` cast to
-    their declared types (a file that lacks one or has another is refused)."""
+    their declared types (a file that lacks one or has another is refused). Column names are
+    the file's schema, never data, so they are named even for a `sensitive` dataset."""
     names = None
     if columns is not None:
         names = [c.name for c in columns]
         difference = column_difference(pfile.schema_arrow.names, names)
         if difference:
             raise LoadError(
-                path, f"the Parquet schema does not match the declaration: {difference}"
+                path,
+                f"the Parquet schema does not match the declaration: {difference}",
+                sensitive=sensitive,
             )
     start = 1
     try:
         for batch in pfile.iter_batches(batch_size=batch_size, columns=names):
             if columns is not None:
-                arrays = [_cast_column(path, c, batch.column(c.name), start) for c in columns]
+                arrays = [
+                    _cast_column(path, c, batch.column(c.name), start, sensitive) for c in columns
+                ]
                 batch = pa.RecordBatch.from_arrays(arrays, names=names)
             yield batch
             start += batch.num_rows
@@ -73,11 +89,15 @@ def parquet_batches(
         raise
     except (OSError, pa.ArrowException) as exc:
         raise LoadError(
-            path, f"cannot read Parquet data near row {start}: {exc}", row=start
+            path,
+            f"cannot read Parquet data near row {start}",
+            row=start,
+            detail=str(exc),
+            sensitive=sensitive,
         ) from None
 
 
-def _cast_column(path: str, col: Column, arr: pa.Array, start: int) -> pa.Array:
+def _cast_column(path: str, col: Column, arr: pa.Array, start: int, sensitive: bool) -> pa.Array:
     target = declared_arrow_type(col)[0]
     if arr.type == target:
         return arr
@@ -91,19 +111,34 @@ def _cast_column(path: str, col: Column, arr: pa.Array, start: int) -> pa.Array:
             ],
             pa.string(),
         )
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
     try:
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
-        if (
-            pa.types.is_timestamp(target)
-            and pa.types.is_timestamp(arr.type)
-            and arr.type.tz is None
-        ):
-            arr = arr.cast(pa.timestamp("us")).cast(target)
-        return arr.cast(target)
+        return _convert(arr, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise LoadError(
             path,
-            f"column {col.name}: cannot convert {arr.type} to the declared type ({exc})",
-            row=start,
+            f"column {col.name}: cannot convert {arr.type} to the declared type",
+            row=start + _first_unconvertible(arr, target),
+            detail=str(exc),
+            sensitive=sensitive,
         ) from None
+
+
+def _convert(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(target) and pa.types.is_timestamp(arr.type) and arr.type.tz is None:
+        arr = arr.cast(pa.timestamp("us"))
+    return arr.cast(target)
+
+
+def _first_unconvertible(arr: pa.Array, target: pa.DataType) -> int:
+    """The index of the first value of `arr` that does not convert (error path only: bisects)."""
+    lo, hi = 0, len(arr)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            _convert(arr.slice(lo, mid - lo), target)
+            lo = mid
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            hi = mid
+    return lo

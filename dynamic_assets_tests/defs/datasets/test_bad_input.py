@@ -12,13 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 
+from dynamic_assets.cli import main
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
 from dynamic_assets.definitions import build_defs
 from dynamic_assets.demo.seed import seed_drive
 from dynamic_assets.settings import Settings
+from dynamic_assets_tests.support.drive_files import write_file
+from dynamic_assets_tests.support.leaks import (
+    dagster_haystacks,
+    file_haystacks,
+    find,
+    table_haystacks,
+)
 from dynamic_assets_tests.support.postgres import create_database
 from dynamic_assets_tests.support.runs import run_all, tick
 
@@ -239,3 +249,211 @@ def test_a_bom_and_a_10_mb_field_are_taken(env):
             "SELECT symbol, length(note) FROM ai_curated.market WHERE dataset_version = '2024-10-01' ORDER BY symbol"
         ).fetchall()
     assert rows == [("ZZD", len("from Excel")), ("ZZE", len(big))]
+
+
+# ------------------------------------------------------------------ sensitive datasets
+# A bad file of a dataset declared sensitive is refused like any other (file, line or row,
+# reason), but no value of its data reaches a message, a log, metadata or a store: not the
+# run's output, not `onedrive_ingest` or `etl_runs`, not the Dagster event log or compute logs.
+
+MARKER = "SSN-444-55-6666"  # a value of the sensitive data, in each bad file below
+SENSITIVE_VERSION = "v1.0"
+SENSITIVE_DECLARATIONS = """
+datasets:
+  - name: people_csv
+    formats: [csv]
+    columns: &people
+      - {name: id, type: integer, nullable: false}
+      - {name: ssn, type: string, nullable: false}
+      - {name: amount, type: integer}
+    primary_key: [ssn]
+    expectations:
+      - {type: expect_column_values_to_match_regex, column: ssn, regex: "^[0-9]{3}-[0-9]{2}-[0-9]{4}$"}
+    sensitivity: sensitive
+  - name: people_json
+    formats: [json, jsonl]
+    columns: *people
+    sensitivity: sensitive
+  - name: people_parquet
+    formats: [parquet]
+    columns: *people
+    sensitivity: sensitive
+"""
+GOOD_SSN = "123-45-6789"
+
+SENSITIVE_CASES = [
+    # (file name, dataset, content, fragments the messages and the quarantine reason must hold)
+    (
+        "trailing_garbage.json",
+        "people_json",
+        f'[{{"id": 1, "ssn": "{GOOD_SSN}", "amount": 5}}]\n{MARKER}\n',
+        ["row 2", "not valid JSON after array item 1"],
+    ),
+    (
+        "amount_as_text.parquet",
+        "people_parquet",
+        pa.table({"id": [1, 2], "ssn": [GOOD_SSN, GOOD_SSN], "amount": ["7", MARKER]}),
+        ["row 2", "column amount: cannot convert string to the declared type"],
+    ),
+    (
+        "no_header.csv",
+        "people_csv",
+        f"1,{MARKER},5\n",
+        ["line 1", "the header does not match the declaration", "missing declared column(s) id"],
+    ),
+    (
+        "twice_named.csv",
+        "people_csv",
+        f"{MARKER},{MARKER},amount\n1,{GOOD_SSN},5\n",
+        ["line 1", "the header names column(s) twice"],
+    ),
+    (
+        "amount_not_integer.csv",
+        "people_csv",
+        f"id,ssn,amount\n1,{GOOD_SSN},{MARKER}\n",
+        ["row 1", "column amount", "not a valid integer"],
+    ),
+    (
+        "ssn_pattern.csv",
+        "people_csv",
+        f"id,ssn,amount\n1,{MARKER},5\n",
+        ["row 1", "expect_column_values_to_match_regex on ssn failed"],
+    ),
+    (
+        "duplicate_key.csv",
+        "people_csv",
+        f"id,ssn,amount\n1,{MARKER},5\n2,{MARKER},6\n",
+        ["primary key (ssn)", "row 1", "row 2"],
+    ),
+    (
+        "broken_line.jsonl",
+        "people_json",
+        f'{{"id": 1, "ssn": "{GOOD_SSN}", "amount": 5}}\n{{"id": 2, "ssn": "{MARKER}\\q"}}\n',
+        ["line 2", "not valid JSON"],
+    ),
+    (
+        "amount_not_integer.jsonl",
+        "people_json",
+        f'{{"id": 1, "ssn": "{GOOD_SSN}", "amount": "{MARKER}"}}\n',
+        ["row 1", "column amount", "not a valid integer"],
+    ),
+]
+SENSITIVE_IDS = [c[0] for c in SENSITIVE_CASES]
+
+
+@dataclass
+class SensitiveDrive:
+    """A drive of sensitive datasets with one bad file dropped into a version folder."""
+
+    root: Path
+    config: Path
+    drive_path: str
+
+
+@pytest.fixture
+def sensitive_drive(request, tmp_path) -> SensitiveDrive:
+    name, dataset, content, _ = request.param
+    config = tmp_path / "datasets.yaml"
+    config.write_text(SENSITIVE_DECLARATIONS, encoding="utf-8")
+    folder = tmp_path / "drive" / "datasets" / dataset / SENSITIVE_VERSION
+    folder.mkdir(parents=True)
+    write_file(folder, name, content)
+    return SensitiveDrive(
+        tmp_path / "drive", config, f"datasets/{dataset}/{SENSITIVE_VERSION}/{name}"
+    )
+
+
+def assert_withheld(haystacks: dict[str, bytes]) -> None:
+    """The marker is in none of the haystacks, and the search finds it where it is."""
+    assert find({"planted": f"x {MARKER} y".encode()}, {"value": [MARKER]}) == ["value in planted"]
+    hits = find(haystacks, {"sensitive value": [MARKER]})
+    assert hits == [], "\n".join(hits)
+
+
+def ingest_reason(url: str, path: str) -> tuple[str, str]:
+    with Database(url).connect() as conn:
+        return conn.execute(
+            "SELECT status, coalesce(error, '') FROM onedrive_ingest WHERE path = %s",
+            (path,),
+        ).fetchone()
+
+
+@pytest.mark.parametrize(
+    ("sensitive_drive", "fragments"),
+    [(c, c[3]) for c in SENSITIVE_CASES],
+    ids=SENSITIVE_IDS,
+    indirect=["sensitive_drive"],
+)
+def test_a_bad_sensitive_file_run_by_the_sensor_names_no_value(
+    sensitive_drive, fragments, db_url, tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setenv("SUPABASE_DB_URL", db_url)
+    settings = Settings(
+        home=tmp_path / "home",
+        drive_root=sensitive_drive.root,
+        config_path=sensitive_drive.config,
+        db_url_set=True,
+    )
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        defs = build_defs(settings, load_declarations(sensitive_drive.config))
+        outcomes = run_all(defs, instance, tick(defs, instance))
+        assert len(outcomes) == 1
+        (result,) = outcomes.values()
+        assert not result.success
+        text = failure_text(result)
+        haystacks = dagster_haystacks(instance)
+    assert sensitive_drive.drive_path in text
+    for fragment in fragments:
+        assert fragment in text, (fragment, text)
+    status, reason = ingest_reason(db_url, sensitive_drive.drive_path)
+    assert status == "quarantined"
+    for fragment in fragments:
+        assert fragment in reason, (fragment, reason)
+
+    assert any(k.startswith("compute log") for k in haystacks)
+    out, err = capfd.readouterr()
+    haystacks |= {"stdout": out.encode(), "stderr": err.encode(), "failure text": text.encode()}
+    haystacks |= table_haystacks(db_url)
+    assert {"table public.onedrive_ingest", "table public.etl_runs"} <= set(haystacks)
+    assert_withheld(haystacks)
+
+
+@pytest.mark.parametrize(
+    ("sensitive_drive", "fragments"),
+    [(c, c[3]) for c in SENSITIVE_CASES],
+    ids=SENSITIVE_IDS,
+    indirect=["sensitive_drive"],
+)
+def test_a_bad_sensitive_file_run_by_the_command_line_names_no_value(
+    sensitive_drive, fragments, db_url, tmp_path, capfd
+):
+    env = {
+        "DYNAMIC_ASSETS_HOME": str(tmp_path / "home"),
+        "DYNAMIC_ASSETS_DRIVE": str(sensitive_drive.root),
+        "DYNAMIC_ASSETS_CONFIG": str(sensitive_drive.config),
+        "SUPABASE_DB_URL": db_url,
+        "DAGSTER_HOME": "",
+    }
+    result = CliRunner().invoke(main, ["run", "--no-train"], env=env)
+    assert result.exit_code == 1, result.output
+    dataset = sensitive_drive.drive_path.split("/")[1]
+    assert f"1 problem(s):\n  {dataset} {SENSITIVE_VERSION}  " in result.output
+    assert sensitive_drive.drive_path in result.output
+    for fragment in fragments:
+        assert fragment in result.output, (fragment, result.output)
+    status, reason = ingest_reason(db_url, sensitive_drive.drive_path)
+    assert status == "quarantined"
+    for fragment in fragments:
+        assert fragment in reason, (fragment, reason)
+
+    haystacks = file_haystacks(tmp_path / "home", "home file")  # the instance: logs, runs
+    assert any("compute_logs" in k for k in haystacks)
+    out, err = capfd.readouterr()
+    haystacks |= {
+        "command output": result.output.encode(),
+        "stdout": out.encode(),
+        "stderr": err.encode(),
+    }
+    haystacks |= table_haystacks(db_url)
+    assert_withheld(haystacks)

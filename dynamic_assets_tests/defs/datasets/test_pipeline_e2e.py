@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from dynamic_assets.demo.seed import SEED_VERSIONS
-from dynamic_assets_tests.support.drive_files import edit_line, touch_later
+from dynamic_assets_tests.support.drive_files import edit_cell, edit_line, touch_later
 from dynamic_assets_tests.support.runs import run_all, tick
 
 
@@ -56,17 +56,41 @@ def test_sensor_runs_bring_every_demo_version_to_curated(defs, instance, db, dri
     sensitive = instance.get_latest_materialization_event(dg.AssetKey(["ai_curated", "embeddings"]))
     assert "No value preview" in sensitive.asset_materialization.metadata["preview"].value
 
-    # A second tick over the same files requests nothing; a changed file re-runs its version only.
+    # A second tick over the same files requests nothing; a changed file re-runs its version
+    # only, and its run brings the change to curated.
     again = tick(defs, instance, cursor=result.cursor)
     assert again.run_requests == []
     target = drive_root / "datasets" / "market" / "2024-06-01" / "nyse.csv"
-    target.write_text(target.read_text(encoding="utf-8"), encoding="utf-8")
+    date, symbol, *_, close, _volume, _note = (
+        target.read_text(encoding="utf-8").splitlines()[1].split(",")
+    )
+    corrected = f"{float(close) + 1:.2f}"
+    assert market_close(db, date, symbol) == float(close)
+    edit_cell(target, 1, 6, lambda _: corrected)  # a collaborator corrects one close
     touch_later(target)
     changed = tick(defs, instance, cursor=result.cursor)
     assert [(r.tags["dataset"], r.partition_key) for r in changed.run_requests] == [
         ("market", "2024-06-01")
     ]
     assert changed.dynamic_partitions_requests == []
+    rerun = run_all(defs, instance, changed)
+    assert [r.success for r in rerun.values()] == [True]
+    assert market_close(db, date, symbol) == float(corrected)
+    with db.connect() as conn:
+        assert conn.execute(
+            "SELECT dataset_version, count(*) FROM ai_curated.market GROUP BY 1 ORDER BY 1"
+        ).fetchall() == [("2024-06-01", 560), ("2024-07-01", 691)]
+
+
+def market_close(db, date: str, symbol: str) -> float:
+    """The curated close of one bar of the 2024-06-01 version."""
+    with db.connect() as conn:
+        (close,) = conn.execute(
+            "SELECT close FROM ai_curated.market WHERE dataset_version = '2024-06-01' "
+            "AND date = %s AND symbol = %s",
+            (date, symbol),
+        ).fetchone()
+    return close
 
 
 def market_frame(db) -> pd.DataFrame:
