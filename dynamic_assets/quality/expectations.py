@@ -16,6 +16,7 @@ condition fails without naming files (`ExpectationOutcome.unattributed`).
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,7 +196,11 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
             continue
         try:
             impl = get_expectation_impl(exp.type)
-            built.append((name, exp, suite.add_expectation(impl(**exp.kwargs))))
+            configured = suite.add_expectation(impl(**exp.kwargs))
+            # An ephemeral suite gives its expectations no id; each gets one here, which its
+            # result carries back (results come grouped by column, not in suite order).
+            configured.id = str(uuid.uuid4())
+            built.append((name, exp, configured))
         except (
             Exception
         ) as exc:  # unknown expectation or bad arguments: a failed check, not a crash
@@ -212,14 +217,11 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
                 "return_unexpected_index_query": False,
             },
         )
-        # Expectations of an ephemeral suite have no ids; results come back in suite order.
-        ordered = list(result.results)
-        if len(ordered) != len(built) or any(
-            r.expectation_config is None or r.expectation_config.type != c.expectation_type
-            for r, (_, _, c) in zip(ordered, built, strict=False)
-        ):
+        by_id = {r.expectation_config.id: r for r in result.results if r.expectation_config}
+        if len(by_id) != len(result.results) or set(by_id) != {c.id for _, _, c in built}:
             raise RuntimeError("Great Expectations returned results that do not match the suite")
-        for (name, exp, configured), r in zip(built, ordered, strict=True):
+        for name, exp, configured in built:
+            r = by_id[configured.id]
             res = r.result or {}
             error = None
             if r.exception_info and r.exception_info.get("raised_exception"):
@@ -228,15 +230,17 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
             sensitive = ds.sensitivity == "sensitive"
             examples = [
                 {
-                    "file": paths.get(item.get("_file_id"), f"file #{item.get('_file_id')}"),
-                    "row": item.get("_row"),
+                    "file": paths.get(item["_file_id"], f"file #{item['_file_id']}"),
+                    "row": item["_row"],
                     "value": WITHHELD
                     if sensitive
                     else item.get(column)
                     if column
                     else {k: v for k, v in item.items() if not k.startswith("_")},
                 }
-                for item in (res.get("partial_unexpected_index_list") or [])[:EXAMPLES]
+                for item in map(
+                    _by_name, (res.get("partial_unexpected_index_list") or [])[:EXAMPLES]
+                )
             ]
             file_ids: list[int] = []
             unattributed = None
@@ -262,6 +266,13 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
             )
     order = {n: i for i, n in enumerate(names)}
     return sorted(outcomes, key=lambda o: order[o.check_name])
+
+
+def _by_name(item: dict) -> dict[str, Any]:
+    """An unexpected row keyed by the exact column names: Great Expectations keys it by
+    case-insensitive strings, whose hash is that of the case-folded name, so `lifeExp` is not
+    found by `item.get("lifeExp")`."""
+    return {str(k): v for k, v in item.items()}
 
 
 def _nul_argument(value: Any, where: str = "") -> str | None:
