@@ -224,10 +224,15 @@ def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOut
             r = by_id[configured.id]
             res = r.result or {}
             error = None
-            if r.exception_info and r.exception_info.get("raised_exception"):
-                error = str(r.exception_info.get("exception_message"))[:500]
-            column = exp.kwargs.get("column")
             sensitive = ds.sensitivity == "sensitive"
+            if r.exception_info and r.exception_info.get("raised_exception"):
+                # The database's error text may quote values (and the query's parameters).
+                error = (
+                    f"the expectation raised an error {WITHHELD}"
+                    if sensitive
+                    else str(r.exception_info.get("exception_message"))[:500]
+                )
+            column = exp.kwargs.get("column")
             examples = [
                 {
                     "file": paths.get(item["_file_id"], f"file #{item['_file_id']}"),
