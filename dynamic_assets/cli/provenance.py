@@ -69,7 +69,9 @@ def _head(head: str | None, settings: Settings) -> object:
     try:
         return json.loads(Path(head).expanduser().read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(f"{head}: cannot read the head file ({exc})", "--head") from None
+        raise click.BadParameter(
+            f"{head}: cannot read the head file ({exc})", param_hint="--head"
+        ) from None
 
 
 def _print_report(report) -> None:

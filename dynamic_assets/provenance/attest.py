@@ -281,7 +281,9 @@ def newest_head_in(drive: Drive) -> dict[str, Any] | None:
             doc = json.loads(data) if data is not None else None
         except ValueError:
             continue
-        size = doc.get("tree_size") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            continue
+        size = doc.get("tree_size")
         if isinstance(size, int) and (best is None or size > best[0]):
             best = (size, doc)
     return best[1] if best else None

@@ -150,6 +150,8 @@ def test_a_deleted_newest_entry_is_caught_against_a_kept_head(attested, tmp_path
     before = run(attested, "verify", "market", "2024-06-01", "--head", str(kept))
     assert before.exit_code == 0, before.output
     assert "│ head " in before.stdout
+    unreadable = run(attested, "verify", "market", "2024-06-01", "--head", str(tmp_path / "no"))
+    assert unreadable.exit_code == 2 and "cannot read the head file" in unreadable.output
 
     attested.tamper("DELETE FROM attestations WHERE seq = 2")
     # Without a head nothing tells: entry 1 and the chain up to it are intact.
