@@ -1,6 +1,6 @@
 """`dynamic-assets verify`, `lineage` and `attest pubkey`: what an auditor runs.
 
-    dynamic-assets verify DATASET VERSION [--source] [--json] [--pubkey KEY]
+    dynamic-assets verify DATASET VERSION [--source] [--json] [--pubkey KEY] [--head FILE|drive]
     dynamic-assets verify --proof FILE [--source] [--json] [--pubkey KEY]
     dynamic-assets lineage DATASET VERSION [--json]
     dynamic-assets attest pubkey [--pem]
@@ -50,6 +50,30 @@ def _pinned_key(pubkey: str | None, settings: Settings) -> tuple[str | None, str
     return key.public_key_hex, "local signing key"
 
 
+def _head(head: str | None, settings: Settings) -> object:
+    """The signed ledger head to check against: a file the auditor kept, or with `drive` the
+    newest one published in the drive; None without --head."""
+    if head is None:
+        return None
+    if head == "drive":
+        from dynamic_assets.defs.resources import Resources
+        from dynamic_assets.provenance.attest import HEADS_FOLDER, newest_head_in
+
+        drive = Resources.from_settings(settings).drive.get()
+        doc = newest_head_in(drive)
+        if doc is None:
+            raise click.BadParameter(
+                f"no ledger head in {drive.describe()} under {HEADS_FOLDER}/", param_hint="--head"
+            )
+        return doc
+    try:
+        return json.loads(Path(head).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(
+            f"{head}: cannot read the head file ({exc})", param_hint="--head"
+        ) from None
+
+
 def _print_report(report) -> None:
     title = f"verify {report.subject}"
     if report.fingerprint:
@@ -91,6 +115,14 @@ def _print_report(report) -> None:
     help="The signing key to pin (hex, base64, PEM, or a file holding it); default: the local "
     "signing key if there is one. See `dynamic-assets attest pubkey`.",
 )
+@click.option(
+    "--head",
+    "head_source",
+    metavar="FILE|drive",
+    help="A signed ledger head you kept (reports/attestations/heads/<size>.json), or `drive` "
+    "for the newest one in the drive: the ledger must still hold every entry up to its size, "
+    "unchanged (catches deleted newest entries, which the chain alone cannot show).",
+)
 def verify(
     dataset: str | None,
     version: str | None,
@@ -98,6 +130,7 @@ def verify(
     source: bool,
     as_json: bool,
     pubkey: str | None,
+    head_source: str | None,
 ) -> None:
     """Prove that a curated dataset version is exactly what was fingerprinted and attested."""
     from dynamic_assets.defs.provenance.resources import build_attestation_resource
@@ -111,6 +144,7 @@ def verify(
     if proof_file is not None and (dataset or version):
         raise click.UsageError("give either DATASET VERSION or --proof FILE, not both")
     pinned, label = _pinned_key(pubkey, settings)
+    head = _head(head_source, settings)
     drive = Resources.from_settings(settings).drive.get() if source else None
     ton_client = build_attestation_resource(settings).ton_client()
     if proof_file is not None:
@@ -120,7 +154,12 @@ def verify(
             err.print(str(exc), markup=False, highlight=False)
             sys.exit(1)
         report = verify_proof(
-            doc, drive=drive, pinned_key=pinned, pinned_label=label, ton_client=ton_client
+            doc,
+            drive=drive,
+            pinned_key=pinned,
+            pinned_label=label,
+            ton_client=ton_client,
+            head=head,
         )
     else:
         assert dataset and version
@@ -132,6 +171,7 @@ def verify(
             pinned_key=pinned,
             pinned_label=label,
             ton_client=ton_client,
+            head=head,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

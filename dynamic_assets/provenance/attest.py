@@ -12,6 +12,9 @@ database:
     anchor        the TON transaction carrying the root, once confirmed (else null)
 
 Proofs are stored in `dataset_proofs` and written to the drive under `reports/attestations/`.
+After each append the ledger's signed head (`ledger.Head`) is published beside them as
+`reports/attestations/heads/<tree size>.json` and `heads/latest.json`: an auditor who keeps one
+can later tell whether any entry up to that size was removed or rewritten.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dynamic_assets.provenance.signing import SigningKey
 
 PROOF_TYPE = "dynamic-assets/proof/v1"
 REPORTS_FOLDER = "reports/attestations"
+HEADS_FOLDER = f"{REPORTS_FOLDER}/heads"
+LATEST_HEAD = f"{HEADS_FOLDER}/latest.json"
 PROJECT = "dynamic-capital"
 
 
@@ -208,3 +213,77 @@ def record_anchor(conn: psycopg.Connection, seq: int, anchor: dict[str, Any]) ->
             (Jsonb(anchor), seq),
         )
     return proofs_of_entry(conn, seq)
+
+
+def head_path(tree_size: int) -> str:
+    return f"{HEADS_FOLDER}/{tree_size}.json"
+
+
+def _read(drive: Drive, path: str) -> bytes | None:
+    try:
+        with drive.open(path) as f:
+            return f.read()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _head_in(data: bytes | None) -> ledger.Head | None:
+    if data is None:
+        return None
+    try:
+        return ledger.Head.from_dict(json.loads(data))
+    except (ValueError, ledger.LedgerError):
+        return None
+
+
+def publish_head(conn: psycopg.Connection, drive: Drive, key: SigningKey) -> ledger.Head | None:
+    """Sign the ledger's current head and write it to the drive (its own file and `latest.json`);
+    None for an empty ledger.
+
+    Refuses (AttestationError) to sign a ledger whose chain is broken or that no longer extends
+    the head already published as `latest.json`, so a head never vouches for a rewritten ledger.
+    A head of the same size signs to the same bytes (Ed25519 is deterministic), so publishing
+    again changes nothing.
+    """
+    chain = ledger.entries(conn)
+    if not chain:
+        return None
+    problems = ledger.chain_problems(chain)
+    published = _head_in(_read(drive, LATEST_HEAD))
+    if published is not None and published.signature_valid():
+        problems += ledger.head_problems(chain, published)
+    if problems:
+        raise AttestationError(
+            "the ledger is not intact, no head is signed over it: " + "; ".join(problems)
+        )
+    head = ledger.sign_head(chain, key)
+    data = proof_bytes(head.to_dict())
+    if _read(drive, head_path(head.tree_size)) != data:
+        drive.write_bytes(head_path(head.tree_size), data, overwrite=True)
+    newer = published is None or published.tree_size <= head.tree_size
+    if newer and _read(drive, LATEST_HEAD) != data:
+        drive.write_bytes(LATEST_HEAD, data, overwrite=True)
+    return head
+
+
+def newest_head_in(drive: Drive) -> dict[str, Any] | None:
+    """The published head with the largest tree size in the drive (None when there is none)."""
+    best: tuple[int, dict[str, Any]] | None = None
+    try:
+        items = [i for i in drive.list_tree(HEADS_FOLDER) if not i.is_folder]
+    except (FileNotFoundError, OSError):
+        return None
+    for item in items:
+        if not item.name.endswith(".json"):
+            continue
+        data = _read(drive, item.path)
+        try:
+            doc = json.loads(data) if data is not None else None
+        except ValueError:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        size = doc.get("tree_size")
+        if isinstance(size, int) and (best is None or size > best[0]):
+            best = (size, doc)
+    return best[1] if best else None

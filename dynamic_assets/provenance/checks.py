@@ -31,6 +31,7 @@ STEPS: dict[str, str] = {
     "entry": "the ledger entry is unchanged: its hash, root and signature verify",
     "merkle": "the Merkle audit path leads from this version's leaf to the entry's root",
     "chain": "the whole ledger is intact: every entry links to the one before, all signed",
+    "head": "the ledger still holds, unchanged, every entry of the signed head you hold",
     "anchor": "the TON message is signed by the wallet and carries the entry's root",
     "ton": "the TON transaction exists on chain and carries the root",
 }
@@ -281,6 +282,25 @@ def copy_problems(doc: dict[str, Any], entry: ledger.Entry) -> list[str]:
         f"entry {entry.seq} in the ledger differs from the copy in the proof "
         f"({', '.join(changed)}): the ledger row was edited"
     ]
+
+
+def check_head(
+    report: Report, chain: list[ledger.Entry], head: Any, pinned_key: str | None
+) -> None:
+    """The `head` step: the ledger extends the signed head the auditor holds (its size, newest
+    hash and tree root), so no entry at or before it was removed or rewritten."""
+    try:
+        h = ledger.Head.from_dict(head)
+    except ledger.LedgerError as exc:
+        report.add("head", FAIL, f"the head you gave cannot be read: {exc}")
+        return
+    report.check(
+        "head",
+        ledger.head_problems(chain, h, pinned_key),
+        f"entries 1-{h.tree_size} match the head signed by key {key_id(h.public_key)} "
+        f"(entry {h.tree_size} {short(h.head_hash)}, root {short(h.tree_root)}); the ledger "
+        f"now holds {len(chain)}",
+    )
 
 
 def check_proof_shape(report: Report, doc: Any) -> bool:

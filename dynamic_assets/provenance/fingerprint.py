@@ -146,8 +146,9 @@ def content_digest(
 def version_files(conn: psycopg.Connection, dataset: str, version: str) -> list[dict[str, Any]]:
     """The source files a curated version came from (`onedrive_ingest` rows marked curated)."""
     rows = conn.execute(
-        """SELECT path, sha256, size_bytes FROM public.onedrive_ingest
-            WHERE dataset = %s AND version = %s AND status = 'curated' ORDER BY path""",
+        "SELECT path, sha256, size_bytes FROM public.onedrive_ingest "
+        "WHERE dataset = %s AND version = %s AND status = 'curated' "
+        'ORDER BY path COLLATE "C"',  # byte order of the UTF-8 paths, as the record's
         (dataset, version),
     ).fetchall()
     files = []
@@ -180,7 +181,7 @@ def build_record(
                 {"path": f["path"], "sha256": f["sha256"], "size_bytes": int(f["size_bytes"])}
                 for f in files
             ),
-            key=lambda f: f["path"],
+            key=lambda f: f["path"].encode("utf-8"),  # byte order, as COLLATE "C"
         ),
         "rows": {"count": int(rows), "content_digest": digest},
     }

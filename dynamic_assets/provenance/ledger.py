@@ -13,6 +13,17 @@ outside the hash: it proves itself on chain.
 
 Appends are serialized by a transaction-scoped advisory lock; triggers (migration 0003) refuse
 UPDATE of hashed columns, DELETE and TRUNCATE, and `verify` catches whoever bypasses them.
+
+The chain alone cannot show that its newest entries were removed: what is left still links from
+genesis. A signed *head* can: after each append the pipeline signs
+
+    {"type": "dynamic-assets/ledger-head/v1", "tree_size", "head_hash", "tree_root",
+     "created_at", "public_key"}
+
+(`head_hash` the hash of entry `tree_size`, `tree_root` the RFC 6962 root over the leaves
+SHA-256(0x00 || 32 raw bytes of each entry hash) of entries 1..tree_size, `created_at` that
+entry's time), Ed25519 over the canonical JSON bytes of that object, and publishes it. An auditor
+who holds a head checks that the ledger still holds exactly those entries (`head_problems`).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from dynamic_assets.provenance.canonical import canonical_json, canonical_sha256
 from dynamic_assets.provenance.signing import SigningKey, verify_signature
 
 ENTRY_TYPE = "dynamic-assets/ledger-entry/v1"
+HEAD_TYPE = "dynamic-assets/ledger-head/v1"
 GENESIS = "0" * 64
 LEDGER_LOCK = 0x6461695F6C6467  # "dai_ldg"
 
@@ -190,6 +202,127 @@ def chain_problems(entries: list[Entry]) -> list[str]:
         prev_hash = e.entry_hash
         expected_seq = e.seq + 1
     return problems
+
+
+def tree_root(chain: list[Entry]) -> str:
+    """The RFC 6962 root over the entry hashes of `chain` (each leaf: its 32 raw bytes)."""
+    return merkle.root([merkle.leaf_hash(bytes.fromhex(e.entry_hash)) for e in chain]).hex()
+
+
+@dataclass(frozen=True)
+class Head:
+    """A signed statement of the ledger's size and newest entry at one moment."""
+
+    tree_size: int
+    head_hash: str
+    tree_root: str
+    created_at: str
+    public_key: str
+    signature: str
+
+    def body(self) -> dict[str, Any]:
+        """What the signature is over (as canonical JSON bytes)."""
+        return {
+            "type": HEAD_TYPE,
+            "tree_size": self.tree_size,
+            "head_hash": self.head_hash,
+            "tree_root": self.tree_root,
+            "created_at": self.created_at,
+            "public_key": self.public_key,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.body() | {"signature": self.signature}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Head:
+        if not isinstance(d, dict) or d.get("type") != HEAD_TYPE:
+            raise LedgerError(f"not a {HEAD_TYPE} document")
+        try:
+            return cls(
+                tree_size=int(d["tree_size"]),
+                head_hash=str(d["head_hash"]),
+                tree_root=str(d["tree_root"]),
+                created_at=str(d["created_at"]),
+                public_key=str(d["public_key"]),
+                signature=str(d["signature"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LedgerError(f"not a ledger head: missing or bad field {exc}") from None
+
+    def signature_valid(self) -> bool:
+        try:
+            sig = bytes.fromhex(self.signature)
+        except ValueError:
+            return False
+        return verify_signature(self.public_key, sig, canonical_json(self.body()))
+
+
+def sign_head(chain: list[Entry], key: SigningKey) -> Head:
+    """The head of `chain` (entries 1..n in order), signed with `key`."""
+    if not chain:
+        raise LedgerError("an empty ledger has no head")
+    last = chain[-1]
+    body = Head(
+        len(chain), last.entry_hash, tree_root(chain), last.created_at, key.public_key_hex, ""
+    ).body()
+    signature = key.sign(canonical_json(body)).hex()
+    return Head.from_dict(body | {"signature": signature})
+
+
+def head_problems(chain: list[Entry], head: Head, pinned_key: str | None = None) -> list[str]:
+    """How the ledger `chain` (entries in order) fails to extend the signed `head`: its
+    signature, then every entry up to the head's size present, linked and hashing to the head."""
+    if pinned_key and head.public_key != pinned_key:
+        return [
+            f"the head is signed by key {head.public_key[:16]}…, not the pinned key "
+            f"{pinned_key[:16]}…"
+        ]
+    if not head.signature_valid():
+        return [
+            f"the head's signature does not verify with its key {head.public_key[:16]}…: "
+            "the head file was changed after it was signed"
+        ]
+    n = head.tree_size
+    prefix = [e for e in chain if e.seq <= n]
+    present = {e.seq for e in prefix}
+    missing = [s for s in range(1, n + 1) if s not in present]
+    if missing:
+        last = max(present, default=0)
+        what = f"entry {missing[0]}" if len(missing) == 1 else f"entries {_ranges(missing)}"
+        return [
+            f"{what} missing: the ledger ends at entry {last}, the signed head you hold records "
+            f"{n} entries (head {head.head_hash[:16]}…, {head.created_at}): removed after the "
+            "head was published"
+            if last < n
+            else f"{what} missing: the signed head you hold records {n} entries"
+        ]
+    problems = []
+    if prefix[-1].entry_hash != head.head_hash:
+        problems.append(
+            f"entry {n} hashes to {prefix[-1].entry_hash[:16]}…, not the head's "
+            f"{head.head_hash[:16]}…: the entry was replaced after the head was published"
+        )
+    problems.extend(chain_problems(prefix))
+    root = tree_root(prefix)
+    if root != head.tree_root:
+        problems.append(
+            f"entries 1-{n} give tree root {root[:16]}…, not the head's {head.tree_root[:16]}…: "
+            "an entry at or before the head was rewritten"
+        )
+    return problems
+
+
+def _ranges(seqs: list[int]) -> str:
+    out, start, prev = [], seqs[0], seqs[0]
+    for s in [*seqs[1:], None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if s is not None:
+            start = prev = s
+    return ", ".join(out)
 
 
 _COLUMNS = (

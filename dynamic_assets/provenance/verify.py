@@ -9,6 +9,10 @@ Two modes:
   the ledger entry, the whole ledger's hash chain and signatures, and the TON anchor.
 - `verify_proof(doc)`: from a proof document alone (no database): everything a proof can show.
 
+With a signed ledger head the auditor kept (`head`), the database mode also checks that the
+ledger still holds every entry up to the head's size, unchanged: the chain alone cannot show that
+its newest entries were deleted.
+
 Each step passes, fails (with a message saying what differs and what that means) or is skipped
 (with the reason). A report is good only if no step failed.
 """
@@ -29,6 +33,7 @@ from dynamic_assets.provenance.checks import (
     Report,
     check_anchor,
     check_entry,
+    check_head,
     check_proof_shape,
     check_signer,
     check_source,
@@ -55,8 +60,10 @@ def verify_version(
     pinned_key: str | None = None,
     pinned_label: str = "pinned key",
     ton_client: TonCenterClient | None = None,
+    head: Any = None,
 ) -> Report:
-    """Verify a curated version from Postgres (and the drive with `drive`, TON with a client)."""
+    """Verify a curated version from Postgres (and the drive with `drive`, TON with a client,
+    against a signed ledger head the auditor holds with `head`, a `ledger.Head` document)."""
     report = Report(f"datasets/{dataset}/{version}", "database")
     with db.connect() as conn:
         row = conn.execute(
@@ -189,12 +196,14 @@ def verify_version(
             copy_problems(doc, entry),
             f"entry {seq} ({short(entry.entry_hash)}), written {entry.created_at}",
         )
-    head = chain[-1] if chain else None
+    last = chain[-1] if chain else None
     report.check(
         "chain",
         ledger.chain_problems(chain),
-        f"{len(chain)} entries linked from genesis, head {short(head.entry_hash if head else None)}",
+        f"{len(chain)} entries linked from genesis, head {short(last.entry_hash if last else None)}",
     )
+    if head is not None:
+        check_head(report, chain, head, pinned_key)
     if entry is not None:
         check_anchor(report, entry, entry.anchor, ton_client)
     return report
@@ -217,6 +226,7 @@ def verify_proof(
     pinned_key: str | None = None,
     pinned_label: str = "pinned key",
     ton_client: TonCenterClient | None = None,
+    head: Any = None,
 ) -> Report:
     """Verify a proof document alone: everything it can show without the database."""
     subject = (
@@ -260,5 +270,9 @@ def verify_proof(
     report.add(
         "chain", SKIP, "needs the whole ledger: run `verify DATASET VERSION` with the database"
     )
+    if head is not None:
+        report.add(
+            "head", SKIP, "needs the ledger's entries: run `verify DATASET VERSION --head` there"
+        )
     check_anchor(report, entry, doc.get("anchor"), ton_client)
     return report

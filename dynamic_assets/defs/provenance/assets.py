@@ -93,7 +93,8 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
         "yet attested are batched into an RFC 6962 Merkle tree whose root goes into one signed, "
         "hash-chained ledger entry (`attestations`); each version gets an in-toto/DSSE proof "
         "with its Merkle path, stored in `dataset_proofs` and in the drive under "
-        "`reports/attestations/`. With TON_MNEMONIC set, the root is anchored on TON.",
+        "`reports/attestations/`, with the ledger's signed head (`reports/attestations/heads/`). "
+        "With TON_MNEMONIC set, the root is anchored on TON.",
         **common,
     )
     def attestation_asset(
@@ -134,6 +135,7 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
                         to_write[_key(d)] = d
             paths = {k: attest.write_proof_file(conn, drv, d) for k, d in to_write.items()}
             doc = to_write[_key(doc)]
+            head = attest.publish_head(conn, drv, key)
         entry = doc["ledger_entry"]
         recorded = doc.get("anchor")
         if recorded:
@@ -163,6 +165,11 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
             "anchoring": anchoring,
             "proofs_written": len(paths),
         }
+        if head is not None:
+            metadata["ledger_head"] = (
+                f"{head.tree_size} entries, head {head.head_hash}: "
+                f"{attest.head_path(head.tree_size)}"
+            )
         if anchorer is not None:
             metadata["ton_wallet"] = f"{anchorer.wallet.address_str} ({anchorer.network})"
         if anchor_error:

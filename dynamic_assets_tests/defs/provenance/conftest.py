@@ -1,7 +1,8 @@
 """An attested demo: every demo version staged, curated, fingerprinted and attested (market and
 corpus in ledger entry 1, embeddings in entry 2), built once per test session and cloned per test
 (`CREATE DATABASE ... TEMPLATE`, a copy of the drive and home folders), so each test can tamper
-with its own copy."""
+with its own copy. The signed ledger head is published after each entry, as the attestation
+asset does (`reports/attestations/heads/1.json`, `2.json`, `latest.json`)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def attested_template(pg_server, tmp_path_factory):
             batch = attest.attest_pending(conn, key)
             for doc in batch.proofs:
                 attest.write_proof_file(conn, drive, doc)
+            attest.publish_head(conn, drive, key)
     return name, root  # the test server's folder (and this database) go at the session's end
 
 

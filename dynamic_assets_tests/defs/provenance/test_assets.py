@@ -80,6 +80,11 @@ def test_the_sensors_runs_go_all_the_way_to_attested(defs, instance, db, drive_r
         ).fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM dataset_proofs").fetchone() == (3,)
         assert conn.execute("SELECT count(*) FROM attestations").fetchone() == (3,)
+    heads = drive_root / "reports/attestations/heads"
+    assert sorted(p.name for p in heads.iterdir()) == ["1.json", "2.json", "3.json", "latest.json"]
+    head = json.loads((heads / "latest.json").read_text())
+    assert (head["tree_size"], head["public_key"]) == (3, key.public_key_hex)
+    assert verify_version(db, "market", latest["market"], head=head).step("head").status == "pass"
     chain = lineage(db, "corpus", "v1.1")
     assert [f["path"] for f in chain["source_files"]] == [
         "datasets/corpus/v1.1/extra.json",

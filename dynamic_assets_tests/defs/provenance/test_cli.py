@@ -3,12 +3,17 @@ drive re-hashed), `lineage`, `attest pubkey`; exit 0 only when every step passes
 
 from __future__ import annotations
 
+import hashlib
 import json
 
+import rfc8785
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dynamic_assets.cli import main
 from dynamic_assets.declarations.model import DEMO_CONFIG
+from dynamic_assets.provenance import ledger, merkle
+from dynamic_assets.provenance.signing import load_signing_key
 
 
 def env(a) -> dict[str, str]:
@@ -116,3 +121,77 @@ def test_lineage_shows_the_whole_chain(attested):
     assert (
         nothing.exit_code == 1 and "registered versions: 2024-06-01, 2024-07-01" in nothing.stderr
     )
+
+
+def test_a_deleted_newest_entry_is_caught_against_a_kept_head(attested, tmp_path):
+    """The auditor keeps the signed head published at the last append; a superuser who deletes
+    the newest ledger entry leaves a chain that verifies on its own, but not against the head."""
+    heads = attested.drive_root / "reports/attestations/heads"
+    latest = (heads / "latest.json").read_bytes()
+    assert (heads / "2.json").read_bytes() == latest
+    head = json.loads(latest)
+    assert head["type"] == "dynamic-assets/ledger-head/v1" and head["tree_size"] == 2
+    assert json.loads((heads / "1.json").read_text())["tree_size"] == 1
+
+    # The head is checked without this package: RFC 8785 bytes and Ed25519 from `cryptography`.
+    body = {k: v for k, v in head.items() if k != "signature"}
+    assert head["public_key"] == attested.key.public_key_hex
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(head["public_key"])).verify(
+        bytes.fromhex(head["signature"]), rfc8785.dumps(body)
+    )
+    with attested.db.connect() as conn:
+        hashes = [r[0] for r in conn.execute("SELECT entry_hash FROM attestations ORDER BY seq")]
+    assert head["head_hash"] == hashes[-1]
+    leaf = [hashlib.sha256(b"\x00" + bytes.fromhex(h)).digest() for h in hashes]
+    assert head["tree_root"] == hashlib.sha256(b"\x01" + leaf[0] + leaf[1]).hexdigest()
+
+    kept = tmp_path / "head-2.json"
+    kept.write_bytes(latest)
+    before = run(attested, "verify", "market", "2024-06-01", "--head", str(kept))
+    assert before.exit_code == 0, before.output
+    assert "│ head " in before.stdout
+    unreadable = run(attested, "verify", "market", "2024-06-01", "--head", str(tmp_path / "no"))
+    assert unreadable.exit_code == 2 and "cannot read the head file" in unreadable.output
+
+    attested.tamper("DELETE FROM attestations WHERE seq = 2")
+    # Without a head nothing tells: entry 1 and the chain up to it are intact.
+    plain = run(attested, "verify", "market", "2024-06-01")
+    assert plain.exit_code == 0, plain.output
+    held = run(attested, "verify", "market", "2024-06-01", "--head", str(kept))
+    assert held.exit_code == 1, held.output
+    assert (
+        "FAILED at step head: entry 2 missing: the ledger ends at entry 1, the signed head you "
+        "hold records 2 entries" in held.stderr
+    )
+    from_drive = run(attested, "verify", "market", "2024-06-01", "--head", "drive", "--json")
+    assert from_drive.exit_code == 1
+    steps = {s["name"]: s for s in json.loads(from_drive.stdout)["steps"]}
+    assert steps["head"]["status"] == "fail" and "entry 2 missing" in steps["head"]["detail"]
+
+    # A head whose signature does not verify proves nothing and is refused as such.
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(dict(head, tree_size=1)))
+    bad = run(attested, "verify", "market", "2024-06-01", "--head", str(forged))
+    assert bad.exit_code == 1 and "FAILED at step head: the head's signature does not verify" in (
+        bad.stderr
+    )
+
+
+def test_an_entry_rewritten_at_the_heads_size_is_caught(attested, tmp_path, monkeypatch):
+    """Entry 2 replaced by one signed with another key: a chain that is consistent on its own
+    (each entry checks with the key it names), but its newest hash is not the head's."""
+    kept = tmp_path / "head.json"
+    kept.write_bytes((attested.drive_root / "reports/attestations/heads/latest.json").read_bytes())
+    with attested.db.connect() as conn:
+        leaves = conn.execute("SELECT leaves FROM attestations WHERE seq = 2").fetchone()[0]
+    attested.tamper("DELETE FROM attestations WHERE seq = 2")
+    other = load_signing_key(tmp_path / "intruder")
+    with attested.db.connect() as conn, conn.transaction():
+        root = merkle.root(ledger.leaf_hashes(leaves)).hex()
+        ledger.append(conn, root, leaves, other)
+    plain = run(attested, "verify", "market", "2024-06-01")
+    assert plain.exit_code == 0, plain.output  # market's own entry 1 is untouched
+    held = run(attested, "verify", "market", "2024-06-01", "--head", str(kept))
+    assert held.exit_code == 1
+    assert "FAILED at step head: entry 2 hashes to" in held.stderr
+    assert "not the head's" in held.stderr
