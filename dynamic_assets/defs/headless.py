@@ -188,20 +188,27 @@ def ingest_version(
     run_id = str(uuid.uuid4())
     outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
     with db.connect(autocommit=True) as held:
+        taken, holder = False, None
         for _ in range(3):  # the holder may let go between the attempt and the look-up
-            if try_run_lock(held, vf.dataset, vf.version, HOLDER + run_id):
+            taken = try_run_lock(held, vf.dataset, vf.version, HOLDER + run_id)
+            holder = None if taken else run_lock_holder(held, vf.dataset, vf.version)
+            if taken or holder is not None:
                 break
-            holder = run_lock_holder(held, vf.dataset, vf.version)
-            if holder is not None:
-                outcome.status = "another run"
-                outcome.note = (
-                    f"another run is bringing {vf.dataset} {vf.version} to curated "
-                    f"(run id {holder.removeprefix(HOLDER)})"
-                )
-                return outcome
-        else:
-            raise RuntimeError(f"{vf.dataset} {vf.version}: the run lock could not be taken")
-        if recheck and not outstanding(db, Discovery(versions={vf.folder: vf}))[0]:
+        if not taken:
+            other = holder.removeprefix(HOLDER) if holder else "unknown"
+            outcome.status = "another run"
+            outcome.note = (
+                f"another run is bringing {vf.dataset} {vf.version} to curated (run id {other})"
+            )
+            return outcome
+        pending, quarantined = (
+            outstanding(db, Discovery(versions={vf.folder: vf})) if recheck else ([vf], [])
+        )
+        if quarantined:  # another run has quarantined files of it since the plan was made
+            outcome.status = "failed"
+            outcome.failures = [(q["path"], f"quarantined: {q['error']}") for q in quarantined]
+            return outcome
+        if not pending:
             other = _last_curated_by(held, vf.dataset, vf.version)
             outcome.status = "another run"
             outcome.note = (
