@@ -61,7 +61,10 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         task = progress.add_task("Bringing versions to curated", total=len(plan.versions))
         for vf in plan.versions:
             progress.update(task, description=f"{vf.dataset} {vf.version}")
-            outcomes.append(headless.ingest_version(defs, instance, vf))
+            outcome = headless.ingest_version(defs, instance, vf, db, recheck=not run_all)
+            if outcome.note:
+                progress.console.print(outcome.note, markup=False, highlight=False, soft_wrap=True)
+            outcomes.append(outcome)
             progress.advance(task)
     _print_ingested(outcomes)
 
@@ -94,7 +97,7 @@ def _print_ingested(outcomes: list) -> None:
     for name in ("dataset", "version", "files", "rows", "seconds", "status"):
         table.add_column(name, justify="right" if name in ("files", "rows", "seconds") else "left")
     for o in outcomes:
-        style = "green" if o.status == "curated" else "red"
+        style = {"curated": "green", "another run": "yellow"}.get(o.status, "red")
         table.add_row(
             o.dataset,
             o.version,

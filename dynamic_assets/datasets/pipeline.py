@@ -7,6 +7,8 @@ directly against the embedded Postgres. State passes between steps through Postg
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -16,11 +18,35 @@ from dynamic_assets.datasets.curated import promote_version, staging_problems
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import FileLoad, SourceFile, load_version
 from dynamic_assets.db import Database
-from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_exists, partition_name
+from dynamic_assets.db.tables import (
+    RAW_SCHEMA,
+    ident,
+    partition_exists,
+    partition_name,
+    version_lock,
+)
 from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.drive.discovery import VersionFolder, discover
 from dynamic_assets.formats.errors import LoadError
+
+
+def one_step_at_a_time(step):
+    """Run `step` (a function of `db`, `ds` and `version`) holding the version's step lock
+    (`db.tables.version_lock`): two runs of one version, in any processes or machines, stage,
+    check, curate and fingerprint it one step after the other, never side by side."""
+    signature = inspect.signature(step)
+
+    @functools.wraps(step)
+    def locked(*args, **kwargs):
+        given = signature.bind(*args, **kwargs).arguments
+        with (
+            given["db"].connect(autocommit=True) as held,
+            version_lock(held, given["ds"].name, given["version"]),
+        ):
+            return step(*args, **kwargs)
+
+    return locked
 
 
 class VersionFailed(Exception):
@@ -102,6 +128,7 @@ class Staged:
         return sum(f.bytes for f in self.loads)
 
 
+@one_step_at_a_time
 def stage(
     db: Database,
     drive: Drive,
@@ -169,6 +196,7 @@ class Curated:
     dataset_id: int
 
 
+@one_step_at_a_time
 def curate(
     db: Database, drive_kind: str, ds: Dataset, version: str, *, run_id: str | None = None
 ) -> Curated:
@@ -268,6 +296,7 @@ class Validation:
         return out
 
 
+@one_step_at_a_time
 def validate(
     db: Database,
     ds: Dataset,

@@ -8,6 +8,8 @@ one transaction so that readers see the old version or the new one, never a mix.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -91,3 +93,56 @@ def swap_partition(
             ident(schema, dataset), ident(schema, part), sql.Literal(version)
         )
     )
+
+
+# The advisory lock of one dataset version. `VERSION_LOCK`: one step at a time stages, checks,
+# curates or fingerprints it. `RUN_LOCK`: one `dynamic-assets run` at a time brings it to
+# curated. Two kinds, so that a run holding the second takes the first for each step.
+VERSION_LOCK = "dynamic_assets.version"
+RUN_LOCK = "dynamic_assets.run"
+
+
+def _lock_name(kind: str, dataset: str, version: str) -> str:
+    return f"{kind}|{dataset}|{version}"
+
+
+@contextmanager
+def version_lock(conn: psycopg.Connection, dataset: str, version: str) -> Iterator[None]:
+    """Hold the step lock of one dataset version for the block, waiting for it if another
+    session holds it. `conn` is an autocommit connection kept open for the block: the lock
+    belongs to its session, so Postgres releases it if the process dies."""
+    name = _lock_name(VERSION_LOCK, dataset, version)
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+
+
+def try_run_lock(conn: psycopg.Connection, dataset: str, version: str, holder: str) -> bool:
+    """Take the run lock of one dataset version for the session of `conn` (an autocommit
+    connection kept open while the run lasts), unless another session holds it. The session is
+    named `holder` (its `application_name`), which `run_lock_holder` reads back."""
+    conn.execute("SELECT set_config('application_name', %s, false)", (holder,))
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+        (_lock_name(RUN_LOCK, dataset, version),),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def run_lock_holder(conn: psycopg.Connection, dataset: str, version: str) -> str | None:
+    """The `holder` name of the session holding the run lock of one dataset version, if any.
+
+    A 64-bit advisory key shows in `pg_locks` as its high half in `classid`, its low half in
+    `objid`, with `objsubid` 1."""
+    row = conn.execute(
+        """SELECT a.application_name
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)""",
+        (_lock_name(RUN_LOCK, dataset, version),),
+    ).fetchone()
+    return row[0] if row else None

@@ -12,19 +12,27 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import dagster as dg
+from filelock import FileLock
 
 from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.db import Database
+from dynamic_assets.db.tables import run_lock_holder, try_run_lock
 from dynamic_assets.declarations.model import Declarations
-from dynamic_assets.defs.datasets.assets import curated_key, ingest_job_name, ingest_tags
+from dynamic_assets.defs.datasets.assets import (
+    VERSION_TAG,
+    curated_key,
+    ingest_job_name,
+    ingest_tags,
+)
 from dynamic_assets.defs.datasets.partitions import ensure_partition
 from dynamic_assets.defs.training.keys import train_job_name
 from dynamic_assets.drive.base import Drive
-from dynamic_assets.drive.discovery import Problem, VersionFolder, discover
+from dynamic_assets.drive.discovery import Discovery, Problem, VersionFolder, discover
 from dynamic_assets.settings import Settings
 from dynamic_assets.training.records import Pending
 
@@ -44,7 +52,8 @@ class IngestPlan:
 
 @dataclass
 class Ingested:
-    """The outcome of one ingest run: `curated` or `failed`, with (path, reason) per failure."""
+    """The outcome of one ingest run: `curated`, `failed` with (path, reason) per failure, or
+    `another run` (the version is another run's, `note` says which)."""
 
     dataset: str
     version: str
@@ -53,6 +62,7 @@ class Ingested:
     seconds: float = 0.0
     status: str = "pending"
     failures: list[tuple[str, str]] = field(default_factory=list)
+    note: str = ""  # one line on a version left to another run
 
 
 @dataclass
@@ -68,14 +78,48 @@ class Trained:
     detail: str = ""
 
 
+# The settings of the home's instance, written once into `<home>/dagster/dagster.yaml` so that
+# `dagster dev` with DAGSTER_HOME set to that folder shares its history and its run queue. Its
+# storage is sqlite in the folder (Dagster's default). The queue starts one run at a time per
+# dataset version (`VERSION_TAG`), and pools count per run.
+HOME_INSTANCE_YAML = f"""\
+# The Dagster instance of this dynamic-assets home, shared by `dynamic-assets run` and by
+# `dagster dev` run with DAGSTER_HOME set to this folder. Storage: sqlite in this folder.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: {VERSION_TAG}
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+  pools:
+    granularity: run
+telemetry:
+  enabled: false
+"""
+
+
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """The instance of DAGSTER_HOME when set (shared with `dagster dev`), else a local one under
-    the project's home folder."""
+    """The instance of DAGSTER_HOME when set (shared with `dagster dev`), else the home's own
+    under `<home>/dagster`, its `dagster.yaml` written on first use (`HOME_INSTANCE_YAML`).
+
+    Processes opening the home's instance at once take turns (a lock file in the folder), so
+    that only one of them creates its sqlite storage."""
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     folder = settings.home / "dagster"
     folder.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.local_temp(str(folder), overrides={"telemetry": {"enabled": False}})
+    with FileLock(folder / ".instance.lock"):
+        config = folder / "dagster.yaml"
+        if not config.exists():
+            written = folder / "dagster.yaml.new"
+            written.write_text(HOME_INSTANCE_YAML, encoding="utf-8")
+            written.replace(config)
+        return dg.DagsterInstance.local_temp(str(folder))
 
 
 def plan_ingest(
@@ -108,6 +152,8 @@ def _execute(
     dataset: str,
     version: str,
     tags: dict[str, str],
+    *,
+    run_id: str | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, float]:
     ensure_partition(instance, dataset, version)
     started = time.perf_counter()
@@ -117,26 +163,70 @@ def _execute(
         raise_on_error=False,
         run_config=QUIET,
         tags=tags,
+        run_id=run_id,
     )
     return result, time.perf_counter() - started
 
 
+HOLDER = "dynamic-assets run "  # the Postgres session name of a run: this, then its run id
+
+
 def ingest_version(
-    defs: dg.Definitions, instance: dg.DagsterInstance, vf: VersionFolder
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    vf: VersionFolder,
+    db: Database,
+    *,
+    recheck: bool = True,
 ) -> Ingested:
-    """Run the ingest job of one version folder."""
-    result, seconds = _execute(
-        defs,
-        instance,
-        ingest_job_name(vf.dataset),
-        vf.dataset,
-        vf.version,
-        ingest_tags(vf.dataset, vf.version, TRIGGER),
-    )
-    outcome = Ingested(vf.dataset, vf.version, files=len(vf.files), seconds=seconds)
+    """Run the ingest job of one version folder, holding the version's run lock
+    (`db.tables.try_run_lock`) while it runs.
+
+    A version another run holds is left to it (`another run`, with that run's id in `note`).
+    With `recheck`, a version that another run brought to curated since the plan was made is
+    not run again."""
+    run_id = str(uuid.uuid4())
+    outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
+    with db.connect(autocommit=True) as held:
+        taken, holder = False, None
+        for _ in range(3):  # the holder may let go between the attempt and the look-up
+            taken = try_run_lock(held, vf.dataset, vf.version, HOLDER + run_id)
+            holder = None if taken else run_lock_holder(held, vf.dataset, vf.version)
+            if taken or holder is not None:
+                break
+        if not taken:
+            other = holder.removeprefix(HOLDER) if holder else "unknown"
+            outcome.status = "another run"
+            outcome.note = (
+                f"another run is bringing {vf.dataset} {vf.version} to curated (run id {other})"
+            )
+            return outcome
+        pending, quarantined = (
+            outstanding(db, Discovery(versions={vf.folder: vf})) if recheck else ([vf], [])
+        )
+        if quarantined:  # another run has quarantined files of it since the plan was made
+            outcome.status = "failed"
+            outcome.failures = [(q["path"], f"quarantined: {q['error']}") for q in quarantined]
+            return outcome
+        if not pending:
+            other = _last_curated_by(held, vf.dataset, vf.version)
+            outcome.status = "another run"
+            outcome.note = (
+                f"another run brought {vf.dataset} {vf.version} to curated (run id {other})"
+            )
+            return outcome
+        result, outcome.seconds = _execute(
+            defs,
+            instance,
+            ingest_job_name(vf.dataset),
+            vf.dataset,
+            vf.version,
+            ingest_tags(vf.dataset, vf.version, TRIGGER),
+            run_id=run_id,
+        )
     if result.success:
         outcome.status = "curated"
-        outcome.rows = _curated_rows(instance, vf.dataset, vf.version)
+        outcome.rows = _curated_rows(result, vf.dataset)
     else:
         outcome.status = "failed"
         outcome.failures = _failures_of(result) or [(vf.folder, "the run failed")]
@@ -206,16 +296,29 @@ def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
     return found
 
 
-def _curated_rows(instance: dg.DagsterInstance, dataset: str, version: str) -> int:
-    """The row count of the latest curated materialization, if it is of this version."""
-    event = instance.get_latest_materialization_event(curated_key(dataset))
-    if event is None or event.asset_materialization is None:
-        return 0
-    mat = event.asset_materialization
-    if mat.partition != version:
-        return 0
-    value = _number(mat.metadata.get("dagster/row_count"))
-    return int(value) if value is not None else 0
+def _last_curated_by(conn, dataset: str, version: str) -> str:
+    """The run id of the last run that brought a version to curated (`etl_runs`)."""
+    row = conn.execute(
+        """SELECT run_id FROM public.etl_runs
+            WHERE dataset = %s AND version = %s AND step = 'curate' AND status = 'succeeded'
+            ORDER BY id DESC LIMIT 1""",
+        (dataset, version),
+    ).fetchone()
+    return (row[0] if row else None) or "unknown"
+
+
+def _curated_rows(result: dg.ExecuteInProcessResult, dataset: str) -> int:
+    """The row count of the run's curated materialization."""
+    for event in result.all_events:
+        mat = (
+            event.step_materialization_data.materialization
+            if event.is_step_materialization
+            else None
+        )
+        if mat is not None and mat.asset_key == curated_key(dataset):
+            value = _number(mat.metadata.get("dagster/row_count"))
+            return int(value) if value is not None else 0
+    return 0
 
 
 def _number(entry: dg.MetadataValue | None) -> float | None:

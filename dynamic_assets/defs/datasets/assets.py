@@ -42,10 +42,29 @@ def ingest_job_name(dataset: str) -> str:
     return f"ingest_{dataset}"
 
 
+# The run tag naming one dataset version (`market/2024-06-01`): the instance's run queue
+# limits it to one run in progress per value (`concurrency.runs.tag_concurrency_limits`).
+VERSION_TAG = "dynamic_assets/version"
+
+
 def ingest_tags(dataset: str, version: str, trigger: str) -> dict[str, str]:
     """The tags of an ingest run: the version it brings in and what started it (`drive_sensor`,
     `reconcile`, `cli`)."""
-    return {"dataset": dataset, "version": version, "trigger": trigger}
+    return {
+        "dataset": dataset,
+        "version": version,
+        "trigger": trigger,
+        VERSION_TAG: f"{dataset}/{version}",
+    }
+
+
+def dataset_pool(dataset: str) -> str:
+    """The concurrency pool of the steps that write one dataset's tables (staging, curated,
+    fingerprint, attestation). Dagster pools are named statically, so a pool spans the
+    dataset's versions; unlimited unless the instance sets a limit for it
+    (`dagster instance concurrency set dataset/<name> N`). Runs of one version are kept apart
+    by `VERSION_TAG` and by the version lock the steps take (`db.tables.version_lock`)."""
+    return f"dataset/{dataset}"
 
 
 def _failure(exc: pipeline.VersionFailed) -> dg.Failure:
@@ -103,6 +122,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
     @dg.asset(
         key=raw_key(ds.name),
         deps=[manifest_key(ds.name)],
+        pool=dataset_pool(ds.name),
         kinds={"postgres"},
         code_version=PIPELINE_CODE_VERSION,
         description=f"Staging table `ai_raw.{ds.name}`: the version's files streamed in with binary COPY "
@@ -149,6 +169,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
     @dg.asset(
         key=curated_key(ds.name),
         deps=[raw_key(ds.name)],
+        pool=dataset_pool(ds.name),
         kinds={"postgres", "pgvector"} if ds.embeddings else {"postgres"},
         code_version=PIPELINE_CODE_VERSION,
         freshness_policy=(

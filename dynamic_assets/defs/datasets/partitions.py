@@ -20,7 +20,17 @@ def versions_partitions(dataset: str) -> dg.DynamicPartitionsDefinition:
 
 
 def ensure_partition(instance: dg.DagsterInstance, dataset: str, version: str) -> None:
-    """Register `version` as a partition of the dataset's assets unless it is one already."""
+    """Register `version` as a partition of the dataset's assets unless it is one already.
+
+    Another process sharing the instance may register it at the same moment: the storage's
+    unique constraint refuses the second insert, and the partition is there."""
+    from sqlalchemy.exc import IntegrityError
+
     name = partitions_name(dataset)
-    if not instance.has_dynamic_partition(name, version):
+    if instance.has_dynamic_partition(name, version):
+        return
+    try:
         instance.add_dynamic_partitions(name, [version])
+    except IntegrityError:
+        if not instance.has_dynamic_partition(name, version):
+            raise

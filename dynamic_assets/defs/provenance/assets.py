@@ -8,9 +8,10 @@ provenance/<dataset>/attestation  the fingerprint in a signed ledger entry (Merk
 
 import dagster as dg
 
+from dynamic_assets.db.tables import version_lock
 from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.defs.datasets.asset_args import dataset_asset_args
-from dynamic_assets.defs.datasets.assets import curated_key
+from dynamic_assets.defs.datasets.assets import curated_key, dataset_pool
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.provenance.keys import attestation_key, fingerprint_key
 from dynamic_assets.defs.provenance.resources import (
@@ -43,6 +44,7 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=fingerprint_key(ds.name),
         deps=[curated_key(ds.name)],
+        pool=dataset_pool(ds.name),
         kinds={"postgres"},
         code_version=FINGERPRINT_CODE_VERSION,
         description=f"Fingerprint ({SPEC}) of one curated version of `{ds.name}`: SHA-256 over "
@@ -55,8 +57,13 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, postgres: PostgresResource
     ) -> dg.MaterializeResult:
         version = context.partition_key
+        db = postgres.database()
         try:
-            with postgres.database().connect() as conn:
+            with (
+                db.connect(autocommit=True) as held,
+                version_lock(held, ds.name, version),
+                db.connect() as conn,
+            ):
                 fp = compute_fingerprint(conn, ds, version)
                 store_fingerprint(conn, fp)
         except FingerprintError as exc:
@@ -87,6 +94,7 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=attestation_key(ds.name),
         deps=[fingerprint_key(ds.name)],
+        pool=dataset_pool(ds.name),
         kinds={"postgres"},
         code_version=ATTESTATION_CODE_VERSION,
         description=f"Attestation of one fingerprinted version of `{ds.name}`: fingerprints not "
@@ -106,7 +114,10 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
         version = context.partition_key
         key = attestation.signer()
         drv = drive.get()
-        with postgres.database().connect(autocommit=True) as conn:
+        with (
+            postgres.database().connect(autocommit=True) as conn,
+            version_lock(conn, ds.name, version),
+        ):
             fp = curated_fingerprint(conn, ds.name, version)
             if fp is None:
                 raise dg.Failure(
