@@ -27,7 +27,13 @@ from dynamic_assets.db.tables import (
 )
 from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.drive.base import Drive
-from dynamic_assets.drive.discovery import VersionFolder, discover
+from dynamic_assets.drive.discovery import (
+    DATASETS_FOLDER,
+    Discovery,
+    Problem,
+    VersionFolder,
+    discover,
+)
 from dynamic_assets.formats.errors import LoadError
 
 
@@ -237,14 +243,19 @@ def curate(
     return Curated(result.rows, result.seconds, out["files"], out["dataset_id"])
 
 
-def outstanding(db: Database, found) -> tuple[list[VersionFolder], list[dict]]:
+def outstanding(db: Database, found: Discovery) -> tuple[list[VersionFolder], list[dict]]:
     """Versions in the drive whose current files have not all reached curated, and files that
-    are quarantined (unchanged since they failed, so they wait for a corrected file)."""
+    are quarantined (unchanged since they failed, so they wait for a corrected file).
+
+    Files of a dataset the declarations leave out, recorded before under its declaration, keep
+    their rows (`registry.record_problem`): `found.problems` names such a dataset once, as
+    passed over, instead of each of its files as not taken."""
     with db.connect() as conn:
         rows = conn.execute(
             "SELECT drive_item_id, etag, status, path, error, dataset, version FROM public.onedrive_ingest"
         ).fetchall()
     state = {(r[0], r[1]): r for r in rows}
+    _settle_left_out(found, state)
     pending: list[VersionFolder] = []
     quarantined: list[dict] = []
     for vf in found.versions.values():
@@ -278,6 +289,30 @@ def outstanding(db: Database, found) -> tuple[list[VersionFolder], list[dict]]:
         if any(s != "curated" for s in statuses):
             pending.append(vf)
     return pending, quarantined
+
+
+def _settle_left_out(found: Discovery, state: dict[tuple[str, str], tuple]) -> None:
+    """Replace the `undeclared` problems of files already recorded otherwise by one `ignored`
+    problem per dataset."""
+    left_out: set[str] = set()
+    kept: list[Problem] = []
+    for p in found.problems:
+        row = state.get((p.item.item_id, p.item.etag)) if p.item is not None else None
+        if p.status == "undeclared" and p.dataset and row is not None and row[2] != "undeclared":
+            left_out.add(p.dataset)
+        else:
+            kept.append(p)
+    for name in sorted(left_out):
+        kept.append(
+            Problem(
+                f"{DATASETS_FOLDER}/{name}",
+                f"dataset {name!r} is not declared in this configuration; its files keep "
+                "what was recorded under its declaration",
+                "ignored",
+                name,
+            )
+        )
+    found.problems = kept
 
 
 @dataclass

@@ -17,6 +17,26 @@ from dynamic_assets.declarations.names import version_sort_key
 from dynamic_assets.drive.base import DriveItem
 
 ACTIVE = ("pending", "staged", "curated", "quarantined")
+# Files the pipeline passed over (a dataset not declared, a file outside a version folder): the
+# verdict no longer holds once the manifest of a declared version takes the file.
+NOT_TAKEN = ("undeclared", "ignored")
+
+
+def _item_values(item: DriveItem) -> tuple:
+    """The drive's facts about one file: drive_item_id, path, name, size_bytes, quick_xor_hash,
+    etag, ctag, modified_at, modified_by, sha256 (the column order of the inserts below)."""
+    return (
+        item.item_id,
+        item.path,
+        item.name,
+        item.size,
+        item.hashes.get("quickXorHash"),
+        item.etag,
+        item.ctag,
+        item.modified_at,
+        item.modified_by,
+        item.hashes.get("sha256Hash"),
+    )
 
 
 def record_file(
@@ -26,33 +46,34 @@ def record_file(
     item: DriveItem,
     fmt: str | None,
 ) -> int:
-    """The `onedrive_ingest` id of this exact file content, creating its row the first time."""
-    new_id = scalar(
-        conn,
-        """INSERT INTO public.onedrive_ingest
-               (dataset, version, drive_item_id, path, name, file_format, size_bytes, quick_xor_hash,
-                etag, ctag, modified_at, modified_by, sha256)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (drive_item_id, etag) DO UPDATE
-              SET path = EXCLUDED.path, name = EXCLUDED.name, updated_at = now()
-           RETURNING id""",
-        (
-            dataset,
-            version,
-            item.item_id,
-            item.path,
-            item.name,
-            fmt,
-            item.size,
-            item.hashes.get("quickXorHash"),
-            item.etag,
-            item.ctag,
-            item.modified_at,
-            item.modified_by,
-            item.hashes.get("sha256Hash"),
-        ),
+    """The `onedrive_ingest` id of this exact file content, creating its row the first time.
+
+    A file recorded before as passed over (`NOT_TAKEN`: its dataset was not declared then), or
+    without its dataset or version, is taken like a new file: its row gets the dataset, version
+    and format, and `pending`."""
+    new_id = int(
+        scalar(
+            conn,
+            """INSERT INTO public.onedrive_ingest
+                   (dataset, version, file_format, drive_item_id, path, name, size_bytes,
+                    quick_xor_hash, etag, ctag, modified_at, modified_by, sha256)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (drive_item_id, etag) DO UPDATE
+                  SET path = EXCLUDED.path, name = EXCLUDED.name, updated_at = now()
+               RETURNING id""",
+            (dataset, version, fmt, *_item_values(item)),
+        )
     )
-    return int(new_id)
+    if fmt is not None:
+        conn.execute(
+            """UPDATE public.onedrive_ingest
+                  SET dataset = %s, version = %s, file_format = %s, status = 'pending',
+                      error = NULL, updated_at = now()
+                WHERE id = %s
+                  AND (status = ANY(%s) OR dataset IS NULL OR version IS NULL)""",
+            (dataset, version, fmt, new_id, list(NOT_TAKEN)),
+        )
+    return new_id
 
 
 def record_problem(
@@ -65,7 +86,11 @@ def record_problem(
     version: str | None = None,
     item: DriveItem | None = None,
 ) -> int:
-    """Record a file (or folder) the pipeline will not take, with the reason."""
+    """Record a file (or folder) the pipeline will not take, with the reason.
+
+    Whether a dataset is declared belongs to the configuration, not to its files: `undeclared`
+    is recorded for a file first seen without a declaration, and never replaces what was
+    recorded for the file under one (a config that leaves the dataset out keeps its history)."""
     if item is None:
         item = DriveItem(
             item_id="path-"
@@ -77,12 +102,26 @@ def record_problem(
             modified_at=datetime.now(UTC),
             etag="-",
         )
-    file_id = record_file(conn, dataset, version, item, None)
-    conn.execute(
-        "UPDATE public.onedrive_ingest SET status = %s, error = %s, updated_at = now() WHERE id = %s",
-        (status, reason, file_id),
+    new_id = scalar(
+        conn,
+        """INSERT INTO public.onedrive_ingest AS f
+               (dataset, version, status, error, drive_item_id, path, name, size_bytes,
+                quick_xor_hash, etag, ctag, modified_at, modified_by, sha256)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (drive_item_id, etag) DO UPDATE
+              SET path = EXCLUDED.path, name = EXCLUDED.name, updated_at = now(),
+                  dataset = CASE WHEN EXCLUDED.status = 'undeclared' AND f.status <> 'undeclared'
+                                 THEN f.dataset ELSE EXCLUDED.dataset END,
+                  version = CASE WHEN EXCLUDED.status = 'undeclared' AND f.status <> 'undeclared'
+                                 THEN f.version ELSE EXCLUDED.version END,
+                  error = CASE WHEN EXCLUDED.status = 'undeclared' AND f.status <> 'undeclared'
+                               THEN f.error ELSE EXCLUDED.error END,
+                  status = CASE WHEN EXCLUDED.status = 'undeclared' AND f.status <> 'undeclared'
+                                THEN f.status ELSE EXCLUDED.status END
+           RETURNING id""",
+        (dataset, version, status, reason, *_item_values(item)),
     )
-    return file_id
+    return int(new_id)
 
 
 def record_problems(conn: psycopg.Connection, problems: Iterable) -> None:

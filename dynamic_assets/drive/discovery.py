@@ -134,13 +134,18 @@ def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
     dataset = parts[1]
     if dataset not in declared:
         if not item.is_folder:
+            # The path says which version the file belongs to: its row carries it, so the file is
+            # taken with its version once the dataset is declared.
+            in_version = len(parts) > 3 and is_version(parts[2])
+            if in_version and len(parts) == 4 and parts[3].lower().endswith(DOC_SUFFIXES):
+                return  # documents the version, as in a declared dataset
             out.problems.append(
                 Problem(
                     item.path,
                     f"dataset {dataset!r} is not declared (run `dynamic-assets declare {dataset} --from <folder>`)",
                     "undeclared",
                     dataset,
-                    None,
+                    parts[2] if in_version else None,
                     item,
                 )
             )

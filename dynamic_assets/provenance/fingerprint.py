@@ -161,6 +161,26 @@ def version_files(conn: psycopg.Connection, dataset: str, version: str) -> list[
     return files
 
 
+def unlisted_sources(conn: psycopg.Connection, dataset: str, version: str) -> list[str]:
+    """The source files of the version's curated rows that `version_files` does not list (not
+    recorded as curated files of this dataset version), by path or `#<id>`."""
+    if "_source_file_id" not in table_columns(conn, CURATED_SCHEMA, dataset):
+        raise FingerprintError(f"ai_curated.{dataset} does not record the source file of its rows")
+    rows = conn.execute(
+        sql.SQL(
+            """SELECT s.id, i.path
+                 FROM (SELECT DISTINCT _source_file_id AS id FROM {table}
+                        WHERE dataset_version = %s) s
+                 LEFT JOIN public.onedrive_ingest i ON i.id = s.id
+                WHERE i.id IS NULL OR i.status <> 'curated'
+                   OR i.dataset IS DISTINCT FROM %s OR i.version IS DISTINCT FROM %s
+                ORDER BY 2, 1"""
+        ).format(table=ident(CURATED_SCHEMA, dataset)),
+        (version, dataset, version),
+    ).fetchall()
+    return [path if path is not None else f"#{file_id}" for file_id, path in rows]
+
+
 def build_record(
     *,
     dataset: str,
@@ -232,6 +252,15 @@ def compute_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> 
     schema = schema_record(ds)
     files = version_files(conn, ds.name, version)
     content = content_digest(conn, ds.name, version, schema["columns"])
+    unlisted = unlisted_sources(conn, ds.name, version)
+    if unlisted:
+        raise FingerprintError(
+            f"{ds.name} {version}: curated rows come from {len(unlisted)} source file(s) not "
+            f"recorded as curated files of this version ({', '.join(unlisted[:5])}"
+            f"{', ...' if len(unlisted) > 5 else ''}); a fingerprint lists every source file: "
+            f"run the version again (dynamic-assets run --all --dataset {ds.name} "
+            f"--version {version})"
+        )
     record = build_record(
         dataset=ds.name,
         version=version,
