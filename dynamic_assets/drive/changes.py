@@ -29,7 +29,8 @@ from dynamic_assets.drive.discovery import DATASETS_FOLDER, Problem, VersionFold
 
 DELTA_BUDGET_SECONDS = 40.0  # listing time per tick; the rest of the 60 s budget is for planning
 DELETED_REASON = "deleted from the drive"
-SETTLED = ("curated", "quarantined", "ignored", "undeclared")
+# A file recorded while its dataset was not declared is not settled: once declared, it is taken.
+SETTLED = ("curated", "quarantined", "ignored")
 
 
 class ListedItems:

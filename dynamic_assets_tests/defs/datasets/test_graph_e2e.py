@@ -194,3 +194,28 @@ def test_a_long_first_listing_continues_over_ticks(graph, instance, monkeypatch)
     tokens = [r["path"].split("token=")[-1] for r in srv.requests("GET", "/delta")]
     assert len(set(tokens)) == len(tokens)  # every page read once: no restart from scratch
     assert downloads(srv) == 0
+
+
+def test_a_dataset_declared_after_its_files_arrived_runs_at_the_next_full_listing(
+    graph, instance, db, decls
+):
+    """Files of a dataset nobody had declared are recorded, not taken; once it is declared, a
+    full listing of the drive brings its versions to curated."""
+    srv, _ = graph
+    settings = Settings.from_env()
+    without = decls.model_copy(
+        update={"datasets": [d for d in decls.datasets if d.name != "market"], "models": []}
+    )
+    first = tick(build_defs(settings, without), instance)
+    assert not any(ds == "market" for ds, _ in requested(first))
+    assert all(
+        res.success for res in run_all(build_defs(settings, without), instance, first).values()
+    )
+    with db.connect() as conn:
+        before = conn.execute(
+            "SELECT DISTINCT status FROM onedrive_ingest WHERE path LIKE 'datasets/market/%'"
+        ).fetchall()
+    assert before == [("undeclared",)]
+
+    declared = tick(build_defs(settings, decls), instance)  # no cursor: a full listing
+    assert requested(declared) == {("market", "2024-06-01"), ("market", "2024-07-01")}
