@@ -53,10 +53,10 @@ FLOAT_TEXT = r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 NON_FINITE_WORDS = ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
 DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # A UTC offset at the end of a timestamp; a timestamp without one is read as UTC.
-OFFSET_TEXT = r"(Z|[-+][0-9]{2}(:[0-9]{2})?)$"
+OFFSET_TEXT = r"(Z|[-+][0-9]{2}(:?[0-9]{2})?)$"
 TIMESTAMP_TEXT = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
-    r"(:[0-5][0-9](\.[0-9]{1,6})?)?" + r"(Z|[-+][0-9]{2}(:[0-9]{2})?)?$"
+    r"(:[0-5][0-9](\.[0-9]{1,6})?)?" + r"(Z|[-+][0-9]{2}(:?[0-9]{2})?)?$"
 )
 TEXT_FORMS = {
     "integer": INTEGER_TEXT,
@@ -69,7 +69,7 @@ ACCEPTED = {
     "integer": "decimal digits with an optional leading -",
     "float": "decimal digits with an optional leading -, a fraction and an exponent, or NaN/Infinity",
     "date": "ISO 8601 YYYY-MM-DD, years 1 to 9999",
-    "timestamp": "ISO 8601 YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]][Z|+HH[:MM]|-HH[:MM]], years 1 to 9999",
+    "timestamp": "ISO 8601 YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]][Z|±HH[:MM]|±HHMM], years 1 to 9999",
 }
 # The JSON type a field of a JSON record must have for each declared type.
 JSON_TYPES = {

@@ -113,6 +113,7 @@ def test_iso_forms_pass_with_their_values(db, tmp_path):
         ("", "", "", "2030-01-02T03:04:05.5+02"),
         ("", "", "", "0001-01-01T00:00:00Z"),
         ("", "", "", "9999-12-31 23:59:59.999999Z"),
+        ("", "", "", "2030-01-02T03:04:05-0530"),
     ]
     text = HEADER + "".join(f"{i},{n},{x},{d},{a}\n" for i, (n, x, d, a) in enumerate(rows, 1))
     with db.connect(autocommit=True) as conn:
@@ -132,12 +133,14 @@ def test_iso_forms_pass_with_their_values(db, tmp_path):
         (None, None, None, t.replace(microsecond=500000) - timedelta(hours=2)),
         (None, None, None, datetime(1, 1, 1, tzinfo=UTC)),
         (None, None, None, datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        (None, None, None, t + timedelta(hours=5, minutes=30)),
     ]
     # The same instants, read by Python's own ISO 8601 parser.
-    assert [r[3] for r in got[:3]] == [
+    assert [r[3] for r in (*got[:3], got[-1])] == [
         datetime.fromisoformat("2030-01-02T03:04:05+00:00"),
         datetime.fromisoformat("2030-01-02 03:04:05+02:00"),
         datetime.fromisoformat("2030-01-02T03:04:05.123456-05:30").astimezone(UTC),
+        datetime.strptime("2030-01-02T03:04:05-0530", "%Y-%m-%dT%H:%M:%S%z"),
     ]
 
 
