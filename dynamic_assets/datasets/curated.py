@@ -19,12 +19,18 @@ from psycopg import sql
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.db.access import apply_access
 from dynamic_assets.db.casts import (
+    ACCEPTED,
+    JSON_TYPES,
     WITHHELD,
+    bad_text_value,
+    bad_vector_array,
     bad_vector_text,
     cast_expression,
     describe_example,
+    json_value,
     non_finite,
     null_source,
+    strict_text,
     text_source,
 )
 from dynamic_assets.db.connection import one_row, scalar
@@ -87,28 +93,13 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
     for col in ds.columns:
         if ds.family != "parquet" and col.vector_dim:
             checks.append(("cast", col, bad_vector_text(text_source(ds, col), col.vector_dim)))
-        elif ds.family != "parquet" and col.type != "string" and can_validate:
-            src = text_source(ds, col)
-            checks.append(
-                (
-                    "cast",
-                    col,
-                    sql.SQL("{} IS NOT NULL AND NOT pg_input_is_valid({}, {})").format(
-                        src, src, sql.Literal(col.pg_type)
-                    ),
-                )
-            )
+        elif ds.family != "parquet":
+            bad = bad_text_value(ds, col, validate=can_validate)
+            if bad is not None:
+                checks.append(("cast", col, bad))
         if ds.family == "parquet" and col.vector_dim:
             src = sql.SQL("s.{}").format(sql.Identifier(col.name))
-            checks.append(
-                (
-                    "cast",
-                    col,
-                    sql.SQL("{} IS NOT NULL AND coalesce(cardinality({}), 0) <> {}").format(
-                        src, src, sql.Literal(col.vector_dim)
-                    ),
-                )
-            )
+            checks.append(("cast", col, bad_vector_array(src, col.vector_dim)))
         if col.type == "float" and not col.allow_non_finite:
             checks.append(("non_finite", col, non_finite(ds, col)))
         if not col.nullable:
@@ -140,6 +131,8 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
             if examples:
                 first = examples[0]
                 msg += f" (first: {describe_example(first)})"
+            if kind == "cast":
+                msg += _accepted(ds, col)
             file_ids = [
                 r[0]
                 for r in conn.execute(
@@ -222,8 +215,25 @@ def _oversized_keys(conn, ds: Dataset, version: str, part) -> list[Problem]:
     ]
 
 
+def _accepted(ds: Dataset, col: Column) -> str:
+    """What a value of `col` is expected to be, said after a cast problem."""
+    if col.vector_dim:
+        return f"; expected [x1, ..., x{col.vector_dim}] of finite numbers"
+    forms = []
+    if ds.family == "json" and col.type in JSON_TYPES and not col.coerce:
+        forms.append(f"a JSON {JSON_TYPES[col.type]}")
+    if col.type in ACCEPTED and strict_text(col):
+        forms.append(ACCEPTED[col.type])
+    if not forms:
+        return ""
+    relaxed = not col.coerce and (col.type in ("integer", "float") or ds.family == "json")
+    hint = " (coerce: true on the column takes other forms)" if relaxed else ""
+    return f"; expected {', '.join(forms)}{hint}"
+
+
 def _examples(conn, ds: Dataset, part, cond, col: Column) -> list[dict]:
-    value = null_source(ds, col)
+    # A JSON field is shown as JSON, so that "12" is seen to be a string.
+    value = json_value(col) if ds.family == "json" and col.type != "json" else null_source(ds, col)
     rows = conn.execute(
         sql.SQL(
             "SELECT i.path, s._row, left(({})::text, 200) FROM {} s "
@@ -397,10 +407,25 @@ def promote_version(
     )
     names = [c.name for c in ds.columns]
     # Cast first; only when Postgres refuses a row, find what and where (the diagnostics scan
-    # every value, which the blocking `rows_castable` check has normally done already).
+    # every value, which the blocking `rows_castable` check has normally done already). Postgres
+    # casts more written forms than a declaration takes (`now`, `0x1F`, "12" in JSON): those are
+    # looked for first, in one pass that stops at the first.
+    source = ident(RAW_SCHEMA, partition_name(ds.name, version))
+    outside = [
+        cond
+        for cond in (bad_text_value(ds, c, validate=False) for c in ds.columns)
+        if ds.family != "parquet" and cond is not None
+    ]
     try:
         with conn.transaction():
             conn.execute("SET LOCAL TimeZone = 'UTC'")
+            if outside and scalar(
+                conn,
+                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE {})").format(
+                    source, sql.SQL(" OR ").join(outside)
+                ),
+            ):
+                raise _Unfit("values outside the declared written forms")
             built = build_name(ds.name, version)
             target = ident(CURATED_SCHEMA, built)
             conn.execute(
@@ -422,7 +447,7 @@ def promote_version(
                         exprs=sql.SQL(", ").join(cast_expression(ds, c) for c in ds.columns),
                         schema_version=sql.Literal(ds.schema_version),
                         retain=retain,
-                        source=ident(RAW_SCHEMA, partition_name(ds.name, version)),
+                        source=source,
                     )
                 )
                 rows = cur.rowcount

@@ -38,7 +38,7 @@ from dynamic_assets.db.tables import (
     table_columns,
 )
 from dynamic_assets.declarations.model import Dataset
-from dynamic_assets.formats.csv import CsvFile
+from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
 from dynamic_assets.formats.hashing import HashingReader, sha256_stream
 from dynamic_assets.formats.json import JSON_BATCH, json_records
@@ -151,7 +151,7 @@ def load_version(
 
 
 _NO_ROWS = {
-    "csv": "the file has a header but no data rows",
+    "csv": HEADER_ONLY,
     "json": "the file holds no JSON records",
     "parquet": "the Parquet file holds no rows",
 }

@@ -57,6 +57,9 @@ class Column(BaseModel):
     nullable: bool = True
     description: str | None = None
     allow_non_finite: bool = False  # float columns: accept NaN / Infinity
+    # Text values in any form Postgres reads (0x1F, 1_000, +5) and JSON values of another
+    # JSON type ("12" for an integer, 5 for a string); dates and timestamps stay ISO 8601.
+    coerce: bool = False
 
     @field_validator("name")
     @classmethod

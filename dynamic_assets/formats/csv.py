@@ -27,6 +27,7 @@ from dynamic_assets.formats.hashing import HashingReader
 
 CSV_BLOCK = 1 << 20  # parse block: bounds memory; huge fields retry with CSV_BLOCK_LARGE
 CSV_BLOCK_LARGE = 64 << 20
+HEADER_ONLY = "the file has a header but no data rows"
 _PARSE = pacsv.ParseOptions(newlines_in_values=True)
 
 
@@ -104,6 +105,11 @@ class CsvFile:
                     continue
                 raise self._locate(str(exc)) from None
             except pa.ArrowException as exc:
+                raise self._locate(str(exc)) from None
+            except UnicodeDecodeError as exc:
+                # Arrow hands the header's names to Python undecoded: bytes that are not UTF-8
+                # (a compressed file, another encoding) fail there; the locator names the line.
+                self.close()
                 raise self._locate(str(exc)) from None
 
     def _read(self, block: int, *, header_batch: bool) -> Iterator[pa.RecordBatch]:
@@ -199,12 +205,14 @@ def locate_csv_problem(
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         reader = csv.reader(text, strict=True)
         start_line = 1
+        records = 0
         try:
             header = next(reader, None)
             if header is None:
                 return LoadError(path, "the file is empty: no header row", line=1)
             start_line = reader.line_num + 1
             for record in reader:
+                records += 1
                 if len(record) != len(header) and not strict_only:
                     return MalformedCsv(
                         path,
@@ -223,4 +231,7 @@ def locate_csv_problem(
             )
     if strict_only:
         return None
+    if not records:
+        # Arrow cannot tell the columns of a header without a line end and no rows.
+        return LoadError(path, HEADER_ONLY, line=2)
     return MalformedCsv(path, "cannot parse the CSV", detail=arrow_message, sensitive=sensitive)

@@ -4,13 +4,15 @@ The shape is taken from the content: a file that starts with `[` (after a UTF-8 
 and is named `.json` is an array of objects, streamed item by item with ijson; a file that starts
 with `{` is JSON Lines, one object a line (a `.json` file included). Anything else is refused.
 Every record must be an object; NaN and infinities are refused (JSON has no such values), and so
-is the NUL character, which Postgres cannot store. For a sensitive dataset an error never shows
-what the parser quoted from the file.
+are the NUL character, which Postgres cannot store, a lone UTF-16 surrogate escape (`\ud800`
+without its pair: not a character, refused by Postgres' jsonb) and nesting deeper than Python's
+parser reads. For a sensitive dataset an error never shows what the parser quoted from the file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
@@ -20,6 +22,12 @@ from dynamic_assets.formats.errors import BrokenJsonArray, LoadError, NotAnObjec
 
 JSON_BATCH = 20_000  # records a staging batch holds
 _HEAD = 1 << 16  # bytes read to see the shape
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+TOO_DEEP = "the JSON is nested too deeply to read"
+LONE_SURROGATE = (
+    "a string holds a lone UTF-16 surrogate (\\ud800 to \\udfff without its pair), "
+    "which is not a character"
+)
 
 
 class JsonRecord(NamedTuple):
@@ -124,24 +132,13 @@ def _lines_records(
             ) from None
         try:
             obj = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            if single_object_hint and lineno == 1:
-                raise LoadError(
-                    path,
-                    "not a JSON array of objects nor JSON Lines (one object per line): "
-                    "the file starts with an object spanning several lines",
-                    line=1,
-                    detail=str(exc),
-                    sensitive=sensitive,
-                ) from None
-            # The parser's words may quote the line; its position never does.
-            at = (
-                f" at column {exc.colno}"
-                if sensitive and isinstance(exc, json.JSONDecodeError)
-                else ""
-            )
+        except RecursionError:
+            raise LoadError(path, TOO_DEEP, line=lineno) from None
+        except json.JSONDecodeError as exc:
+            raise _line_error(path, text, lineno, exc, sensitive, single_object_hint) from None
+        except ValueError as exc:  # NaN or an infinity
             raise LoadError(
-                path, f"not valid JSON{at}", line=lineno, detail=str(exc), sensitive=sensitive
+                path, "not valid JSON", line=lineno, detail=str(exc), sensitive=sensitive
             ) from None
         if not isinstance(obj, dict):
             raise NotAnObject(
@@ -158,7 +155,46 @@ def _lines_records(
                 line=lineno,
                 sensitive=sensitive,
             )
+        if _SURROGATE_ESCAPE.search(text) and not _encodable(path, obj, lineno):
+            raise LoadError(path, LONE_SURROGATE, line=lineno)
         yield JsonRecord(lineno, None, obj, text)
+
+
+def _line_error(
+    path: str,
+    text: str,
+    lineno: int,
+    exc: json.JSONDecodeError,
+    sensitive: bool,
+    single_object_hint: bool,
+) -> LoadError:
+    """The refusal of a line that does not parse: one problem, in the reader's words."""
+    if exc.msg == "Extra data":
+        # A whole value, then more: the position says where, the parser's words add nothing.
+        return LoadError(
+            path, f"not valid JSON: more text after the object, at column {exc.colno}", line=lineno
+        )
+    if single_object_hint and lineno == 1 and exc.pos >= len(text.rstrip()):
+        return LoadError(
+            path,
+            "not a JSON array of objects nor JSON Lines (one object per line): "
+            "the file starts with an object spanning several lines",
+            line=1,
+        )
+    # The parser's words may quote the line; its position never does.
+    at = f" at column {exc.colno}" if sensitive else ""
+    return LoadError(path, f"not valid JSON{at}", line=lineno, detail=str(exc), sensitive=sensitive)
+
+
+def _encodable(path: str, obj: Any, lineno: int) -> bool:
+    """Whether every string of a parsed value (keys included) is text UTF-8 can hold."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except RecursionError:
+        raise LoadError(path, TOO_DEEP, line=lineno) from None
+    return True
 
 
 def _array_records(path: str, src: _Prefixed, sensitive: bool) -> Iterator[JsonRecord]:
@@ -176,6 +212,10 @@ def _array_records(path: str, src: _Prefixed, sensitive: bool) -> Iterator[JsonR
                 )
             try:
                 text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+            except RecursionError:
+                raise LoadError(
+                    path, f"array item {index} is nested too deeply to read", row=index
+                ) from None
             except ValueError as exc:
                 raise LoadError(
                     path,

@@ -154,11 +154,15 @@ def test_json_records_are_typed(db, tmp_path):
         {"doc_id": "c", "meta": [1, "two"], "extra": "ignored"},
     ]
     text = "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n"
+    # "n": "7" is a JSON string: taken as the integer 7 only where the column says `coerce`.
+    docs = DOCS.model_copy(
+        update={"columns": [c.model_copy(update={"coerce": c.name == "n"}) for c in DOCS.columns]}
+    )
     with db.connect(autocommit=True) as conn:
-        file_id, _ = stage_file(conn, DOCS, "2024-06-01", tmp_path, "docs.jsonl", text)
-        result = promote_version(conn, DOCS, "2024-06-01")
-        rows = curated(conn, DOCS, "2024-06-01", "doc_id, n, x, flag, day, at, meta, emb::text")
-        gov = curated(conn, DOCS, "2024-06-01", "_source_file_id, _source_row, _retain_until")
+        file_id, _ = stage_file(conn, docs, "2024-06-01", tmp_path, "docs.jsonl", text)
+        result = promote_version(conn, docs, "2024-06-01")
+        rows = curated(conn, docs, "2024-06-01", "doc_id, n, x, flag, day, at, meta, emb::text")
+        gov = curated(conn, docs, "2024-06-01", "_source_file_id, _source_row, _retain_until")
     assert result.rows == 3
     assert rows == [
         (

@@ -140,7 +140,29 @@ CASES = [
             "undeclared column(s) title",
         ],
     ),
+    ("gzip_bytes.csv", "market", ["line 1", "not valid UTF-8 at column 2", "byte 0x8b"]),
+    ("header_only_no_newline.csv", "market", ["line 2", "the file has a header but no data rows"]),
+    ("deeply_nested.jsonl", "corpus", ["line 2", "nested too deeply"]),
+    ("deeply_nested.json", "corpus", ["row 2", "array item 2 is nested too deeply"]),
+    ("lone_surrogate.jsonl", "corpus", ["line 3", "a lone UTF-16 surrogate", "not a character"]),
+    (
+        "trailing_garbage.json",
+        "corpus",
+        ["line 1: not valid JSON: more text after the object, at column 50"],
+    ),
+    (
+        "vector_nan.parquet",
+        "embeddings",
+        ["column embedding", "1 value(s) are not a valid vector(16)", "row 2", "finite numbers"],
+    ),
 ]
+# What the run's message must also say: the one problem found, not three.
+IN_RUN = {"trailing_garbage.json": ["corpus v1.0: 1 problem(s)\n"]}
+# What the message must not say: a generic failure, or more than the one problem found.
+ABSENT = {
+    "header_only_no_newline.csv": ["Empty CSV file or block"],
+    "trailing_garbage.json": ["spanning several lines", "nor JSON Lines", "Extra data"],
+}
 
 
 @pytest.mark.parametrize(("name", "dataset", "fragments"), CASES, ids=[c[0] for c in CASES])
@@ -150,21 +172,31 @@ def test_bad_file_is_refused_quarantined_and_recovered(env, name, dataset, fragm
     before = env.snapshot(dataset)
 
     shutil.copy(CORPUS / name, env.root / drive_path)
-    outcomes = env.cycle()
-    assert list(outcomes) == [(dataset, version)]
-    result = outcomes[(dataset, version)]
-    assert not result.success
-    text = failure_text(result)
-    assert drive_path in text
-    for fragment in fragments:
-        assert fragment in text, (fragment, text)
+    try:
+        outcomes = env.cycle()
+        assert list(outcomes) == [(dataset, version)]
+        result = outcomes[(dataset, version)]
+        assert not result.success
+        text = failure_text(result)
+        assert drive_path in text
+        for fragment in fragments:
+            assert fragment in text, (fragment, text)
+        assert "Error occurred while executing op" not in text
+        for fragment in IN_RUN.get(name, []):
+            assert fragment in text, (fragment, text)
 
-    status, reason = env.ingest(drive_path)
-    assert status == "quarantined"
-    for fragment in fragments:
-        assert fragment in reason, (fragment, reason)
-    assert env.snapshot(dataset) == before  # same rows, same digest
-    assert env.cycle() == {}  # the sensor keeps ticking and does not retry an unchanged file
+        status, reason = env.ingest(drive_path)
+        assert status == "quarantined"
+        for fragment in fragments:
+            assert fragment in reason, (fragment, reason)
+        for fragment in ABSENT.get(name, []):
+            assert fragment not in text and fragment not in reason, (fragment, text)
+        assert env.snapshot(dataset) == before  # same rows, same digest
+        assert env.cycle() == {}  # the sensor keeps ticking and does not retry an unchanged file
+    except BaseException:
+        (env.root / drive_path).unlink()  # a failed case leaves no file behind for the next
+        env.cycle()
+        raise
 
     (env.root / drive_path).unlink()  # the collaborator takes the bad file out
     recovered = env.cycle()
