@@ -25,6 +25,7 @@ from psycopg import sql
 
 from dynamic_assets.db.casts import (
     WITHHELD,
+    bad_text_value,
     cast_expression,
     describe_example,
     text_source,
@@ -139,10 +140,13 @@ def _safe_cast(ds: Dataset, col: Column) -> sql.Composable:
         return sql.SQL("({})::text").format(expr) if col.vector_dim else expr
     if col.vector_dim:
         return sql.SQL("({})::text").format(text_source(ds, col))
-    src = text_source(ds, col)
-    return sql.SQL("CASE WHEN pg_input_is_valid({src}, {t}) THEN ({src})::{t_sql} END").format(
-        src=src, t=sql.Literal(col.pg_type), t_sql=sql.SQL(col.pg_type)
-    )
+    # The value promotion would curate (same written forms, timestamps without an offset read
+    # as UTC), or NULL where the value is not one the declared type takes.
+    expr = cast_expression(ds, col)
+    bad = bad_text_value(ds, col)
+    if bad is None:
+        return expr
+    return sql.SQL("CASE WHEN NOT ({}) THEN {} END").format(bad, expr)
 
 
 def _gx_url(uri: str) -> str:

@@ -131,7 +131,9 @@ def test_a_json_key_with_one_value_of_another_type_is_not_retyped(tmp_path, db):
 
     assert checked.schema_change.message == "same columns and types as version v1.0"
     (problem,) = checked.problems
-    assert "datasets/events/v2.0/a.jsonl" in problem.message and "'abc'" in problem.message
+    # JSON values are shown as JSON text: the string "abc", quoted.
+    assert "datasets/events/v2.0/a.jsonl row 3" in problem.message
+    assert """'"abc"'""" in problem.message
 
 
 def test_a_column_added_to_the_declaration_and_the_csv_header_is_drift(tmp_path, db):
