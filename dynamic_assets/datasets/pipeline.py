@@ -16,7 +16,7 @@ from psycopg import sql
 from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.curated import promote_version, staging_problems
 from dynamic_assets.datasets.errors import PromotionError
-from dynamic_assets.datasets.staging import FileLoad, SourceFile, load_version
+from dynamic_assets.datasets.staging import FileChanged, FileLoad, SourceFile, load_version
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import (
     RAW_SCHEMA,
@@ -148,7 +148,14 @@ def stage(
     step = registry.EtlStep(run_id, ds.name, version, "stage")
     manifest = record_manifest(db, drive, decls, ds, version, run_id=run_id)
     sources = [
-        SourceFile(manifest.file_ids[item.path], item.path, fmt, _opener(drive, item.path))
+        SourceFile(
+            manifest.file_ids[item.path],
+            item.path,
+            fmt,
+            functools.partial(drive.open, item.path),
+            listed=item,
+            stat=functools.partial(drive.stat, item.path),
+        )
         for item, fmt in manifest.folder.files
     ]
     with db.connect(autocommit=True) as conn:
@@ -156,9 +163,12 @@ def stage(
             loads = load_version(conn, ds, version, sources)
         except LoadError as exc:
             bad = manifest.file_ids.get(exc.path)
+            # A file that changed while it was read stays pending: the next run takes it as the
+            # drive then lists it. Any other refusal quarantines this content of the file.
+            status = "pending" if isinstance(exc, FileChanged) else "quarantined"
             with conn.transaction():
                 if bad is not None:
-                    registry.mark_files(conn, [bad], "quarantined", error=exc.message)
+                    registry.mark_files(conn, [bad], status, error=exc.message)
                 step.record(conn, "failed", files=len(sources), error=exc.message)
             raise VersionFailed(ds.name, version, [(exc.path, exc.located)]) from exc
         with conn.transaction():
@@ -174,10 +184,6 @@ def stage(
                 bytes_=sum(f.bytes for f in loads),
             )
     return Staged(manifest, loads, step.seconds)
-
-
-def _opener(drive: Drive, path: str):
-    return lambda: drive.open(path)
 
 
 def staged_file_ids(db: Database, ds: Dataset, version: str) -> list[int]:

@@ -8,6 +8,9 @@ stays bounded by the batch size whatever the file size. Each row carries its lin
 `onedrive_ingest` id of its file and its row (CSV, Parquet, JSON array) or line (JSON Lines).
 The readers are told when the dataset is declared sensitive, and so is every `LoadError` raised
 here: a refusal then names the file, the line or row and the reason, never a value.
+A file offered with its listing (`SourceFile.listed`) is checked once read: the bytes read must
+number its listed size, and the drive, asked again (`SourceFile.stat`), must show the listed size,
+eTag and modified time; a file that moved meanwhile is refused as `FileChanged`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dynamic_assets.db.tables import (
     table_columns,
 )
 from dynamic_assets.declarations.model import Dataset
+from dynamic_assets.drive.base import DriveItem
 from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
 from dynamic_assets.formats.hashing import HashingReader, sha256_stream
@@ -96,12 +100,49 @@ def ensure_staging_table(conn: psycopg.Connection, ds: Dataset) -> None:
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A file to load: its ingest record id, drive path, format, and how to open its bytes."""
+    """A file to load: its ingest record id, drive path, format, and how to open its bytes.
+
+    `listed` is the file as the manifest recorded it and `stat` lists it again: with them the
+    load is refused when the file changed between its listing and the end of its read."""
 
     file_id: int
     path: str
     format: str
     open: Callable[[], io.BufferedReader]
+    listed: DriveItem | None = None
+    stat: Callable[[], DriveItem] | None = None
+
+
+class FileChanged(LoadError):
+    """A file that changed between its listing and the end of its read (still being written or
+    synced): nothing of it is loaded, and it is not quarantined, so the next run takes it as
+    the drive then lists it."""
+
+    REASON = "changed while it was read; it will be taken on the next run"
+
+    def __init__(self, path: str, detail: str):
+        super().__init__(path, self.REASON, detail=detail)
+
+
+def changed_since_listing(f: SourceFile, read: int | None) -> str | None:
+    """How the file differs from its listing, after `read` bytes of it were read (None when
+    the read did not finish), or None when it is as listed (or was offered without a listing)."""
+    listed = f.listed
+    if listed is None:
+        return None
+    if read is not None and read != listed.size:
+        return f"listed with {listed.size} bytes, {read} bytes read"
+    if f.stat is None:
+        return None
+    try:
+        now = f.stat()
+    except FileNotFoundError:
+        return "no longer in the drive"
+    if now.size != listed.size:
+        return f"listed with {listed.size} bytes, now {now.size} bytes"
+    if now.etag != listed.etag or now.modified_at != listed.modified_at:
+        return f"modified since it was listed (at {listed.modified_at.isoformat()})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -158,6 +199,23 @@ _NO_ROWS = {
 
 
 def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile) -> FileLoad:
+    """Load one file; refused as `FileChanged` when it moved since its listing, whether the read
+    went through (its byte count or the drive's listing now differ) or failed (a half-written
+    file often reads as a bad one: its refusal is then not the file's own)."""
+    try:
+        load = _read_file(conn, table, ds, f)
+    except FileChanged:
+        raise
+    except LoadError as exc:
+        if moved := changed_since_listing(f, None):
+            raise FileChanged(f.path, moved) from exc
+        raise
+    if moved := changed_since_listing(f, load.bytes):
+        raise FileChanged(f.path, moved)
+    return load
+
+
+def _read_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile) -> FileLoad:
     started = time.perf_counter()
     if ds.family == "csv":
         source = _csv_source(ds, f)
