@@ -4,6 +4,7 @@ staging step fails naming the file, and the next run, once the file is stable, t
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from dynamic_assets.db.tables import RAW_SCHEMA, partition_exists, partition_nam
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive import LocalDrive
 from dynamic_assets.drive.discovery import discover
+from dynamic_assets_tests.support.graph_server import seed_from_folder, serve
+from dynamic_assets_tests.support.onedrive import ROOT, graph_drive
 from dynamic_assets_tests.support.staging import curate_version
 
 DECLS = Declarations.model_validate(
@@ -153,3 +156,44 @@ def test_a_file_appended_to_while_it_is_read_fails_the_step_and_is_taken_once_st
     curate_version(db, drive, DECLS, "events", "v2.0")
     assert curated_ids(db, "v2.0") == list(range(1, FIRST + ADDED + 1))
     assert curated_ids(db, "v1.0") == list(range(1, 11))
+
+
+def test_a_graph_file_replaced_between_listing_and_download_is_taken_on_the_next_run(
+    tmp_path, monkeypatch, drive_root, db, decls
+):
+    """Graph checks a download against the item as it is when the download opens; a file
+    replaced after the listing (same size, a new eTag) downloads consistently, so staging checks
+    it against the listing: refused, not quarantined, and staged by the next run."""
+    with serve(tmp_path, monkeypatch) as srv:
+        seed_from_folder(srv, drive_root, ROOT)
+        drive = graph_drive(srv)
+        path = "datasets/market/2024-06-01/nyse.csv"
+        full = f"{ROOT}/{path}"
+        old = srv.drive.node_at(full).content
+        new = old.replace(b"1", b"2")
+        assert new != old and len(new) == len(old)
+        opened = drive.open
+        replaced = []
+
+        def open_after_replace(p: str):
+            if p == path and not replaced:
+                srv.drive.put(full, new)
+                replaced.append(p)
+            return opened(p)
+
+        monkeypatch.setattr(drive, "open", open_after_replace)
+        ds = decls.dataset("market")
+        with pytest.raises(pipeline.VersionFailed) as failed:
+            pipeline.stage(db, drive, decls, ds, "2024-06-01")
+        assert failed.value.failures[0][0] == path
+        assert "changed while it was read; it will be taken on the next run" in str(failed.value)
+        with db.connect() as conn:
+            assert not partition_exists(conn, RAW_SCHEMA, partition_name("market", "2024-06-01"))
+            statuses = conn.execute(
+                "SELECT status FROM onedrive_ingest WHERE path = %s", (path,)
+            ).fetchall()
+        assert statuses == [("pending",)]
+
+        staged = pipeline.stage(db, drive, decls, ds, "2024-06-01")
+        (load,) = [f for f in staged.loads if f.path == path]
+        assert load.sha256 == hashlib.sha256(new).hexdigest()
