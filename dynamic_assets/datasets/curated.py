@@ -389,14 +389,58 @@ class Promotion:
     seconds: float
 
 
+def staging_shortfall(
+    conn: psycopg.Connection, ds: Dataset, version: str, recorded: list[dict]
+) -> str | None:
+    """What the version's staging partition lacks against the rows recorded for its files when
+    they were loaded (`recorded`: each file's id, path and rows_loaded), or None when it holds
+    exactly those rows.
+
+    Staging tables are unlogged: crash recovery empties them, while the registry still records
+    each file as staged with its rows."""
+    held = dict(
+        conn.execute(
+            sql.SQL("SELECT _file_id, count(*) FROM {} GROUP BY 1").format(
+                ident(RAW_SCHEMA, partition_name(ds.name, version))
+            )
+        ).fetchall()
+    )
+    short = [
+        f"{f['path']} holds {held.get(f['id'], 0)} of {f['rows_loaded']} rows"
+        for f in recorded
+        if held.get(f["id"], 0) != f["rows_loaded"]
+    ]
+    ids = {f["id"] for f in recorded}
+    stray = sum(n for file_id, n in held.items() if file_id not in ids)
+    if stray:
+        short.append(f"{stray} rows of files not recorded for the version")
+    if not short:
+        return None
+    total = sum(f["rows_loaded"] for f in recorded)
+    kept = sum(n for file_id, n in held.items() if file_id in ids)
+    return (
+        f"staging of {ds.name} {version} holds {kept} of {total} rows recorded for its files "
+        "(the staging tables do not survive a database crash): "
+        f"materialize ai_raw/{ds.name} for {version} again; " + "; ".join(short)
+    )
+
+
 def promote_version(
-    conn: psycopg.Connection, ds: Dataset, version: str, *, after_swap=None
+    conn: psycopg.Connection,
+    ds: Dataset,
+    version: str,
+    *,
+    after_swap=None,
+    recorded: list[dict] | None = None,
 ) -> Promotion:
     """Build the curated partition of `version` from staging and swap it in, in one transaction.
 
     `conn` must be in autocommit mode. `after_swap(conn, rows)` runs inside the same
     transaction (registry rows), so the registry never disagrees with the curated table.
-    Raises `PromotionError` naming the first bad values; the previous version stays as it was.
+    With `recorded` (the version's files with the rows recorded at their load,
+    `registry.staged_files`), staging must hold exactly those rows.
+    Raises `PromotionError` naming the first bad values, or the files whose staged rows are
+    missing; the previous version stays as it was.
     """
     started = time.perf_counter()
     ensure_curated_table(conn, ds)
@@ -419,6 +463,13 @@ def promote_version(
     try:
         with conn.transaction():
             conn.execute("SET LOCAL TimeZone = 'UTC'")
+            if recorded is not None:
+                shortfall = staging_shortfall(conn, ds, version, recorded)
+                if shortfall:
+                    raise PromotionError(
+                        shortfall,
+                        [{"kind": "staging_incomplete", "message": shortfall, "files": recorded}],
+                    )
             if outside and scalar(
                 conn,
                 sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE {})").format(

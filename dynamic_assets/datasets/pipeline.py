@@ -214,7 +214,10 @@ def curate(
 ) -> Curated:
     """Promote the staged version to `ai_curated` and register it, in one transaction."""
     step = registry.EtlStep(run_id, ds.name, version, "curate")
-    ids = staged_file_ids(db, ds, version)
+    staged_file_ids(db, ds, version)  # the partition exists
+    with db.connect() as conn:
+        recorded = registry.staged_files(conn, ds.name, version)
+    ids = [f["id"] for f in recorded]
     out: dict = {}
 
     def register(conn, rows: int) -> None:
@@ -234,7 +237,7 @@ def curate(
 
     with db.connect(autocommit=True) as conn:
         try:
-            result = promote_version(conn, ds, version, after_swap=register)
+            result = promote_version(conn, ds, version, after_swap=register, recorded=recorded)
         except PromotionError as exc:
             with conn.transaction():
                 step.record(

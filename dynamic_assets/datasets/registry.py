@@ -174,6 +174,21 @@ def version_files(
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
+def staged_files(conn: psycopg.Connection, dataset: str, version: str) -> list[dict]:
+    """The files of the version's latest staging, each with the rows recorded when it was loaded
+    (`mark_loaded`): the files marked `staged`, or, when the version has been curated since its
+    latest staging, its `curated` files."""
+    rows = conn.execute(
+        """SELECT id, path, rows_loaded, status FROM public.onedrive_ingest
+            WHERE dataset = %s AND version = %s AND status IN ('staged', 'curated')
+              AND rows_loaded IS NOT NULL
+            ORDER BY path""",
+        (dataset, version),
+    ).fetchall()
+    latest = "staged" if any(r[3] == "staged" for r in rows) else "curated"
+    return [{"id": i, "path": p, "rows_loaded": n} for i, p, n, s in rows if s == latest]
+
+
 def settle_curated(conn: psycopg.Connection, dataset: str, version: str, ids: list[int]) -> None:
     """The version's current files are curated; earlier contents of its files are superseded."""
     mark_files(conn, ids, "curated")
