@@ -398,7 +398,7 @@ def staging_shortfall(
 
     Staging tables are unlogged: crash recovery empties them, while the registry still records
     each file as staged with its rows."""
-    held = dict(
+    held: dict[int, int] = dict(
         conn.execute(
             sql.SQL("SELECT _file_id, count(*) FROM {} GROUP BY 1").format(
                 ident(RAW_SCHEMA, partition_name(ds.name, version))
