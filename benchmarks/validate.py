@@ -59,7 +59,7 @@ def _peak_mb() -> float:
 def step_validate(uri: str, queue) -> None:
     import psycopg
 
-    from dynamic_assets.datasets.curated import staging_problems
+    from dynamic_assets.datasets.checks import staging_problems
     from dynamic_assets.declarations.model import DEMO_CONFIG, load_declarations
     from dynamic_assets.quality.expectations import run_expectations
 

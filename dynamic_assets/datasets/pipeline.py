@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from psycopg import sql
 
 from dynamic_assets.datasets import registry
-from dynamic_assets.datasets.curated import promote_version, staging_problems
+from dynamic_assets.datasets.checks import staging_problems
+from dynamic_assets.datasets.curated import promote_version
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import FileChanged, FileLoad, SourceFile, load_version
 from dynamic_assets.db import Database
@@ -328,7 +329,7 @@ def _settle_left_out(found: Discovery, state: dict[tuple[str, str], tuple]) -> N
 class Validation:
     """Everything checked on a staged version before promotion."""
 
-    problems: list  # loading.curated.Problem: values that do not fit the declaration
+    problems: list  # datasets.checks.Problem: values that do not fit the declaration
     expectations: list  # quality.expectations.ExpectationOutcome
     schema_change: object  # quality.schema.SchemaChange
     quarantined: dict[str, str] = field(default_factory=dict)  # path -> reason

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from dynamic_assets.datasets.curated import key_bytes_limit, promote_version, staging_problems
+from dynamic_assets.datasets.checks import key_bytes_limit, staging_problems
+from dynamic_assets.datasets.curated import promote_version
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import load_version
 from dynamic_assets.db.tables import CURATED_SCHEMA, table_columns

@@ -12,7 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from psycopg import sql
 
-from dynamic_assets.datasets.curated import promote_version, staging_problems
+from dynamic_assets.datasets.checks import staging_problems
+from dynamic_assets.datasets.curated import promote_version
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.db.tables import CURATED_SCHEMA
 from dynamic_assets.declarations.model import WITHHELD, Dataset
