@@ -11,8 +11,6 @@ import functools
 import inspect
 from dataclasses import dataclass, field
 
-from psycopg import sql
-
 from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.checks import staging_problems
 from dynamic_assets.datasets.curated import promote_version
@@ -21,7 +19,6 @@ from dynamic_assets.datasets.staging import FileChanged, FileLoad, SourceFile, l
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import (
     RAW_SCHEMA,
-    ident,
     partition_exists,
     partition_name,
     version_lock,
@@ -187,20 +184,6 @@ def stage(
     return Staged(manifest, loads, step.seconds)
 
 
-def staged_file_ids(db: Database, ds: Dataset, version: str) -> list[int]:
-    """The `onedrive_ingest` ids of the files in the version's staging partition."""
-    part = partition_name(ds.name, version)
-    with db.connect() as conn:
-        if not partition_exists(conn, RAW_SCHEMA, part):
-            raise VersionFailed(
-                ds.name, version, [(f"ai_raw.{ds.name}", f"version {version} has not been staged")]
-            )
-        rows = conn.execute(
-            sql.SQL("SELECT DISTINCT _file_id FROM {}").format(ident(RAW_SCHEMA, part))
-        ).fetchall()
-        return [r[0] for r in rows]
-
-
 @dataclass
 class Curated:
     rows: int
@@ -215,8 +198,11 @@ def curate(
 ) -> Curated:
     """Promote the staged version to `ai_curated` and register it, in one transaction."""
     step = registry.EtlStep(run_id, ds.name, version, "curate")
-    staged_file_ids(db, ds, version)  # the partition exists
     with db.connect() as conn:
+        if not partition_exists(conn, RAW_SCHEMA, partition_name(ds.name, version)):
+            raise VersionFailed(
+                ds.name, version, [(f"ai_raw.{ds.name}", f"version {version} has not been staged")]
+            )
         recorded = registry.staged_files(conn, ds.name, version)
     ids = [f["id"] for f in recorded]
     out: dict = {}
