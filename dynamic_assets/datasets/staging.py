@@ -16,6 +16,7 @@ eTag and modified time; a file that moved meanwhile is refused as `FileChanged`.
 from __future__ import annotations
 
 import io
+import json
 import queue
 import threading
 import time
@@ -41,11 +42,12 @@ from dynamic_assets.db.tables import (
     table_columns,
 )
 from dynamic_assets.declarations.model import Dataset
+from dynamic_assets.declarations.names import WRITER_COLUMNS
 from dynamic_assets.drive.base import DriveItem
 from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
 from dynamic_assets.formats.hashing import HashingReader, sha256_stream
-from dynamic_assets.formats.json import JSON_BATCH, json_records
+from dynamic_assets.formats.json import JSON_BATCH, JsonRecord, json_records
 from dynamic_assets.formats.parquet import declared_arrow_type, open_parquet, parquet_batches
 
 LINEAGE = [("_file_id", "bigint"), ("_row", "bigint")]
@@ -220,7 +222,7 @@ def _read_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
     if ds.family == "csv":
         source = _csv_source(ds, f)
     elif ds.family == "json":
-        source = _json_source(f, ds.sensitive)
+        source = _json_source(ds, f)
     else:
         source = _parquet_source(ds, f)
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
@@ -351,9 +353,13 @@ def _lineage_schema(data: list[tuple[str, pa.DataType]]) -> pa.Schema:
 
 
 def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
-    names = [c.name for c in ds.columns]
-    schema = _lineage_schema([(n, pa.string()) for n in names])
-    reader = CsvFile(f.path, f.open, names, exact=ds.csv_header == "exact", sensitive=ds.sensitive)
+    """The header names the columns by their `source` (`Adj. Close*`); they are staged under
+    their declared names (`adj_close`)."""
+    schema = _lineage_schema([(c.name, pa.string()) for c in ds.columns])
+    headers = [c.header for c in ds.columns]
+    reader = CsvFile(
+        f.path, f.open, headers, exact=ds.csv_header == "exact", sensitive=ds.sensitive
+    )
 
     def produce() -> Iterator[tuple[bytes, int]]:
         enc = _encoder(schema)
@@ -373,8 +379,28 @@ def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
     return _Source(schema.names, produce, reader.finish)
 
 
-def _json_source(f: SourceFile, sensitive: bool) -> _Source:
+def _renamed_keys(ds: Dataset) -> dict[str, str]:
+    """JSON keys to stage under another name: each declared column's `source` key, as its name."""
+    return {c.source: c.name for c in ds.columns if c.source is not None and c.source != c.name}
+
+
+def _json_text(record: JsonRecord, renamed: dict[str, str]) -> str:
+    """The record's JSON text, its keys given their declared names; a key of the file that a
+    renamed key takes the place of (the file's own `adj_close` beside `Adj. Close*`) is left
+    out, so that the declared source is what the column holds."""
+    if not renamed or not renamed.keys() & record.value.keys():
+        return record.text
+    targets = set(renamed.values())
+    value = {
+        renamed.get(k, k): v for k, v in record.value.items() if k in renamed or k not in targets
+    }
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _json_source(ds: Dataset, f: SourceFile) -> _Source:
     schema = _lineage_schema([(RECORD_COLUMN, pa.string())])
+    sensitive = ds.sensitive
+    renamed = _renamed_keys(ds)
     state: dict = {}
 
     def produce() -> Iterator[tuple[bytes, int]]:
@@ -384,7 +410,7 @@ def _json_source(f: SourceFile, sensitive: bool) -> _Source:
         texts: list[str] = []
         rows: list[int] = []
         for record in json_records(f.path, stream, f.format, sensitive=sensitive):
-            texts.append(record.text)
+            texts.append(_json_text(record, renamed))
             rows.append(record.number)
             if len(texts) >= JSON_BATCH:
                 yield _json_batch(enc, schema, f.file_id, texts, rows), len(texts)
@@ -419,7 +445,12 @@ def _parquet_source(ds: Dataset, f: SourceFile) -> _Source:
     def produce() -> Iterator[tuple[bytes, int]]:
         handle = state["handle"] = f.open()
         pfile = open_parquet(f.path, handle, sensitive=ds.sensitive)
-        source.source_types = {fld.name: str(fld.type) for fld in pfile.schema_arrow}
+        names = {c.header: c.name for c in ds.columns}
+        source.source_types = {
+            names.get(fld.name, fld.name): str(fld.type)
+            for fld in pfile.schema_arrow
+            if not WRITER_COLUMNS.fullmatch(fld.name)
+        }
         enc = _encoder(schema, jsonb=json_cols)
         yield enc.write_header(), 0
         start = 1

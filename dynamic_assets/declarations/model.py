@@ -16,6 +16,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dynamic_assets.declarations.columns import HNSW_MAX_DIM as HNSW_MAX_DIM
+from dynamic_assets.declarations.columns import MAX_VECTOR_DIM as MAX_VECTOR_DIM
+from dynamic_assets.declarations.columns import PG_TYPES as PG_TYPES
+from dynamic_assets.declarations.columns import SCALAR_TYPES as SCALAR_TYPES
+from dynamic_assets.declarations.columns import VECTOR_TYPE as VECTOR_TYPE
+from dynamic_assets.declarations.columns import Column as Column
 from dynamic_assets.declarations.names import check_column_name, check_dataset_name, check_role_name
 
 FORMAT_FAMILIES = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
@@ -28,71 +34,9 @@ FILE_EXTENSIONS = {
     ".pq": "parquet",
 }
 FileFormat = Literal["csv", "json", "jsonl", "parquet"]
-SCALAR_TYPES = ("string", "integer", "float", "boolean", "date", "timestamp", "json")
-VECTOR_TYPE = re.compile(r"^vector\((\d{1,5})\)$")
-MAX_VECTOR_DIM = 16_000
-HNSW_MAX_DIM = 2_000
-
 # What a message, a log, metadata or a record shows in place of a value of a dataset declared
 # sensitive (a value, or text a parser or the database quoted from one).
 WITHHELD = "(value withheld: sensitive dataset)"
-
-# Postgres type of each declared type in the curated table.
-PG_TYPES = {
-    "string": "text",
-    "integer": "bigint",
-    "float": "double precision",
-    "boolean": "boolean",
-    "date": "date",
-    "timestamp": "timestamptz",
-    "json": "jsonb",
-}
-
-
-class Column(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    type: str = "string"
-    nullable: bool = True
-    description: str | None = None
-    allow_non_finite: bool = False  # float columns: accept NaN / Infinity
-    # Text values in any form Postgres reads (0x1F, 1_000, +5) and JSON values of another
-    # JSON type ("12" for an integer, 5 for a string); dates and timestamps stay ISO 8601.
-    coerce: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_column_name(v)
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v in SCALAR_TYPES:
-            return v
-        m = VECTOR_TYPE.match(v)
-        if m:
-            dim = int(m.group(1))
-            if not 1 <= dim <= MAX_VECTOR_DIM:
-                raise ValueError(
-                    f"vector dimension {dim} is out of range: 1 to {MAX_VECTOR_DIM} (pgvector's limit)"
-                )
-            return v
-        raise ValueError(
-            f"unknown column type {v!r}: use one of {', '.join(SCALAR_TYPES)} or vector(N)"
-        )
-
-    @property
-    def vector_dim(self) -> int | None:
-        m = VECTOR_TYPE.match(self.type)
-        return int(m.group(1)) if m else None
-
-    @property
-    def pg_type(self) -> str:
-        dim = self.vector_dim
-        return f"vector({dim})" if dim else PG_TYPES[self.type]
 
 
 class Expectation(BaseModel):
@@ -155,6 +99,12 @@ class Dataset(BaseModel):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"dataset {self.name!r} declares column(s) twice: {sorted(dupes)}")
+        headers = [c.header for c in self.columns]
+        for header in dict.fromkeys(h for h in headers if headers.count(h) > 1):
+            mapped = [c.name for c in self.columns if c.header == header]
+            raise ValueError(
+                f"dataset {self.name!r} maps two columns from the header {header!r}: {mapped}"
+            )
         missing = [k for k in self.primary_key if k not in names]
         if missing:
             raise ValueError(

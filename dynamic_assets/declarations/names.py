@@ -14,15 +14,22 @@ from datetime import UTC, date, datetime
 # Versions are ASCII: `[0-9]` (not `\d`, which is any Unicode digit, and int() reads those too)
 # and fullmatch (a `$` would match before a trailing newline).
 DATE_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-SEMVER_VERSION = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?")
+SEMVER_VERSION = re.compile(r"v(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?)?")
 # The same shapes in any digits, with leading zeros and surrounding spaces: names meant as a
 # version, which are refused with the reason rather than passed over.
 DATE_LIKE = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*")
-SEMVER_LIKE = re.compile(r"\s*v\d+\.\d+(?:\.\d+)?\s*")
-VERSION_HINT = "use a date (2024-06-01) or v1.2 / v1.2.3"
+SEMVER_LIKE = re.compile(r"\s*v\d+(?:\.\d+(?:\.\d+)?)?\s*")
+VERSION_HINT = "use a date (2024-06-01) or v1 / v1.2 / v1.2.3"
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,62}$")
+COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ \-]{0,62}")
+# The column rule in words: the refusal states it, and the README states it the same way.
+NAME_RULE = (
+    "a column name starts with an ASCII letter (A-Z, a-z), goes on with ASCII letters, "
+    "digits, '_', '-' or spaces, and is at most 63 characters long"
+)
 RESERVED_COLUMNS = {"dataset_version"}
+# Columns a writer adds that hold no data of the table: pandas' index, as pyarrow stores it.
+WRITER_COLUMNS = re.compile(r"__index_level_[0-9]+__")
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Not allowed as a dataset's extra readers: PUBLIC and anon/authenticated would make any dataset
 # world-readable behind its declared sensitivity (declare `sensitivity: public` for that); the
@@ -45,8 +52,8 @@ class InvalidName(ValueError):
 def version_name_reason(name: str) -> str | None:
     """Why `name` is not a version, or None if it is one.
 
-    A version is a real calendar date `YYYY-MM-DD` or a semantic version `vMAJOR.MINOR[.PATCH]`
-    without leading zeros, in ASCII digits, with nothing around it.
+    A version is a real calendar date `YYYY-MM-DD` or a version number `vMAJOR[.MINOR[.PATCH]]`
+    (v1, v2.3, v2.3.1) without leading zeros, in ASCII digits, with nothing around it.
     """
     if DATE_VERSION.fullmatch(name):
         try:
@@ -66,29 +73,32 @@ def version_name_reason(name: str) -> str | None:
         what = unicodedata.name(odd, f"U+{ord(odd):04X}")
         return f"{prefix}: versions use ASCII digits only (found {what}); {VERSION_HINT}"
     if SEMVER_LIKE.fullmatch(name):
-        return f"{prefix}: semantic version numbers have no leading zeros (v1.0, not v01.00)"
+        return f"{prefix}: version numbers have no leading zeros (v1.0, not v01.00)"
     return f"{prefix}: {VERSION_HINT}"
 
 
 def looks_like_version(name: str) -> bool:
-    """A name written as a version (a date or vN.N[.N]) in any digits, perhaps with leading zeros
+    """A name written as a version (a date or vN[.N[.N]]) in any digits, perhaps with leading zeros
     or surrounding spaces: a folder meant as a version, whether or not it is a valid one."""
     return bool(DATE_LIKE.fullmatch(name) or SEMVER_LIKE.fullmatch(name))
 
 
 def is_version(name: str) -> bool:
-    """A version folder is a date (2024-06-01) or a semantic version (v2.3, v2.3.1)."""
+    """A version folder is a date (2024-06-01) or a version number (v2, v2.3, v2.3.1)."""
     return version_name_reason(name) is None
 
 
 def version_sort_key(version: str) -> tuple:
-    """Orders versions: dates by date, semantic versions numerically; dates sort before semvers,
-    and anything that is not a version after both, by its text."""
+    """Orders versions: dates by date, version numbers numerically (v2 < v2.0 < v2.0.0 < v2.1 <
+    v10: a missing part counts as 0, and the shorter name of equal numbers comes first); dates
+    sort before version numbers, and anything that is not a version after both, by its text."""
     if DATE_VERSION.fullmatch(version):
         return (0, version, ())
     m = SEMVER_VERSION.fullmatch(version)
     if m:
-        return (1, "", tuple(int(p or 0) for p in m.groups()))
+        parts = m.groups()
+        given = sum(p is not None for p in parts)
+        return (1, "", (*(int(p or 0) for p in parts), given))
     return (2, version, ())
 
 
@@ -102,14 +112,50 @@ def check_dataset_name(name: str) -> str:
 
 
 def check_column_name(name: str) -> str:
-    if not isinstance(name, str) or not COLUMN_NAME.match(name) or name.startswith("_"):
-        raise InvalidName(
-            f"column name {name!r} is not allowed: letters, digits, '_', '-' or spaces, "
-            "not starting with '_' (reserved for lineage columns), at most 63 characters"
-        )
+    """A declared column name: `NAME_RULE` (names starting with '_' are the lineage columns')."""
+    if not isinstance(name, str) or not COLUMN_NAME.fullmatch(name):
+        raise InvalidName(f"column name {name!r} is not allowed: {NAME_RULE}")
     if name in RESERVED_COLUMNS:
         raise InvalidName(f"column name {name!r} is reserved by the pipeline")
     return name
+
+
+def snake_case_names(headers: list[str]) -> list[str]:
+    """A column name for each header, in lower snake_case, each allowed by `check_column_name`
+    and distinct from the others.
+
+    Letters lose their accents (NFKD), runs of anything but ASCII letters and digits become one
+    '_' (a lower-to-upper case change too: `adjClose` is `adj_close`), and the name is cut to
+    63 characters. A name that would start with a digit gets a `c_` prefix; a header with
+    nothing usable is `column_<position>`. A header that is its own name keeps it; another whose
+    name is taken (or reserved) gets `_2`, `_3`...
+    """
+    bases = [_snake_case(header, position) for position, header in enumerate(headers, start=1)]
+    own = {b for b, h in zip(bases, headers, strict=True) if b == h} - RESERVED_COLUMNS
+    taken = RESERVED_COLUMNS | own
+    names = []
+    for base, header in zip(bases, headers, strict=True):
+        if base == header and base in own:
+            names.append(base)
+            continue
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base[: 63 - len(str(n)) - 1]}_{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _snake_case(header: str, position: int) -> str:
+    ascii_text = unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode()
+    split = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", ascii_text)
+    base = re.sub(r"[^a-z0-9]+", "_", split.lower()).strip("_")
+    if not base:
+        return f"column_{position}"
+    if not base[0].isalpha():
+        base = f"c_{base}"
+    return base[:63].rstrip("_")
 
 
 def check_role_name(name: str) -> str:

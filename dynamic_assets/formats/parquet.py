@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dynamic_assets.declarations.model import Column
+from dynamic_assets.declarations.names import WRITER_COLUMNS
 from dynamic_assets.formats.errors import LoadError, column_difference
 
 PARQUET_BATCH = 32_768
@@ -62,13 +63,16 @@ def parquet_batches(
     batch_size: int = PARQUET_BATCH,
     sensitive: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of `pfile` in batches: every column as stored, or the declared `columns` cast to
-    their declared types (a file that lacks one or has another is refused). Column names are
-    the file's schema, never data, so they are named even for a `sensitive` dataset."""
-    names = None
+    """The rows of `pfile` in batches: every column as stored, or the declared `columns`, read
+    by their `source` name and named by their declared name, cast to their declared types (a
+    file that lacks one or has another is refused; pandas' index column is not read). Column
+    names are the file's schema, never data, so they are named even for a `sensitive` dataset."""
+    names = headers = None
     if columns is not None:
         names = [c.name for c in columns]
-        difference = column_difference(pfile.schema_arrow.names, names)
+        headers = [c.header for c in columns]
+        present = [n for n in pfile.schema_arrow.names if not WRITER_COLUMNS.fullmatch(n)]
+        difference = column_difference(present, headers)
         if difference:
             raise LoadError(
                 path,
@@ -77,10 +81,10 @@ def parquet_batches(
             )
     start = 1
     try:
-        for batch in pfile.iter_batches(batch_size=batch_size, columns=names):
+        for batch in pfile.iter_batches(batch_size=batch_size, columns=headers):
             if columns is not None:
                 arrays = [
-                    _cast_column(path, c, batch.column(c.name), start, sensitive) for c in columns
+                    _cast_column(path, c, batch.column(c.header), start, sensitive) for c in columns
                 ]
                 batch = pa.RecordBatch.from_arrays(arrays, names=names)
             yield batch

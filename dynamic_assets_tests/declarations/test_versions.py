@@ -41,7 +41,7 @@ def test_names_that_look_like_versions_are_refused_with_the_reason(name, says):
     assert f"{name!r} is not a version" in reason
 
 
-@pytest.mark.parametrize("name", ["latest", "drafts", "v1", "V1.0", "2024-6-1", "v1.2.3.4"])
+@pytest.mark.parametrize("name", ["latest", "drafts", "V1", "V1.0", "2024-6-1", "v1.2.3.4"])
 def test_other_names_are_not_versions(name):
     assert not is_version(name)
     assert "is not a version" in version_name_reason(name)
@@ -56,3 +56,15 @@ def test_versions_sort_by_their_ascii_numbers_only():
         ["v10.0", "v1.2", "2024-06-01", "v1.10", "v1.2.1", "2023-12-31"], key=version_sort_key
     )
     assert ordered == ["2023-12-31", "2024-06-01", "v1.2", "v1.2.1", "v1.10", "v10.0"]
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v10", "v0"])
+def test_major_only_folders_are_versions(name):
+    assert is_version(name)
+    assert version_name_reason(name) is None
+
+
+def test_major_only_versions_sort_numerically_beside_the_others():
+    ordered = sorted(["v10", "v2", "2024-06-01", "v1", "v1.5", "v2.0"], key=version_sort_key)
+    assert ordered == ["2024-06-01", "v1", "v1.5", "v2", "v2.0", "v10"]
+    assert "leading zeros" in version_name_reason("v01")

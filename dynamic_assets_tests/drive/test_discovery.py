@@ -346,3 +346,13 @@ def test_folders_that_look_like_versions_but_are_not_are_refused_with_the_reason
             assert p.dataset == "market" and p.version is None
             assert f"{name!r} is not a version" in p.reason
             assert says in p.reason, (path, p.reason)
+
+
+def test_major_only_version_folders_are_found_in_numeric_order(tmp_path, decls):
+    for version in ("v10", "v2", "v1"):
+        put(tmp_path, f"market/{version}/xnas.csv")
+
+    found = discover(LocalDrive(tmp_path), decls)
+
+    assert found.problems == []
+    assert [v.version for v in found.for_dataset("market")] == ["v1", "v2", "v10"]

@@ -13,6 +13,11 @@ Modules: `samples` (finding and reading the files), `types` (column types), `uni
 
 from __future__ import annotations
 
-from dynamic_assets.declarations.infer.declare import add_to_declarations, infer_dataset
+from dynamic_assets.declarations.infer.declare import (
+    Inference,
+    add_to_declarations,
+    infer_dataset,
+    infer_declaration,
+)
 
-__all__ = ["add_to_declarations", "infer_dataset"]
+__all__ = ["Inference", "add_to_declarations", "infer_dataset", "infer_declaration"]

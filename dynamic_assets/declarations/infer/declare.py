@@ -1,8 +1,10 @@
-"""`infer_dataset` (a declaration from sample files) and `add_to_declarations`."""
+"""`infer_declaration` (a declaration from sample files, with notes for its review),
+`infer_dataset` (the declaration alone) and `add_to_declarations`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynamic_assets.declarations.infer.expectations import propose_expectations
@@ -17,14 +19,36 @@ from dynamic_assets.declarations.infer.samples import (
 )
 from dynamic_assets.declarations.infer.types import Sample
 from dynamic_assets.declarations.model import Dataset, Declarations
-from dynamic_assets.declarations.names import check_dataset_name
+from dynamic_assets.declarations.names import check_dataset_name, snake_case_names
+
+NO_KEY_HINT = "Add `primary_key:` by hand if the data has one."
+
+
+@dataclass(frozen=True)
+class Inference:
+    """A proposed declaration, and what a person reviewing it should know (why no primary key
+    was proposed, for one)."""
+
+    dataset: Dataset
+    notes: list[str] = field(default_factory=list)
 
 
 def infer_dataset(name: str, paths: Iterable[Path | str], *, sample_rows: int = 100_000) -> Dataset:
-    """Infers the declaration of dataset ``name`` from sample files or folders of them.
+    """Infers the declaration of dataset ``name`` from sample files or folders of them (see
+    `infer_declaration`)."""
+    return infer_declaration(name, paths, sample_rows=sample_rows).dataset
 
-    Raises ValueError, naming the file (and line or item where it applies), when the files cannot
-    be read, mix format families, or carry a column name the pipeline refuses.
+
+def infer_declaration(
+    name: str, paths: Iterable[Path | str], *, sample_rows: int = 100_000
+) -> Inference:
+    """Infers the declaration of dataset ``name`` from sample files or folders of them, with
+    notes for its review.
+
+    Each column is named in snake_case from the file's name for it (`Adj. Close*` is
+    `adj_close`, see `snake_case_names`), which is kept as its `source` when the two differ;
+    pandas' index column (`__index_level_0__`) is left out. Raises ValueError, naming the file
+    (and line or item where it applies), when the files cannot be read or mix format families.
     """
     check_dataset_name(name)
     if sample_rows < 1:
@@ -43,11 +67,16 @@ def infer_dataset(name: str, paths: Iterable[Path | str], *, sample_rows: int = 
             sample.add(batch)
         sample.end_file()
 
-    columns = [stats.to_column(family, sample.rows) for stats in sample.columns.values()]
-    if not columns:
+    if not sample.columns:
         raise ValueError(f"no columns found in {file_names(files)}: the sample files are empty")
-    primary_key = guess_primary_key(sample, columns, files, sample_rows)
-    return Dataset(
+    names = snake_case_names(list(sample.columns))
+    columns = [
+        stats.to_column(family, sample.rows, name)
+        for stats, name in zip(sample.columns.values(), names, strict=True)
+    ]
+    primary_key, why_none = guess_primary_key(sample, columns, files, sample_rows)
+    notes = [f"No primary key proposed: {why_none}. {NO_KEY_HINT}"] if why_none else []
+    dataset = Dataset(
         name=name,
         description=(
             f"Declared from {len(files)} sample file(s) ({sample.rows} row(s) read); "
@@ -59,6 +88,7 @@ def infer_dataset(name: str, paths: Iterable[Path | str], *, sample_rows: int = 
         expectations=propose_expectations(sample, columns, primary_key),
         sensitivity="internal",
     )
+    return Inference(dataset, notes)
 
 
 def add_to_declarations(

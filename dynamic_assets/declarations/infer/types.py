@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from dynamic_assets.declarations.infer.samples import Batch
 from dynamic_assets.declarations.infer.unique import UniqueKeys, value_keys
 from dynamic_assets.declarations.model import Column
-from dynamic_assets.declarations.names import check_column_name
+from dynamic_assets.declarations.names import WRITER_COLUMNS
 
 MAX_VECTOR_DIM = 16_000  # pgvector's limit for the vector type
 LOW_CARDINALITY = 20  # at most this many distinct values for an in-set expectation
@@ -289,10 +289,17 @@ class ColumnStats:
 
     # -- result ---------------------------------------------------------------------------
 
-    def to_column(self, family: str, rows: int) -> Column:
+    def to_column(self, family: str, rows: int, name: str) -> Column:
+        """The column declared as `name`, with the file's name for it as its `source` when the
+        two differ."""
         declared = _resolve(self.kinds, self.lengths, family)
         nonnull = self.nonnull if declared == "string" else self.nonnull - self.blanks
-        return Column(name=self.name, type=declared, nullable=not (rows and nonnull == rows))
+        return Column(
+            name=name,
+            source=None if name == self.name else self.name,
+            type=declared,
+            nullable=not (rows and nonnull == rows),
+        )
 
 
 def _arrow_kind(t: pa.DataType, name: str, where: str) -> str:
@@ -341,13 +348,10 @@ class Sample:
 
     def add(self, batch: Batch) -> None:
         for name, values in batch.columns.items():
+            if WRITER_COLUMNS.fullmatch(name):
+                continue  # pandas' index, not data of the table
             stats = self.columns.get(name)
             if stats is None:
-                where = batch.where.get(name, str(batch.path))
-                try:
-                    check_column_name(name)
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from exc
                 stats = self.columns[name] = ColumnStats(name, track_unique=self.rows == 0)
             if batch.fmt == "csv":
                 stats.add_text(values)
