@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dynamic_assets.declarations.names import check_column_name, check_dataset_name, check_role_name
 
@@ -80,9 +87,7 @@ class Column(BaseModel):
                     f"vector dimension {dim} is out of range: 1 to {MAX_VECTOR_DIM} (pgvector's limit)"
                 )
             return v
-        raise ValueError(
-            f"unknown column type {v!r}: use one of {', '.join(SCALAR_TYPES)} or vector(N)"
-        )
+        raise ValueError(f"{v!r} is not one of {', '.join(SCALAR_TYPES)}, vector(N)")
 
     @property
     def vector_dim(self) -> int | None:
@@ -438,8 +443,28 @@ def load_declarations(path: Path | str) -> Declarations:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
         return Declarations.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            "\n".join(f"{path}: {_where(e['loc'])}{_what(e)}" for e in exc.errors())
+        ) from exc
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _where(loc: tuple) -> str:
+    """A pydantic error location as the YAML path a reader finds it by (`datasets[0].name: `)."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return f"{out}: " if out else ""
+
+
+def _what(error: Any) -> str:
+    """A pydantic error's message: a validator's own text as raised, pydantic's with a lower
+    case first letter."""
+    cause = (error.get("ctx") or {}).get("error")
+    text = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"]
+    return text[:1].lower() + text[1:] if error["type"] != "value_error" else text
 
 
 def dump_declarations(decls: Declarations) -> str:
