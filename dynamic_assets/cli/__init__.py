@@ -4,70 +4,17 @@ seed (demo drive), run (the pipeline headless), status (dataset health), declare
 samples), onedrive (sign-in and connection), provenance (verify, lineage, attest) and training
 (checkpoints); the consoles they print with are in `console`.
 
-Every command runs inside one error boundary (`Cli.invoke`): an error is one message saying
+Every command runs inside one error boundary (`errors.Cli.invoke`): an error is one message saying
 what failed, why and what to do, with exit status 2 for configuration and usage, 1 for anything
 else; `--debug` (or DYNAMIC_ASSETS_DEBUG=1) lets the traceback through instead.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import click
 
 from dynamic_assets.cli import declare, onedrive, provenance, run, seed, status, training
-
-CONFIGURATION = 2  # exit status of a configuration or usage error, as click's usage errors
-FAILED = 1
-
-
-class Failure(click.ClickException):
-    """An error as the user sees it: `Error: <message>` on stderr, then `exit_code`."""
-
-    def __init__(self, message: str, exit_code: int = FAILED):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def explain(exc: Exception, command: str | None = None) -> Failure:
-    """The one message and exit status a user sees for an exception a command raised."""
-    from dynamic_assets.db.connection import ConnectionStringError, DatabaseUnreachable
-    from dynamic_assets.declarations.model import ConfigError
-
-    if isinstance(exc, DatabaseUnreachable):
-        message = str(exc)
-        if os.environ.get("SUPABASE_DB_URL"):
-            glue = " " if message.endswith("?") else "; "
-            message += glue + "SUPABASE_DB_URL is set, so the embedded server is not used"
-        return Failure(message, CONFIGURATION)
-    if isinstance(exc, ConnectionStringError):
-        return Failure(f"SUPABASE_DB_URL: {exc}", CONFIGURATION)
-    if isinstance(exc, ConfigError):
-        return Failure(str(exc), CONFIGURATION)
-    what = f"{command} failed" if command else "failed"
-    return Failure(f"{what}: {type(exc).__name__}: {exc} (--debug shows the traceback)")
-
-
-def debugging(ctx: click.Context) -> bool:
-    return bool(ctx.params.get("debug")) or os.environ.get("DYNAMIC_ASSETS_DEBUG", "") not in (
-        "",
-        "0",
-    )
-
-
-class Cli(click.Group):
-    """The group whose `invoke` is the error boundary of every command."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as exc:
-            if debugging(ctx):
-                raise
-            raise explain(exc, ctx.invoked_subcommand) from exc
+from dynamic_assets.cli.errors import Cli
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from dynamic_assets.cli.console import console, err
+from dynamic_assets.cli.errors import declared_dataset
 from dynamic_assets.settings import Settings
 
 
@@ -28,6 +29,8 @@ from dynamic_assets.settings import Settings
 def run(dataset: str | None, version: str | None, run_all: bool, train: bool) -> None:
     """Discover what is new in the drive, bring every affected version to curated, and train the
     declared models on new or changed data."""
+    if version and not dataset:
+        raise click.UsageError("--version needs --dataset")
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.definitions import build_defs
     from dynamic_assets.defs import headless
@@ -35,12 +38,12 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
 
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
+    if dataset:
+        declared_dataset(decls, dataset)
     defs = build_defs(settings, decls)
     resources = Resources.from_settings(settings)
     drive = resources.drive.get()
     db = resources.postgres.database()
-    if version and not dataset:
-        raise click.UsageError("--version needs --dataset")
 
     with console.status(f"Listing {drive.describe()} …"):
         plan = headless.plan_ingest(
