@@ -17,11 +17,15 @@ FAILED = 1
 
 
 class Failure(click.ClickException):
-    """An error as the user sees it: `Error: <message>` on stderr, then `exit_code`."""
+    """An error as the user sees it: `Error: <message>` on stderr, then exit status 1."""
 
-    def __init__(self, message: str, exit_code: int = FAILED):
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = FAILED
+
+
+class Misconfigured(Failure):
+    """A configuration or usage error: exit status 2."""
+
+    exit_code = CONFIGURATION
 
 
 def explain(exc: Exception, command: str | None = None) -> Failure:
@@ -34,11 +38,11 @@ def explain(exc: Exception, command: str | None = None) -> Failure:
         if os.environ.get("SUPABASE_DB_URL"):
             glue = " " if message.endswith("?") else "; "
             message += glue + "SUPABASE_DB_URL is set, so the embedded server is not used"
-        return Failure(message, CONFIGURATION)
+        return Misconfigured(message)
     if isinstance(exc, ConnectionStringError):
-        return Failure(f"SUPABASE_DB_URL: {exc}", CONFIGURATION)
+        return Misconfigured(f"SUPABASE_DB_URL: {exc}")
     if isinstance(exc, ConfigError):
-        return Failure(str(exc), CONFIGURATION)
+        return Misconfigured(str(exc))
     what = f"{command} failed" if command else "failed"
     return Failure(f"{what}: {type(exc).__name__}: {exc} (--debug shows the traceback)")
 
@@ -68,7 +72,6 @@ def declared_dataset(decls: Declarations, name: str) -> None:
     """A configuration error naming the declared datasets when `name` is not one of them."""
     names = [d.name for d in decls.datasets]
     if name not in names:
-        raise Failure(
-            f"dataset {name!r} is not declared: the declared datasets are {', '.join(names)}",
-            CONFIGURATION,
+        raise Misconfigured(
+            f"dataset {name!r} is not declared: the declared datasets are {', '.join(names)}"
         )

