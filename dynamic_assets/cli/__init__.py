@@ -3,6 +3,10 @@
 seed (demo drive), run (the pipeline headless), status (dataset health), declare (a dataset from
 samples), onedrive (sign-in and connection), provenance (verify, lineage, attest) and training
 (checkpoints); the consoles they print with are in `console`.
+
+Every command runs inside one error boundary (`errors.Cli.invoke`): an error is one message saying
+what failed, why and what to do, with exit status 2 for configuration and usage, 1 for anything
+else; `--debug` (or DYNAMIC_ASSETS_DEBUG=1) lets the traceback through instead.
 """
 
 from __future__ import annotations
@@ -10,10 +14,16 @@ from __future__ import annotations
 import click
 
 from dynamic_assets.cli import declare, onedrive, provenance, run, seed, status, training
+from dynamic_assets.cli.errors import Cli
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the traceback of an error (also DYNAMIC_ASSETS_DEBUG=1).",
+)
+def main(debug: bool) -> None:
     """Keep a training data platform in step with a team's OneDrive."""
 
 

