@@ -1,4 +1,4 @@
-"""The repository's dagster.yaml gives an instance whose storage is Postgres (here the embedded
+"""The production deploy/dagster.yaml gives an instance whose storage is Postgres (here the embedded
 one), and a real job runs against it: runs, events and partitions land in Postgres tables."""
 
 import shutil
@@ -22,9 +22,9 @@ def test_job_runs_on_an_instance_stored_in_embedded_postgres(
         "DAGSTER_PG_URL", storage_url.replace("postgresql://", "postgresql+psycopg2://", 1)
     )
 
-    home = tmp_path / "dagster_home"  # DAGSTER_HOME holding the repository's dagster.yaml
+    home = tmp_path / "dagster_home"  # DAGSTER_HOME holding deploy/dagster.yaml
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

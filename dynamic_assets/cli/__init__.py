@@ -1,7 +1,7 @@
 """`dynamic-assets`: one click group; each command area is a module of this package.
 
-seed (demo drive), run (the pipeline headless), status (dataset health), declare (a dataset from
-samples), onedrive (sign-in and connection), provenance (verify, lineage, attest) and training
+seed (demo drive), run (the pipeline headless), dev (the Dagster UI on the home's instance),
+status (dataset health), declare (a dataset from samples), onedrive (sign-in and connection), provenance (verify, lineage, attest) and training
 (checkpoints); the consoles they print with are in `console`.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from dynamic_assets.cli import declare, onedrive, provenance, run, seed, status, training
+from dynamic_assets.cli import declare, dev, onedrive, provenance, run, seed, status, training
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +20,7 @@ def main() -> None:
 for command in (
     seed.seed,
     run.run,
+    dev.dev,
     status.status,
     declare.declare,
     onedrive.onedrive,
