@@ -270,7 +270,7 @@ def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending
         mats = [e.materialization for e in result.all_events if e.is_step_materialization]
         meta = mats[-1].metadata if mats else {}
         trained = meta.get("trained")
-        if not mats:
+        if not mats or "skipped" in meta:
             outcome.status = "skipped"
         else:
             outcome.status = "trained" if trained and trained.value else "up to date"
