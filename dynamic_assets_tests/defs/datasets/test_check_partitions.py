@@ -41,3 +41,20 @@ def test_each_check_evaluation_carries_the_version_it_judged(defs, instance):
         assert sorted(str(r.partition) for r in history) == ["2024-06-01", "2024-07-01"], key.name
         for record in history:
             assert record.event.asset_check_evaluation.partition == record.partition
+
+
+def test_dataset_nodes_read_alone_in_the_asset_graph(defs):
+    from dynamic_assets.defs.datasets.assets import curated_key, manifest_key
+
+    graph = defs.resolve_asset_graph()
+    first_words = {
+        key.to_user_string(): " ".join(graph.get(key).description.split()[:2])
+        for key in (manifest_key("market"), raw_key("market"), curated_key("market"))
+    }
+    assert first_words == {
+        "onedrive/market": "market files:",
+        "ai_raw/market": "market staging:",
+        "ai_curated/market": "market curated:",
+    }
+    curated = graph.get(curated_key("market")).description
+    assert "(rows_castable, close_between, volume_between, symbol_match_regex)" in curated
