@@ -11,6 +11,7 @@
 | ONEDRIVE_DRIVE_ID / ONEDRIVE_USER | the drive (`/drives/{id}`) or a user's OneDrive | delegated: the signed-in user's |
 | ONEDRIVE_ROOT, ONEDRIVE_GRAPH_URL, ONEDRIVE_AUTHORITY_HOST | folder in the drive; Graph and sign-in hosts | DynamicCapital/ai-training; public cloud |
 | ONEDRIVE_GRAPH_SCOPE | the resource Graph tokens are asked for (`<resource>/.default`; delegated permissions are asked as `<resource>/Files.Read.All`), for a Graph URL behind a gateway in a national cloud | the national-cloud Graph host of ONEDRIVE_GRAPH_URL, else https://graph.microsoft.com/.default |
+| DYNAMIC_ASSETS_MAX_CONCURRENT_RUNS | runs the home's Dagster instance starts at once (its run queue) | the number of CPUs |
 | MLFLOW_TRACKING_URI | MLflow tracking server or store (may hold credentials: an EnvVar) | sqlite under $HOME_FOLDER/mlflow |
 | ATTESTATION_SIGNING_KEY, TON_*: see `ProvenanceSettings` | signing key, TON anchoring | |
 | DYNAMIC_ASSETS_WEBHOOK_*: see `WebhookSettings` | signed alerts | |
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynamic_assets.declarations.model import DEMO_CONFIG
@@ -92,6 +93,17 @@ def _graph_scope(value: str | None) -> str | None:
             "ONEDRIVE_GRAPH_SCOPE is one scope or resource, e.g. https://graph.microsoft.us/.default"
         )
     return scope
+
+
+def _max_concurrent_runs(value: str | None) -> int:
+    text = (value or "").strip()
+    if not text:
+        return os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(
+            f"DYNAMIC_ASSETS_MAX_CONCURRENT_RUNS is {text!r}: use a whole number of runs, 1 or more"
+        )
+    return int(text)
 
 
 DEFAULT_API_URL = "https://testnet.toncenter.com/api/v2"
@@ -180,6 +192,7 @@ class Settings:
     mlflow_uri_set: bool = False  # MLFLOW_TRACKING_URI set; else a local store under home/mlflow
     provenance: ProvenanceSettings = ProvenanceSettings()  # signing key, TON anchoring
     webhooks: WebhookSettings = WebhookSettings()  # alert endpoints and signing secret (set?)
+    max_concurrent_runs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -204,6 +217,7 @@ class Settings:
             mlflow_uri_set=bool(env.get("MLFLOW_TRACKING_URI")),
             provenance=ProvenanceSettings.from_env(env),
             webhooks=WebhookSettings.from_env(env),
+            max_concurrent_runs=_max_concurrent_runs(env.get("DYNAMIC_ASSETS_MAX_CONCURRENT_RUNS")),
         )
 
     @property

@@ -1,7 +1,8 @@
 """`dynamic-assets`: one click group; each command area is a module of this package.
 
-seed (demo drive), run (the pipeline headless), status (dataset health), declare (a dataset from
-samples), onedrive (sign-in and connection), provenance (verify, lineage, attest) and training
+seed (demo drive), run (the pipeline headless), dev (the Dagster UI on the home's instance),
+status (dataset health), declare (a dataset from samples), onedrive (sign-in and connection),
+provenance (verify, lineage, attest) and training
 (checkpoints); the consoles they print with are in `console`.
 
 Every command runs inside one error boundary (`errors.Cli.invoke`): an error is one message saying
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from dynamic_assets.cli import declare, onedrive, provenance, run, seed, status, training
+from dynamic_assets.cli import declare, dev, onedrive, provenance, run, seed, status, training
 from dynamic_assets.cli.errors import Cli
 
 
@@ -30,6 +31,7 @@ def main(debug: bool) -> None:
 for command in (
     seed.seed,
     run.run,
+    dev.dev,
     status.status,
     declare.declare,
     onedrive.onedrive,

@@ -90,21 +90,23 @@ class Trained:
     detail: str = ""
 
 
-# The settings of the home's instance, written once into `<home>/dagster/dagster.yaml` so that
-# `dagster dev` with DAGSTER_HOME set to that folder shares its history and its run queue. Its
-# storage is sqlite in the folder (Dagster's default). The queue starts one run at a time per
-# dataset version (`VERSION_TAG`), and pools count per run.
-HOME_INSTANCE_YAML = f"""\
+# The settings of the home's instance, written into `<home>/dagster/dagster.yaml`; `dynamic-assets
+# dev` runs `dagster dev` with DAGSTER_HOME set to that folder, so that the UI and `dynamic-assets
+# run` share one history and one run queue. Its storage is sqlite in the folder (Dagster's
+# default). The queue starts `max_concurrent_runs` runs at once (the machine's CPUs unless set),
+# one at a time per dataset version (`VERSION_TAG`), and pools count per run.
+HOME_INSTANCE_YAML = """\
 # The Dagster instance of this dynamic-assets home, shared by `dynamic-assets run` and by
-# `dagster dev` run with DAGSTER_HOME set to this folder. Storage: sqlite in this folder.
+# `dynamic-assets dev` (`dagster dev` with DAGSTER_HOME set to this folder). Storage: sqlite in
+# this folder. Rewritten from DYNAMIC_ASSETS_MAX_CONCURRENT_RUNS by both commands.
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
 concurrency:
   runs:
-    max_concurrent_runs: 4
+    max_concurrent_runs: {max_concurrent_runs}
     tag_concurrency_limits:
-      - key: {VERSION_TAG}
+      - key: {version_tag}
         value:
           applyLimitPerUniqueValue: true
         limit: 1
@@ -115,22 +117,40 @@ telemetry:
 """
 
 
+def home_instance_yaml(settings: Settings) -> str:
+    """The `dagster.yaml` of the home's instance for these settings."""
+    return HOME_INSTANCE_YAML.format(
+        max_concurrent_runs=settings.max_concurrent_runs, version_tag=VERSION_TAG
+    )
+
+
+def home_instance_folder(settings: Settings) -> Path:
+    """`<home>/dagster`, its `dagster.yaml` written (or rewritten when the settings changed).
+
+    Processes preparing it at once take turns (a lock file in the folder); the file is replaced
+    whole, so a reader never sees half of it."""
+    folder = settings.home / "dagster"
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = home_instance_yaml(settings)
+    with FileLock(folder / ".instance.lock"):
+        config = folder / "dagster.yaml"
+        if not config.exists() or config.read_text(encoding="utf-8") != wanted:
+            written = folder / "dagster.yaml.new"
+            written.write_text(wanted, encoding="utf-8")
+            written.replace(config)
+    return folder
+
+
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The instance of DAGSTER_HOME when set (shared with `dagster dev`), else the home's own
-    under `<home>/dagster`, its `dagster.yaml` written on first use (`HOME_INSTANCE_YAML`).
+    under `<home>/dagster` (`home_instance_folder`), the one `dynamic-assets dev` serves.
 
     Processes opening the home's instance at once take turns (a lock file in the folder), so
     that only one of them creates its sqlite storage."""
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
-    folder = settings.home / "dagster"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = home_instance_folder(settings)
     with FileLock(folder / ".instance.lock"):
-        config = folder / "dagster.yaml"
-        if not config.exists():
-            written = folder / "dagster.yaml.new"
-            written.write_text(HOME_INSTANCE_YAML, encoding="utf-8")
-            written.replace(config)
         return dg.DagsterInstance.local_temp(str(folder))
 
 
@@ -261,7 +281,7 @@ def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending
         mats = [e.materialization for e in result.all_events if e.is_step_materialization]
         meta = mats[-1].metadata if mats else {}
         trained = meta.get("trained")
-        if not mats:
+        if not mats or "skipped" in meta:
             outcome.status = "skipped"
         else:
             outcome.status = "trained" if trained and trained.value else "up to date"

@@ -76,12 +76,21 @@ class ExpectationOutcome:
 
 
 def check_names(ds: Dataset) -> list[str]:
-    """One Dagster check name per declared expectation, stable and unique."""
+    """One Dagster check name per declared expectation, stable and unique, that reads alone in a
+    narrow list: the column(s) first, then what is expected of them, e.g. `price_between` for
+    `expect_column_values_to_be_between` on `price`, `venue_in_set`, `symbol_match_regex`,
+    `row_count_between` for a table expectation. A repeated name takes `_2`, `_3`, ..."""
     names: list[str] = []
     for exp in ds.expectations:
-        base = exp.type.removeprefix("expect_")
-        col = exp.kwargs.get("column") or "_".join(exp.kwargs.get("column_list", []) or [])
-        name = re.sub(r"[^A-Za-z0-9_]", "_", f"{base}__{col}" if col else base)[:100]
+        kwargs = exp.kwargs
+        columns = [kwargs[k] for k in COLUMN_ARGS if isinstance(kwargs.get(k), str)]
+        for key in COLUMN_LIST_ARGS:
+            columns += [c for c in kwargs.get(key) or [] if isinstance(c, str)]
+        if len(columns) > 2:  # a table-wide expectation: its name says what, the check lists them
+            columns = []
+        expected = re.sub(r"^(column_values|column|table)_", "", exp.type.removeprefix("expect_"))
+        expected = re.sub(r"(^|_)to_(be_)?", r"\1", expected).replace("not_be_", "not_")
+        name = re.sub(r"[^A-Za-z0-9_]", "_", "_".join([*columns, expected]))[:100]
         candidate, n = name, 2
         while candidate in names:
             candidate, n = f"{name}_{n}", n + 1

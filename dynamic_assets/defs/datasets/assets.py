@@ -13,7 +13,7 @@ from psycopg import sql
 from dynamic_assets.datasets import pipeline
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Dataset, Declarations
-from dynamic_assets.defs.datasets.asset_args import dataset_asset_args
+from dynamic_assets.defs.datasets.asset_args import DatasetAssetArgs, dataset_asset_args
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import provenance_keys
@@ -122,9 +122,10 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         key=manifest_key(ds.name),
         kinds={"onedrive"},
         code_version=PIPELINE_CODE_VERSION,
-        description=f"Files of one version folder of `{ds.name}` in the drive "
-        f"(`datasets/{ds.name}/<version>/`), recorded in `onedrive_ingest`.",
-        **common,
+        description=f"{ds.name} files: one version folder of the drive "
+        f"(`datasets/{ds.name}/<version>/`), its files recorded in `onedrive_ingest`.\n\n"
+        + _chain(ds),
+        **_labelled(common, "files"),
     )
     def manifest(
         context: dg.AssetExecutionContext, postgres: PostgresResource, drive: DriveResource
@@ -158,10 +159,11 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         pool=dataset_pool(ds.name),
         kinds={"postgres"},
         code_version=PIPELINE_CODE_VERSION,
-        description=f"Staging table `ai_raw.{ds.name}`: the version's files streamed in with binary COPY "
-        f"({ds.family} staging), one partition per version, with source file and row of every row.",
+        description=f"{ds.name} staging: table `ai_raw.{ds.name}`, the version's files streamed in "
+        f"with binary COPY ({ds.family} staging), one partition per version, with the source file "
+        "and row of every row. Its checks gate promotion to curated.",
         check_specs=_staging_check_specs(ds),
-        **common,
+        **_labelled(common, "staging"),
     )
     def staging(
         context: dg.AssetExecutionContext, postgres: PostgresResource, drive: DriveResource
@@ -212,10 +214,12 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
             if ds.freshness
             else None
         ),
-        description=(ds.description or f"Curated dataset {ds.name}.")
+        description=f"{ds.name} curated: "
+        + (ds.description or f"the curated dataset {ds.name}.")
         + f"\n\nTyped table `ai_curated.{ds.name}` (sensitivity: {ds.sensitivity}), one partition per version, "
-        "replaced atomically; registered in `datasets`.\n\n" + schema_md,
-        **common,
+        f"replaced atomically; registered in `datasets`. Promoted only when the blocking checks "
+        f"of `ai_raw/{ds.name}` pass ({', '.join(_gating_checks(ds))}).\n\n" + schema_md,
+        **_labelled(common, "curated"),
     )
     def curated(
         context: dg.AssetExecutionContext, postgres: PostgresResource, drive: DriveResource
@@ -247,12 +251,41 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
     return [manifest, staging, curated]
 
 
+STEP_TAG = "dynamic_assets/step"
+
+
+def _labelled(common: DatasetAssetArgs, step: str) -> DatasetAssetArgs:
+    """The dataset's asset arguments with the tag naming the asset's step in the chain."""
+    return DatasetAssetArgs(**{**common, "tags": {**common["tags"], STEP_TAG: step}})
+
+
+def _chain(ds: Dataset) -> str:
+    """What the dataset's chain of assets does, from the drive to an attested table."""
+    return (
+        f"The `{ds.name}` chain: files (`onedrive/{ds.name}`) -> staging (`ai_raw/{ds.name}`, "
+        f"checked) -> curated (`ai_curated/{ds.name}`) -> fingerprint and attestation "
+        f"(`provenance/{ds.name}/...`), one partition per version folder."
+    )
+
+
+def _gating_checks(ds: Dataset) -> list[str]:
+    """The names of the checks that block promotion to curated."""
+    return [CASTABLE_CHECK] + [
+        name
+        for name, exp in zip(check_names(ds), ds.expectations, strict=True)
+        if exp.severity == "error"
+    ]
+
+
 def _staging_check_specs(ds: Dataset) -> list[dg.AssetCheckSpec]:
+    """The staging asset's checks, partitioned like it: each evaluation names its version."""
     key = raw_key(ds.name)
+    partitions = versions_partitions(ds.name)
     specs = [
         dg.AssetCheckSpec(
             CASTABLE_CHECK,
             asset=key,
+            partitions_def=partitions,
             blocking=True,
             description="Every staged value casts to its declared type (NaN/inf only where allowed), "
             "non-nullable columns have values, and the primary key is unique. Blocks promotion to curated.",
@@ -264,6 +297,7 @@ def _staging_check_specs(ds: Dataset) -> list[dg.AssetCheckSpec]:
             dg.AssetCheckSpec(
                 name,
                 asset=key,
+                partitions_def=partitions,
                 blocking=True,
                 description=f"Great Expectations `{exp.type}({args})`, severity {exp.severity.upper()}"
                 + (
@@ -277,6 +311,7 @@ def _staging_check_specs(ds: Dataset) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             SCHEMA_CHECK,
             asset=key,
+            partitions_def=partitions,
             description="Columns added, dropped or retyped in the source files compared with the previous version (warning).",
         )
     )

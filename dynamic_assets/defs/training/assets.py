@@ -9,7 +9,9 @@ It depends on provenance/<dataset>/fingerprint, whose data version is the versio
 and its automation condition requests a version when it is new or when its fingerprint changed:
 re-materializing a version whose data did not change leaves the model fresh. Inside, a guard skips
 training when `models` already holds a run on this exact fingerprint with this exact model
-configuration (e.g. a run made by `dynamic-assets run` in another Dagster instance).
+configuration (e.g. a run made by `dynamic-assets run` in another Dagster instance); a version
+with nothing to do (not the latest, for a model trained on the latest only) is materialized with
+`trained: false` and the reason in `skipped`, so that no view counts it as failed.
 """
 
 import dagster as dg
@@ -126,9 +128,15 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
                 versions = curated_versions(conn, ds.name)
             latest = max(versions, key=version_sort_key) if versions else None
             if version != latest:
-                context.log.info(
-                    f"{model.name} trains on the latest {ds.name} version only ({latest}); "
-                    f"{version} is not it: nothing to do"
+                # Recorded as done, not left unmaterialized: a backfill counts a partition it
+                # targeted and no run materialized as failed.
+                reason = (
+                    f"nothing to do: {model.name} trains on the latest {ds.name} version only "
+                    f"({latest})"
+                )
+                context.log.info(f"{model.name} {version}: {reason}")
+                yield dg.MaterializeResult(
+                    metadata={"trained": False, "skipped": reason, "latest_version": latest or ""}
                 )
                 return
         fingerprint = planned_fingerprint(context, ds.name, version, postgres)

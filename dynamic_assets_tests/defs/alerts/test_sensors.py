@@ -86,7 +86,7 @@ def test_a_failed_blocking_check_alerts_check_run_and_quarantined_files(
         again, _ = alerts_tick(defs, instance, cursor)
     assert [r.event["type"] for r in first] == ["check.failed", "run.failed"]
     check, failed, *quarantined = events
-    assert check["data"]["check"] == "column_values_to_be_between__volume"
+    assert check["data"]["check"] == "volume_between"
     assert check["data"]["asset"] == "ai_raw/market" and check["data"]["unexpected_count"] == 560
     assert check["dataset"] == "market" and check["version"] == "2024-06-01"
     assert failed["data"]["run_id"] == result.run_id and failed["data"]["job"] == "ingest_market"

@@ -55,7 +55,7 @@ def test_a_failing_error_expectation_blocks_promotion_with_examples(settings, in
     )
     result = run_market(build_defs(settings, decls), instance)
     assert not result.success
-    check = evaluations(result)["column_values_to_be_between__volume"]
+    check = evaluations(result)["volume_between"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     meta = check.metadata
     assert meta["expectation"].value == "expect_column_values_to_be_between"
@@ -73,7 +73,7 @@ def test_a_failing_error_expectation_blocks_promotion_with_examples(settings, in
             "SELECT count(*) FROM onedrive_ingest WHERE status = 'quarantined'"
         ).fetchone()[0]
     assert status == "failed"
-    assert checks["column_values_to_be_between__volume"]["passed"] is False
+    assert checks["volume_between"]["passed"] is False
     assert quarantined == 2  # both files of the version hold bad rows
 
 
@@ -92,10 +92,10 @@ def test_a_failing_warn_expectation_lets_the_version_through_and_shows(settings,
     result = run_market(build_defs(settings, decls), instance)
     assert result.success
     checks = evaluations(result)
-    warn = checks["column_values_to_be_between__close"]
+    warn = checks["close_between"]
     assert not warn.passed and warn.severity == dg.AssetCheckSeverity.WARN
     assert warn.metadata["unexpected_count"].value == 560
-    rows = checks["table_row_count_to_be_between"]
+    rows = checks["row_count_between"]
     assert rows.passed and rows.metadata["observed_value"].value == "560"
     assert curated_rows(db) == 560
 
@@ -103,7 +103,7 @@ def test_a_failing_warn_expectation_lets_the_version_through_and_shows(settings,
 def test_an_unknown_expectation_is_a_failed_check_not_a_crash(settings, instance, db):
     decls = declarations([{"type": "expect_the_moon", "column": "close"}])
     result = run_market(build_defs(settings, decls), instance)
-    check = evaluations(result)["the_moon__close"]
+    check = evaluations(result)["close_the_moon"]
     assert not check.passed
     assert "could not run" in check.description and "expect_the_moon" in check.description
 
@@ -152,7 +152,7 @@ def test_status_names_failing_checks_and_quarantined_files(
     }
     result = CliRunner().invoke(main, ["status"], env=env)
     assert result.exit_code == 1
-    assert "market 2024-06-01  check column_values_to_be_between__volume failing" in result.output
+    assert "market 2024-06-01  check volume_between failing" in result.output
     assert "datasets/market/2024-06-01/nyse.csv quarantined" in result.output
 
     as_json = CliRunner().invoke(main, ["status", "--json"], env=env)
@@ -195,7 +195,7 @@ def test_a_hostile_value_set_is_compared_as_data_and_blames_the_file_at_fault(
     )
     result = run_market(build_defs(settings, decls), instance)
     assert not result.success
-    check = evaluations(result)["column_values_to_be_in_set__exchange"]
+    check = evaluations(result)["exchange_in_set"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert "datasets/market/2024-06-01/nasdaq.csv" in check.metadata["examples"].value
     assert curated_rows(db) == 0

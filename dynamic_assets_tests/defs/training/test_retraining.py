@@ -158,7 +158,10 @@ def test_models_train_on_new_data_and_only_on_new_data(
     fifth = evaluate(defs, instance, fourth.cursor)
     assert requested(fifth) == {(RETURN, V1), (RANGE, V1)}
     trained = train(defs, instance, requested(fifth))
-    assert trained[(RANGE, V1)] == {}  # not the latest version: nothing materialized
+    # Not the latest version: recorded as skipped, nothing trained.
+    skipped = trained[(RANGE, V1)]
+    assert skipped["trained"] is False and skipped["skipped"].startswith("nothing to do")
+    assert "mlflow_run_id" not in skipped
     new = trained[(RETURN, V1)]
     assert new["trained"] and new["data_fingerprint"] != fp1
     assert len(mlflow_runs(mlflow_store)) == 5
