@@ -309,9 +309,11 @@ def train(
 def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
     """(path, reason) for each failure a failed step carries in its `failures` metadata (JSON:
     {path, line, row, column, reason}, see `defs.datasets.assets.located_failures`), the reason
-    led by its line or row and column; else the step's message. Then each blocking check that
-    failed, with its description."""
-    found: list[tuple[str, str]] = []
+    led by its line or row and column. Without such metadata, each blocking check that failed,
+    with its description, and the message of any other failed step (a step stopped by a failed
+    blocking check says no more than the check)."""
+    located_found: list[tuple[str, str]] = []
+    other: list[tuple[str, str]] = []
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data
@@ -319,15 +321,17 @@ def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
             entry = meta.get("failures")
             located = entry.value if isinstance(entry, dg.JsonMetadataValue) else None
             if isinstance(located, list) and located:
-                found += [(str(f["path"]), _reason(f)) for f in located]
-            else:
+                located_found += [(str(f["path"]), _reason(f)) for f in located]
+            elif not (data.error and data.error.cls_name == "DagsterAssetCheckFailedError"):
                 message = data.error.message if data.error else "step failed"
-                found.append((event.step_key or "run", " ".join(message.split())))
+                other.append((event.step_key or "run", " ".join(message.split())))
+    if located_found:
+        return located_found + other
     for check in result.get_asset_check_evaluations():
         if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
             where = f"{check.asset_key.to_user_string()} check {check.check_name}"
-            found.append((where, check.description or "failed"))
-    return found
+            other.append((where, check.description or "failed"))
+    return other
 
 
 def _reason(failure: dict) -> str:

@@ -47,9 +47,11 @@ def test_a_declared_value_set_from_a_hostile_sample_is_compared_never_executed(t
     decls = load_declarations(config)
     ds = decls.dataset("trades")
     in_set = [e for e in ds.expectations if e.type == "expect_column_values_to_be_in_set"]
-    assert [(e.kwargs["column"], e.kwargs["value_set"]) for e in in_set] == [
-        ("category", sorted(CATEGORIES))
+    assert [(e.kwargs["column"], e.kwargs["value_set"], e.severity) for e in in_set] == [
+        ("category", sorted(CATEGORIES), "warn")
     ]
+    # A value set is proposed as a warning; the team makes it blocking.
+    in_set[0].severity = "error"
 
     # A later version: one file as declared, one with a category the declaration does not know.
     root = tmp_path / "drive"

@@ -86,7 +86,10 @@ def test_verify_exits_1_naming_the_failing_step(attested):
     other = run(attested, "verify", "market", "2024-06-01", "--pubkey", "ab" * 32)
     assert other.exit_code == 1 and "FAILED at step key" in other.stderr
     missing = run(attested, "verify", "weather", "2024-01-01")
-    assert missing.exit_code == 1 and "not in the datasets registry" in missing.stderr
+    assert missing.exit_code == 2
+    assert "dataset 'weather' is not declared: the declared datasets are" in missing.stderr
+    unknown = run(attested, "verify", "market", "1999-01-01")
+    assert unknown.exit_code == 1 and "not in the datasets registry" in unknown.stderr
     assert run(attested, "verify", "market").exit_code == 2
     assert run(attested, "verify", "market", "2024-06-01", "--pubkey", "nope").exit_code == 2
 
