@@ -167,3 +167,45 @@ def test_the_drive_sensor_requests_the_attestation_of_a_version_left_unattested(
         assert run.success
         assert tick(defs, instance, first.cursor).run_requests == []
     assert cli(attested, "verify", "corpus", "v1.0").exit_code == 0
+
+
+def test_the_reconcile_schedule_retries_a_version_left_without_fingerprint_each_hour(
+    attested, monkeypatch
+):
+    from datetime import UTC, datetime
+
+    from dynamic_assets.definitions import build_defs
+
+    monkeypatch.setenv("SUPABASE_DB_URL", attested.url)
+    settings = Settings(
+        home=attested.home,
+        drive_root=attested.drive_root,
+        config_path=DEMO_CONFIG,
+        db_url_set=True,
+    )
+    defs = build_defs(settings, attested.decls)
+    schedule = defs.get_schedule_def("hourly_reconcile_market")
+
+    def evaluate(instance, hour: int) -> list[dg.RunRequest]:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2024, 7, 1, hour, tzinfo=UTC),
+            resources=defs.resources,
+        )
+        result = schedule(context)
+        return [] if isinstance(result, dg.SkipReason) else list(result)
+
+    with dg.instance_for_test() as instance:
+        assert evaluate(instance, 10) == []
+        lose_fingerprint(attested, "market", "2024-06-01")
+        at_ten, at_eleven = evaluate(instance, 10), evaluate(instance, 11)
+        assert [(r.tags["dataset"], r.partition_key) for r in at_ten] == [("market", "2024-06-01")]
+        assert at_ten[0].asset_selection is None  # the whole ingest job: curated again
+        assert at_ten[0].tags["trigger"] == "reconcile"
+        assert at_ten[0].run_key != at_eleven[0].run_key
+        run = defs.get_job_def(at_ten[0].job_name).execute_in_process(
+            partition_key="2024-06-01", instance=instance, raise_on_error=False, tags=at_ten[0].tags
+        )
+        assert run.success
+        assert evaluate(instance, 12) == []
+    assert cli(attested, "verify", "market", "2024-06-01").exit_code == 0
