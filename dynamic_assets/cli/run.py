@@ -75,12 +75,27 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
                 progress.console.print(outcome.note, markup=False, highlight=False, soft_wrap=True)
             outcomes.append(outcome)
             progress.advance(task)
-    _print_ingested(outcomes, plan)
+    ran = {(o.dataset, o.version) for o in outcomes}
+    anchoring = settings.provenance.anchoring
+    forward = headless.plan_forward(
+        db, decls, anchoring, dataset=dataset, version=version, skip=ran
+    )
+    advanced = []
+    with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
+        for left in forward:
+            with console.status(
+                f"{left.dataset} {left.version}: {left.state}, bringing it forward …"
+            ):
+                advanced.append(
+                    headless.advance_version(defs, instance, db, drive, decls, left, anchoring)
+                )
+    _print_ingested(outcomes, advanced, plan)
 
     failures = [
-        (o.dataset, o.version, path, reason) for o in outcomes for path, reason in o.failures
+        (o.dataset, o.version, path, reason)
+        for o in outcomes + advanced
+        for path, reason in o.failures
     ]
-    ran = {(o.dataset, o.version) for o in outcomes}
     failures += [
         (q["dataset"], q["version"], q["path"], f"still quarantined: {q['error']}")
         for q in plan.quarantined
@@ -103,12 +118,31 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         sys.exit(1)
 
 
-def _print_ingested(outcomes: list, plan) -> None:
-    if not outcomes:
+# What `run` says of the versions an earlier run left short of their final state, by that state.
+LEFT = {
+    "unfingerprinted": ("fingerprinted and {final}", "left without a fingerprint"),
+    "curated": ("{final}", "left unattested"),
+    "attested": ("anchored", "left unanchored"),
+}
+
+
+def _print_ingested(outcomes: list, advanced: list, plan) -> None:
+    if not outcomes and not advanced:
         if plan.quarantined or plan.problems:
             console.print("Nothing new to run; files the pipeline did not take are listed below.")
         else:
             console.print("Nothing new: every version in the drive has reached curated.")
+        return
+    for o in advanced:
+        if o.note:
+            console.print(o.note, markup=False, highlight=False, soft_wrap=True)
+    final = "attested and anchored" if any(o.status == "anchored" for o in advanced) else "attested"
+    for state, (done, was) in LEFT.items():
+        count = sum(1 for o in advanced if o.left == state and o.status in ("attested", "anchored"))
+        if count:
+            noun = "version" if count == 1 else "versions"
+            console.print(f"{done.format(final=final)} {count} {noun} {was}")
+    if not outcomes:
         return
     table = Table(title="dynamic-assets run")
     for name in ("dataset", "version", "files", "rows", "seconds", "status"):

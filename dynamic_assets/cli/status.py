@@ -19,6 +19,7 @@ COLUMNS = (
     "last success",
     "last failure",
     "quarantined",
+    "not final",
     "fresh",
 )
 
@@ -26,9 +27,10 @@ COLUMNS = (
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
-    """Health of every dataset: latest version, checks, last runs, quarantined files.
+    """Health of every dataset: latest version, checks, last runs, quarantined files, and each
+    version not in its final state (attested, or anchored when TON anchoring is configured).
 
-    Exits 1 when a blocking check of any dataset is failing.
+    Exits 1 when a blocking check of any dataset is failing or a version is not final.
     """
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.quality.status import health
@@ -36,12 +38,12 @@ def status(as_json: bool) -> None:
 
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
-    report = health(default_database(settings), decls)
+    report = health(default_database(settings), decls, anchoring=settings.provenance.anchoring)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in report], default=str, indent=2))
     else:
         _print(report)
-    if any(h.blocking_failure for h in report):
+    if not all(h.green for h in report):
         sys.exit(1)
 
 
@@ -59,9 +61,17 @@ def _print(report: list) -> None:
             _when(h.last_success),
             _when(h.last_failure),
             str(len(h.quarantined)),
+            f"[red]{len(h.versions)}[/]" if h.versions else "[green]0[/]",
             fresh,
         )
     console.print(table)
+    for h in report:
+        for v in h.versions:
+            since = f" since {v['since']:%Y-%m-%d %H:%M}" if v["since"] else ""
+            _problem(
+                f"  {h.dataset} {v['version']}  {v['state']}{since}, not {h.final_state}: "
+                f"{v['detail']}"
+            )
     for h in report:
         for name in h.failing_checks:
             result = h.checks.get(name, {})

@@ -6,6 +6,11 @@ version) that has no run for its current data and configuration, on the home's D
 so that the UI shows these runs beside the sensor's. What is pending is decided by the core
 (`datasets.pipeline.outstanding`, `training.records.pending_training`), as for the sensor and the
 reconcile schedule. Each run gives back a plain outcome record for the command line to print.
+
+Then every version an earlier run left short of its final state (`quality.states`) is driven
+forward (`plan_forward`, `advance_version`): a curated version without fingerprint through its
+ingest job again, a fingerprinted one not attested (or not anchored, with TON anchoring) through
+its attestation asset only.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from dynamic_assets.defs.datasets.assets import (
     ingest_tags,
 )
 from dynamic_assets.defs.datasets.partitions import ensure_partition
+from dynamic_assets.defs.provenance.keys import attestation_key
 from dynamic_assets.defs.training.keys import train_job_name
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.drive.discovery import Discovery, Problem, VersionFolder, discover
+from dynamic_assets.quality.states import VersionState, not_final, version_states
 from dynamic_assets.settings import Settings
 from dynamic_assets.training.records import Pending
 
@@ -75,6 +82,7 @@ class Ingested:
     status: str = "pending"
     failures: list[tuple[str, str]] = field(default_factory=list)
     note: str = ""  # one line on a version left to another run
+    left: str = ""  # the state an earlier run left the version in (`advance_version`)
 
 
 @dataclass
@@ -186,6 +194,7 @@ def _execute(
     tags: dict[str, str],
     *,
     run_id: str | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, float]:
     ensure_partition(instance, dataset, version)
     started = time.perf_counter()
@@ -196,6 +205,7 @@ def _execute(
         run_config=LOGGING,
         tags=tags,
         run_id=run_id,
+        asset_selection=asset_selection,
     )
     return result, time.perf_counter() - started
 
@@ -220,18 +230,7 @@ def ingest_version(
     run_id = str(uuid.uuid4())
     outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
     with db.connect(autocommit=True) as held:
-        taken, holder = False, None
-        for _ in range(3):  # the holder may let go between the attempt and the look-up
-            taken = try_run_lock(held, vf.dataset, vf.version, HOLDER + run_id)
-            holder = None if taken else run_lock_holder(held, vf.dataset, vf.version)
-            if taken or holder is not None:
-                break
-        if not taken:
-            other = holder.removeprefix(HOLDER) if holder else "unknown"
-            outcome.status = "another run"
-            outcome.note = (
-                f"another run is bringing {vf.dataset} {vf.version} to curated (run id {other})"
-            )
+        if not _take_run_lock(held, outcome, run_id):
             return outcome
         pending, quarantined = (
             outstanding(db, Discovery(versions={vf.folder: vf})) if recheck else ([vf], [])
@@ -262,6 +261,124 @@ def ingest_version(
     else:
         outcome.status = "failed"
         outcome.failures = _failures_of(result) or [(vf.folder, "the run failed")]
+    return outcome
+
+
+def _take_run_lock(held, outcome: Ingested, run_id: str) -> bool:
+    """Take the version's run lock for `run_id`; else note in `outcome` which run holds it."""
+    taken, holder = False, None
+    for _ in range(3):  # the holder may let go between the attempt and the look-up
+        taken = try_run_lock(held, outcome.dataset, outcome.version, HOLDER + run_id)
+        holder = None if taken else run_lock_holder(held, outcome.dataset, outcome.version)
+        if taken or holder is not None:
+            break
+    if not taken:
+        other = holder.removeprefix(HOLDER) if holder else "unknown"
+        outcome.status = "another run"
+        outcome.note = (
+            f"another run is bringing {outcome.dataset} {outcome.version} to curated "
+            f"(run id {other})"
+        )
+    return taken
+
+
+# The states `advance_version` drives forward; the earlier ones are the ingest's
+# (`pipeline.outstanding`: a version whose files have not all reached curated).
+DRIVEN = ("unfingerprinted", "curated", "attested")
+
+
+def plan_forward(
+    db: Database,
+    decls: Declarations,
+    anchoring: bool,
+    *,
+    dataset: str | None = None,
+    version: str | None = None,
+    skip: set[tuple[str, str]] | frozenset = frozenset(),
+) -> list[VersionState]:
+    """The curated versions of declared datasets not in their final state (attested, or
+    anchored with `anchoring`), but those in `skip` (run already)."""
+    declared = {ds.name for ds in decls.datasets}
+    with db.connect() as conn:
+        left = not_final(conn, anchoring, dataset)
+    return [
+        s
+        for s in left
+        if s.state in DRIVEN
+        and s.dataset in declared
+        and (version is None or s.version == version)
+        and (s.dataset, s.version) not in skip
+    ]
+
+
+def advance_version(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    db: Database,
+    drive: Drive,
+    decls: Declarations,
+    left: VersionState,
+    anchoring: bool,
+) -> Ingested:
+    """Bring one version an earlier run left short of its final state to it, holding its run
+    lock: without fingerprint, through its ingest job (as `run --all` does); fingerprinted, through
+    its attestation asset only. The outcome's status is the state reached (`failed` when not
+    final, with the reason)."""
+    run_id = str(uuid.uuid4())
+    outcome = Ingested(left.dataset, left.version, left=left.state)
+    with db.connect(autocommit=True) as held:
+        if not _take_run_lock(held, outcome, run_id):
+            return outcome
+        now = version_states(held, left.dataset, left.version)
+        if now and now[0].final(anchoring):  # attested in one batch with another version
+            outcome.status = now[0].state
+            return outcome
+        if not now or now[0].state not in DRIVEN:
+            outcome.status = "another run"
+            outcome.note = (
+                f"{left.dataset} {left.version} is {now[0].state if now else 'gone'} now: "
+                "left to its ingest run"
+            )
+            return outcome
+        selection = None
+        if now[0].state == "unfingerprinted":
+            found = discover(drive, decls, dataset=left.dataset, version=left.version)
+            vf = found.versions.get(f"{left.dataset}/{left.version}")
+            if vf is None or not vf.files:
+                outcome.status = "failed"
+                outcome.failures = [
+                    (
+                        f"datasets/{left.dataset}/{left.version}",
+                        "curated without a fingerprint, and its files are no longer in the "
+                        "drive to curate it again",
+                    )
+                ]
+                return outcome
+            outcome.files = len(vf.files)
+        else:
+            selection = [attestation_key(left.dataset)]
+        result, outcome.seconds = _execute(
+            defs,
+            instance,
+            ingest_job_name(left.dataset),
+            left.dataset,
+            left.version,
+            ingest_tags(left.dataset, left.version, TRIGGER),
+            run_id=run_id,
+            asset_selection=selection,
+        )
+        reached = version_states(held, left.dataset, left.version)
+    if reached and reached[0].final(anchoring):
+        outcome.status = reached[0].state
+        outcome.rows = _curated_rows(result, left.dataset)
+        return outcome
+    outcome.status = "failed"
+    outcome.failures = _failures_of(result) or [
+        (
+            f"datasets/{left.dataset}/{left.version}",
+            f"still {reached[0].state}: {reached[0].detail}" if reached else "the run failed",
+        )
+    ]
     return outcome
 
 

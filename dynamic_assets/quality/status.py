@@ -1,4 +1,6 @@
-"""Health of every declared dataset, from the registry and run records (for `dynamic-assets status`)."""
+"""Health of every declared dataset, from the registry and run records (for `dynamic-assets status`):
+its latest version, checks, runs, quarantined files, and each version not in its final state
+(`quality.states`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import UTC, datetime
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.declarations.names import version_sort_key
+from dynamic_assets.quality.states import final_state, not_final
 
 
 @dataclass
@@ -24,14 +27,22 @@ class DatasetHealth:
     quarantined: list[dict] = field(default_factory=list)
     stale: bool | None = None
     freshness_days: int | None = None
+    final_state: str = "attested"
+    versions: list[dict] = field(default_factory=list)  # not final: version, state, since, detail
 
     @property
     def blocking_failure(self) -> bool:
         return bool(self.failing_checks)
 
+    @property
+    def green(self) -> bool:
+        """No blocking check failing and every version in its final state."""
+        return not self.blocking_failure and not self.versions
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out["blocking_failure"] = self.blocking_failure
+        out["green"] = self.green
         return out
 
 
@@ -47,13 +58,19 @@ def _failing(checks: dict) -> list[str]:
 
 
 def health(
-    db: Database, decls: Declarations, *, now: datetime | None = None
+    db: Database, decls: Declarations, *, now: datetime | None = None, anchoring: bool = False
 ) -> list[DatasetHealth]:
+    """The health of each declared dataset; `anchoring` (TON anchoring configured) makes
+    `anchored` the final state of a version instead of `attested`."""
     now = now or datetime.now(UTC)
     out: list[DatasetHealth] = []
     with db.connect() as conn:
         for ds in decls.datasets:
-            h = DatasetHealth(ds.name)
+            h = DatasetHealth(ds.name, final_state=final_state(anchoring))
+            h.versions = [
+                {k: v for k, v in s.as_dict().items() if k != "dataset"}
+                for s in not_final(conn, anchoring, ds.name)
+            ]
             versions = conn.execute(
                 "SELECT version, row_count, curated_at FROM public.datasets WHERE name = %s AND status = 'curated'",
                 (ds.name,),

@@ -10,6 +10,12 @@ A drive with a change feed (OneDrive through Microsoft Graph) is read with `delt
 cursor is the feed's deltaLink (`{"delta": <link>}`; `"full": 1` while a first listing or a resync
 continues over several ticks), only the version folders the feed names are listed, the same run
 keys are requested, deleted files are marked `deleted` (see `dynamic_assets.drive.changes`).
+
+Every tick, and every reconcile, also requests a run for each curated version an earlier run
+left short of its final state (`quality.states`): its ingest job for a version without
+fingerprint, its attestation asset only for one not attested (or not anchored, with TON
+anchoring). The sensor's run key names the state and when it was entered, so it asks once per
+state; the reconcile's names the hour too, so a run that failed is tried again each hour.
 """
 
 import base64
@@ -24,6 +30,9 @@ from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
 from dynamic_assets.defs.datasets.partitions import ensure_partition, partitions_name
+from dynamic_assets.defs.headless import plan_forward
+from dynamic_assets.defs.provenance.keys import attestation_key
+from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.drive.changes import DELTA_BUDGET_SECONDS, plan_changes
 from dynamic_assets.drive.discovery import Discovery, discover
@@ -92,6 +101,66 @@ def plan_tick(
     return requests, partition_requests, next_cursor, new_problems
 
 
+def forward_requests(
+    db,
+    decls: Declarations,
+    anchoring: bool,
+    trigger: str,
+    *,
+    dataset: str | None = None,
+    taken: set[tuple[str, str]] | frozenset = frozenset(),
+    attempt: str = "",
+) -> list[dg.RunRequest]:
+    """A run for each curated version not in its final state (`headless.plan_forward`), but
+    those in `taken` (requested already): its ingest job when it has no fingerprint, else its
+    attestation asset only. The run key names the state, when it was entered and `attempt`."""
+    requests = []
+    for left in plan_forward(db, decls, anchoring, dataset=dataset, skip=taken):
+        since = left.since.isoformat() if left.since else "-"
+        requests.append(
+            dg.RunRequest(
+                job_name=ingest_job_name(left.dataset),
+                partition_key=left.version,
+                run_key=f"forward|{left.dataset}|{left.version}|{left.state}|{since}{attempt}",
+                tags=ingest_tags(left.dataset, left.version, trigger),
+                asset_selection=(
+                    None if left.state == "unfingerprinted" else [attestation_key(left.dataset)]
+                ),
+            )
+        )
+    return requests
+
+
+def _with_forward(
+    context: dg.SensorEvaluationContext,
+    db,
+    decls: Declarations,
+    anchoring: bool,
+    requests: list[dg.RunRequest],
+    additions: list,
+    existing: dict[str, set[str]],
+) -> tuple[list[dg.RunRequest], list]:
+    """The tick's requests and partition additions, with the runs of versions left short of
+    their final state (and their partitions, when the instance lacks them)."""
+    taken = {(r.tags["dataset"], r.partition_key or "") for r in requests}
+    forward = forward_requests(db, decls, anchoring, "drive_sensor", taken=taken)
+    missing: dict[str, list[str]] = {}
+    for r in forward:
+        ds, version = r.tags["dataset"], r.partition_key or ""
+        if version not in existing.get(ds, set()):
+            missing.setdefault(ds, []).append(version)
+    if forward:
+        names = [f"{r.tags['dataset']} {r.partition_key}" for r in forward]
+        context.log.info(
+            f"{len(forward)} version(s) left short of their final state: {', '.join(names[:10])}"
+        )
+    added = [
+        dg.AddDynamicPartitionsRequest(partitions_def_name=partitions_name(ds), partition_keys=keys)
+        for ds, keys in sorted(missing.items())
+    ]
+    return requests + forward, additions + added
+
+
 def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
     @dg.sensor(
         name="drive_sensor",
@@ -101,11 +170,14 @@ def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
         description="Lists the drive's dataset folders and starts a run for each new or changed version.",
     )
     def drive_sensor(
-        context: dg.SensorEvaluationContext, drive: DriveResource, postgres: PostgresResource
+        context: dg.SensorEvaluationContext,
+        drive: DriveResource,
+        postgres: PostgresResource,
+        attestation: AttestationResource,
     ) -> dg.SensorResult:
         source = drive.get()
         if hasattr(source, "delta"):
-            return _delta_tick(context, source, postgres, decls)
+            return _delta_tick(context, source, postgres, decls, attestation.anchoring)
         found = discover(source, decls)
         existing = {
             ds.name: set(context.instance.get_dynamic_partitions(partitions_name(ds.name)))
@@ -124,6 +196,15 @@ def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
             context.log.info(
                 f"{len(requests)} version(s) to bring in: {', '.join(names[:10])}{more}"
             )
+        requests, additions = _with_forward(
+            context,
+            postgres.database(),
+            decls,
+            attestation.anchoring,
+            requests,
+            additions,
+            existing,
+        )
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=additions,
@@ -153,7 +234,11 @@ def decode_delta_cursor(cursor: str | None) -> dict:
 
 
 def _delta_tick(
-    context: dg.SensorEvaluationContext, source, postgres: PostgresResource, decls: Declarations
+    context: dg.SensorEvaluationContext,
+    source,
+    postgres: PostgresResource,
+    decls: Declarations,
+    anchoring: bool,
 ) -> dg.SensorResult:
     """One tick over the drive's change feed: list what changed, run the versions it touched."""
     state = decode_delta_cursor(context.cursor)
@@ -203,6 +288,9 @@ def _delta_tick(
         f"deleted, {plan.listed_folders} folder(s) listed, {len(plan.unchanged)} version(s) "
         "already curated as listed" + ("" if changes.complete else "; continuing next tick")
     )
+    requests, additions = _with_forward(
+        context, db, decls, anchoring, requests, additions, existing
+    )
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=additions,
@@ -211,20 +299,27 @@ def _delta_tick(
 
 
 def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.ScheduleDefinition:
-    """An hourly safety net for one dataset: runs every version whose files have not reached curated."""
+    """An hourly safety net for one dataset: runs every version whose files have not reached
+    curated, and every curated version not in its final state (tried again each hour)."""
 
     @dg.schedule(
         name=f"hourly_reconcile_{ds_name}",
         cron_schedule="0 * * * *",
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Compares the drive's {ds_name} folders with what reached curated and runs what is missing.",
+        description=f"Compares the drive's {ds_name} folders with what reached curated and runs "
+        "what is missing, and brings each curated version to its final state (attested, or "
+        "anchored with TON anchoring).",
     )
     def hourly_reconcile(
-        context: dg.ScheduleEvaluationContext, drive: DriveResource, postgres: PostgresResource
+        context: dg.ScheduleEvaluationContext,
+        drive: DriveResource,
+        postgres: PostgresResource,
+        attestation: AttestationResource,
     ):
+        db = postgres.database()
         found = discover(drive.get(), decls, dataset=ds_name)
-        pending, _ = outstanding(postgres.database(), found)
+        pending, _ = outstanding(db, found)
         requests = []
         for vf in pending:
             ensure_partition(context.instance, ds_name, vf.version)
@@ -235,8 +330,23 @@ def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.Sched
                     tags=ingest_tags(vf.dataset, vf.version, "reconcile"),
                 )
             )
+        hour = context.scheduled_execution_time
+        forward = forward_requests(
+            db,
+            decls,
+            attestation.anchoring,
+            "reconcile",
+            dataset=ds_name,
+            taken={(vf.dataset, vf.version) for vf in pending},
+            attempt=f"|{hour.isoformat() if hour else '-'}",
+        )
+        for r in forward:
+            ensure_partition(context.instance, ds_name, r.partition_key or "")
+        requests += forward
         if not requests:
-            return dg.SkipReason(f"every {ds_name} version in the drive has reached curated")
+            return dg.SkipReason(
+                f"every {ds_name} version in the drive has reached curated and its final state"
+            )
         return requests
 
     return hourly_reconcile
