@@ -28,7 +28,8 @@ COLUMNS = (
 def status(as_json: bool) -> None:
     """Health of every dataset: latest version, checks, last runs, quarantined files.
 
-    Exits 1 when a blocking check of any dataset is failing.
+    Exits 1 when a blocking check of any dataset is failing, or when a curated version has lost
+    every source file.
     """
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.quality.status import health
@@ -69,6 +70,8 @@ def _print(report: list) -> None:
             _problem(f"  {h.dataset} {h.checked_version}  check {name} failing: {detail}")
         for q in h.quarantined:
             _problem(f"  {h.dataset} {q['version']}  {q['path']} quarantined: {q['error']}")
+        for version in h.sources_deleted:
+            _problem(f"  {h.dataset} {version}  every source file was deleted from the drive")
 
 
 def _checks(h) -> str:
