@@ -50,6 +50,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         plan = headless.plan_ingest(
             db, drive, decls, dataset=dataset, version=version, run_all=run_all
         )
+    _print_deleted(plan.deleted)
     instance = headless.dagster_instance(settings)
     log_path = headless.run_log_path(settings)
     outcomes = []
@@ -116,6 +117,18 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
                 f"  {ds} {ver}  {path}: {reason}", markup=False, highlight=False, soft_wrap=True
             )
         sys.exit(1)
+
+
+def _print_deleted(deleted: list) -> None:
+    """Each file found deleted from the drive, and each curated version left without files."""
+    if not deleted:
+        return
+    console.print(f"[yellow]{len(deleted)} deletion(s) in the drive:[/]")
+    for p in deleted:
+        where = f"{p.dataset} {p.version}"
+        whole = p.path == f"datasets/{p.dataset}/{p.version}"  # the version, not one file
+        line = f"  {where}: {p.reason}" if whole else f"  {where}  {p.path}: {p.reason}"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 # What `run` says of the versions an earlier run left short of their final state, by that state.

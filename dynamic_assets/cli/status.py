@@ -30,7 +30,8 @@ def status(as_json: bool) -> None:
     """Health of every dataset: latest version, checks, last runs, quarantined files, and each
     version not in its final state (attested, or anchored when TON anchoring is configured).
 
-    Exits 1 when a blocking check of any dataset is failing or a version is not final.
+    Exits 1 when a blocking check of any dataset is failing, a version is not final, or a
+    curated version has lost every source file.
     """
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.quality.status import health
@@ -79,6 +80,8 @@ def _print(report: list) -> None:
             _problem(f"  {h.dataset} {h.checked_version}  check {name} failing: {detail}")
         for q in h.quarantined:
             _problem(f"  {h.dataset} {q['version']}  {q['path']} quarantined: {q['error']}")
+        for version in h.sources_deleted:
+            _problem(f"  {h.dataset} {version}  every source file was deleted from the drive")
 
 
 def _checks(h) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.checks import staging_problems
 from dynamic_assets.datasets.curated import promote_version
+from dynamic_assets.datasets.deletions import settle_deletions
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import FileChanged, FileLoad, SourceFile, load_version
 from dynamic_assets.db import Database
@@ -240,13 +241,16 @@ def curate(
 
 
 def outstanding(db: Database, found: Discovery) -> tuple[list[VersionFolder], list[dict]]:
-    """Versions in the drive whose current files have not all reached curated, and files that
-    are quarantined (unchanged since they failed, so they wait for a corrected file).
+    """Versions in the drive whose current files have not all reached curated, or that lost a
+    file since they were curated (`deletions.settle_deletions`, which also records and reports
+    in `found.deleted` the files gone from the listing), and files that are quarantined
+    (unchanged since they failed, so they wait for a corrected file).
 
     Files of a dataset the declarations leave out, recorded before under its declaration, keep
     their rows (`registry.record_problem`): `found.problems` names such a dataset once, as
     passed over, instead of each of its files as not taken."""
     with db.connect() as conn:
+        recurate = settle_deletions(conn, found)
         rows = conn.execute(
             "SELECT drive_item_id, etag, status, path, error, dataset, version FROM public.onedrive_ingest"
         ).fetchall()
@@ -282,7 +286,7 @@ def outstanding(db: Database, found: Discovery) -> tuple[list[VersionFolder], li
             continue
         if not vf.files and not vf.rejected:
             continue
-        if any(s != "curated" for s in statuses):
+        if any(s != "curated" for s in statuses) or vf.key in recurate:
             pending.append(vf)
     return pending, quarantined
 

@@ -49,8 +49,8 @@ def record_file(
     """The `onedrive_ingest` id of this exact file content, creating its row the first time.
 
     A file recorded before as passed over (`NOT_TAKEN`: its dataset was not declared then), or
-    without its dataset or version, is taken like a new file: its row gets the dataset, version
-    and format, and `pending`."""
+    without its dataset or version, or recorded `deleted` and now back in the drive, is taken
+    like a new file: its row gets the dataset, version and format, and `pending`."""
     new_id = int(
         scalar(
             conn,
@@ -68,10 +68,10 @@ def record_file(
         conn.execute(
             """UPDATE public.onedrive_ingest
                   SET dataset = %s, version = %s, file_format = %s, status = 'pending',
-                      error = NULL, updated_at = now()
+                      error = NULL, deleted_at = NULL, updated_at = now()
                 WHERE id = %s
                   AND (status = ANY(%s) OR dataset IS NULL OR version IS NULL)""",
-            (dataset, version, fmt, new_id, list(NOT_TAKEN)),
+            (dataset, version, fmt, new_id, [*NOT_TAKEN, "deleted"]),
         )
     return new_id
 
@@ -149,6 +149,38 @@ def mark_files(
         "UPDATE public.onedrive_ingest SET status = %s, error = %s, updated_at = now() WHERE id = ANY(%s)",
         (status, error, list(ids)),
     )
+
+
+def mark_deleted(conn: psycopg.Connection, ids: Iterable[int], reason: str) -> list[tuple]:
+    """Record files gone from the drive: status `deleted`, the reason, and the time found
+    (`deleted_at`). Returns (id, path, dataset, version, deleted_at) per file marked."""
+    return conn.execute(
+        """UPDATE public.onedrive_ingest
+              SET status = 'deleted', error = %s, deleted_at = now(), updated_at = now()
+            WHERE id = ANY(%s) AND status <> 'deleted'
+        RETURNING id, path, dataset, version, deleted_at""",
+        (reason, list(ids)),
+    ).fetchall()
+
+
+def deleted_since_curated(conn: psycopg.Connection) -> list[tuple]:
+    """Files deleted from the drive after their curated version was last curated, whose rows
+    the version therefore still holds: (dataset, version, path, deleted_at, files_left), where
+    `files_left` counts the version's files still recorded as present."""
+    return conn.execute(
+        """SELECT f.dataset, f.version, f.path, f.deleted_at,
+                  (SELECT count(*) FROM public.onedrive_ingest a
+                    WHERE a.dataset = f.dataset AND a.version = f.version
+                      AND a.status = ANY(%s))
+             FROM public.onedrive_ingest f
+             JOIN public.datasets d ON d.name = f.dataset AND d.version = f.version
+            WHERE f.status = 'deleted' AND d.status = 'curated'
+              AND f.deleted_at > d.curated_at
+              -- files, not the rows of folders recorded by path (ids `path-...`)
+              AND f.drive_item_id NOT LIKE 'path-%%'
+            ORDER BY f.dataset, f.version, f.path""",
+        (list(ACTIVE),),
+    ).fetchall()
 
 
 def mark_loaded(

@@ -61,12 +61,14 @@ def run_log_path(settings: Settings) -> Path:
 
 @dataclass
 class IngestPlan:
-    """The versions to bring to curated, the files still quarantined, and the files not taken
-    (undeclared dataset or refused file), already recorded in `onedrive_ingest`."""
+    """The versions to bring to curated, the files still quarantined, the files not taken
+    (undeclared dataset or refused file), already recorded in `onedrive_ingest`, and the files
+    and versions deleted from the drive (`datasets.deletions`)."""
 
     versions: list[VersionFolder]
     quarantined: list[dict]
     problems: list[Problem]
+    deleted: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -182,7 +184,7 @@ def plan_ingest(
     if problems:
         with db.connect() as conn:
             registry.record_problems(conn, problems)
-    return IngestPlan(pending, quarantined, problems)
+    return IngestPlan(pending, quarantined, problems, found.deleted)
 
 
 def _execute(

@@ -212,7 +212,8 @@ def _mark_deleted(conn, deleted) -> list[tuple]:
     ids = [d.item_id for d in deleted]
     prefixes = [d.path.rstrip("/") + "/" for d in deleted if d.is_folder and d.path]
     return conn.execute(
-        """UPDATE public.onedrive_ingest SET status = 'deleted', error = %s, updated_at = now()
+        """UPDATE public.onedrive_ingest SET status = 'deleted', error = %s, updated_at = now(),
+                   deleted_at = now()
             WHERE status NOT IN ('deleted', 'superseded')
               AND (drive_item_id = ANY(%s)
                    OR EXISTS (SELECT 1 FROM unnest(%s::text[]) AS p(prefix)
@@ -233,7 +234,8 @@ def _mark_absent(conn, present: set[str]) -> list[tuple]:
     if not gone:
         return []
     return conn.execute(
-        """UPDATE public.onedrive_ingest SET status = 'deleted', error = %s, updated_at = now()
+        """UPDATE public.onedrive_ingest SET status = 'deleted', error = %s, updated_at = now(),
+                   deleted_at = now()
             WHERE id = ANY(%s) RETURNING id, path, dataset, version""",
         (DELETED_REASON + " (found missing after a full listing)", gone),
     ).fetchall()

@@ -75,6 +75,14 @@ class Discovery:
     versions: dict[str, VersionFolder] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     items_listed: int = 0
+    # The folder `discover` listed whole, and the path of every item below it: a recorded file
+    # under `listed` that `paths` does not hold is gone from the drive. None when the versions
+    # were put together otherwise (one version folder, a delta page): nothing is known gone.
+    listed: str | None = None
+    paths: set[str] = field(default_factory=set)
+    # Files found deleted from the drive, and versions left without any file (status `deleted`),
+    # as `datasets.deletions` reports them.
+    deleted: list[Problem] = field(default_factory=list)
 
     def for_dataset(self, dataset: str) -> list[VersionFolder]:
         found = [v for v in self.versions.values() if v.dataset == dataset]
@@ -91,9 +99,10 @@ def discover(
         folder += f"/{dataset}"
         if version:
             folder += f"/{version}"
-    out = Discovery()
+    out = Discovery(listed=folder)
     for item in drive.list_tree(folder):
         out.items_listed += 1
+        out.paths.add(item.path)
         _classify(item, declared, out)
     if dataset and version:
         # The version folder itself: known even when it is empty.

@@ -29,10 +29,11 @@ class DatasetHealth:
     freshness_days: int | None = None
     final_state: str = "attested"
     versions: list[dict] = field(default_factory=list)  # not final: version, state, since, detail
+    sources_deleted: list[str] = field(default_factory=list)  # curated, every file deleted
 
     @property
     def blocking_failure(self) -> bool:
-        return bool(self.failing_checks)
+        return bool(self.failing_checks or self.sources_deleted)
 
     @property
     def green(self) -> bool:
@@ -119,9 +120,27 @@ def health(
                     (ds.name,),
                 ).fetchall()
             ]
+            h.sources_deleted = _sources_deleted(conn, ds.name)
             if ds.freshness:
                 h.freshness_days = ds.freshness.max_days_between_versions
                 last = max((r[2] for r in versions if r[2]), default=None)
                 h.stale = last is None or (now - last).total_seconds() > h.freshness_days * 86400
             out.append(h)
     return out
+
+
+def _sources_deleted(conn, dataset: str) -> list[str]:
+    """Curated versions whose every recorded source file was deleted from the drive (their
+    curated rows are kept), oldest first."""
+    rows = conn.execute(
+        """SELECT d.version FROM public.datasets d
+            WHERE d.name = %s AND d.status = 'curated'
+              AND EXISTS (SELECT 1 FROM public.onedrive_ingest f
+                           WHERE f.dataset = d.name AND f.version = d.version
+                             AND f.status = 'deleted' AND f.drive_item_id NOT LIKE 'path-%%')
+              AND NOT EXISTS (SELECT 1 FROM public.onedrive_ingest f
+                               WHERE f.dataset = d.name AND f.version = d.version
+                                 AND f.status IN ('pending', 'staged', 'curated', 'quarantined'))""",
+        (dataset,),
+    ).fetchall()
+    return sorted((r[0] for r in rows), key=version_sort_key)

@@ -4,7 +4,8 @@ The sensor lists the drive (no downloads), keeps one short digest per version fo
 compressed cursor, and for each version whose file set changed registers the version as a
 dynamic partition and requests one run keyed by (dataset, version, file-set digest), so repeated
 ticks never start duplicate runs. Files it will not take (undeclared dataset, unsafe name,
-unknown format, empty version folder) are recorded in `onedrive_ingest` and named in the log.
+unknown format, empty version folder) are recorded in `onedrive_ingest` and named in the log, and
+so are recorded files the listing no longer holds (`deleted`, see `datasets.deletions`).
 
 A drive with a change feed (OneDrive through Microsoft Graph) is read with `delta` instead: the
 cursor is the feed's deltaLink (`{"delta": <link>}`; `"full": 1` while a first listing or a resync
@@ -26,6 +27,7 @@ import zlib
 import dagster as dg
 
 from dynamic_assets.datasets import registry
+from dynamic_assets.datasets.deletions import settle_deletions
 from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
@@ -35,7 +37,7 @@ from dynamic_assets.defs.provenance.keys import attestation_key
 from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.drive.changes import DELTA_BUDGET_SECONDS, plan_changes
-from dynamic_assets.drive.discovery import Discovery, discover
+from dynamic_assets.drive.discovery import DATASETS_FOLDER, Discovery, discover
 
 CURSOR_VERSION = 1
 
@@ -179,6 +181,11 @@ def build_drive_sensor(decls: Declarations, jobs: list) -> dg.SensorDefinition:
         if hasattr(source, "delta"):
             return _delta_tick(context, source, postgres, decls, attestation.anchoring)
         found = discover(source, decls)
+        with postgres.database().connect() as conn:
+            settle_deletions(conn, found)  # recorded here; the changed digest runs the version
+        for p in found.deleted:
+            if p.path != f"{DATASETS_FOLDER}/{p.dataset}/{p.version}":  # status names the rest
+                context.log.warning(f"{p.dataset} {p.version} {p.message}")
         existing = {
             ds.name: set(context.instance.get_dynamic_partitions(partitions_name(ds.name)))
             for ds in decls.datasets

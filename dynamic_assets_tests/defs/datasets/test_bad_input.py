@@ -202,7 +202,8 @@ def test_bad_file_is_refused_quarantined_and_recovered(env, name, dataset, fragm
     (env.root / drive_path).unlink()  # the collaborator takes the bad file out
     recovered = env.cycle()
     assert recovered[(dataset, version)].success
-    assert env.ingest(drive_path)[0] == "superseded"  # the quarantine is cleared
+    # The quarantine is cleared: the file is recorded as deleted from the drive.
+    assert env.ingest(drive_path) == ("deleted", "deleted from the drive")
     assert env.snapshot(dataset) == before
 
 
