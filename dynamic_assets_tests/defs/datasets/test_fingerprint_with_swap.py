@@ -171,3 +171,33 @@ def test_failing_blocking_checks_fail_the_staging_partition_with_their_evaluatio
     assert "expect_column_values_to_be_between on volume failed" in str(
         failure.step_failure_data.user_failure_data.metadata["failures"].value
     )
+
+
+def test_a_typed_table_built_from_other_files_is_built_again_not_swapped_in(
+    defs, instance, db, drive_root, drive, decls
+):
+    from dynamic_assets.datasets import pipeline
+
+    assert run_version(defs, instance, "market", VERSION, selection=[raw_key("market")]).success
+    with db.connect() as conn:
+        (built,) = conn.execute("SELECT table_name FROM curated_builds").fetchone()
+    # A file is added and the version staged again, and the process dies before its checks:
+    # the table built before holds the earlier files only.
+    extra = drive_root / "datasets" / "market" / VERSION / "extra.csv"
+    extra.write_text(
+        "date,symbol,exchange,open,high,low,close,volume,note\n"
+        "2024-05-03,ZZZZ,NYSE,1.00,1.10,0.90,1.05,100,\n",
+        encoding="utf-8",
+    )
+    pipeline.stage(db, drive, decls, decls.dataset("market"), VERSION)
+
+    assert run_version(defs, instance, "market", VERSION, selection=[curated_key("market")]).success
+    status, fingerprint, row_count = _registered(db)
+    assert (status, row_count, _curated_rows(db)) == ("curated", 561, 561)
+    with db.connect() as conn:
+        assert conn.execute("SELECT to_regclass(%s)", (f"ai_curated.{built}",)).fetchone() == (
+            None,
+        )
+        fp = compute_fingerprint(conn, decls.dataset("market"), VERSION)
+    assert fp.fingerprint == fingerprint and fp.rows == 561
+    assert f"datasets/market/{VERSION}/extra.csv" in [f["path"] for f in fp.files]
