@@ -209,15 +209,20 @@ def build_record(
         "dataset": dataset,
         "version": version,
         "schema": schema,
-        "files": sorted(
-            (
-                {"path": f["path"], "sha256": f["sha256"], "size_bytes": int(f["size_bytes"])}
-                for f in files
-            ),
-            key=lambda f: f["path"].encode("utf-8"),  # byte order, as COLLATE "C"
-        ),
+        "files": record_files(files),
         "rows": {"count": int(rows), "content_digest": digest},
     }
+
+
+def record_files(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The record's `files`: path, sha256 and size of each, in the byte order of the paths."""
+    return sorted(
+        (
+            {"path": f["path"], "sha256": f["sha256"], "size_bytes": int(f["size_bytes"])}
+            for f in files
+        ),
+        key=lambda f: f["path"].encode("utf-8"),  # byte order, as COLLATE "C"
+    )
 
 
 def fingerprint_of(record: dict[str, Any]) -> str:
@@ -367,12 +372,7 @@ def stored_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> F
     if not fingerprint or record is None:
         return None
     files = version_files(conn, ds.name, version)
-    if (
-        record.get("files")
-        != build_record(
-            dataset=ds.name, version=version, schema={}, files=files, rows=0, digest=""
-        )["files"]
-    ):
+    if record.get("files") != record_files(files):
         raise FingerprintError(
             f"{ds.name} {version}: the stored fingerprint does not list the version's curated "
             f"files; run the version again (dynamic-assets run --all --dataset {ds.name} "
