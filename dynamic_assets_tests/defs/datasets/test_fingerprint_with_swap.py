@@ -201,3 +201,42 @@ def test_a_typed_table_built_from_other_files_is_built_again_not_swapped_in(
         fp = compute_fingerprint(conn, decls.dataset("market"), VERSION)
     assert fp.fingerprint == fingerprint and fp.rows == 561
     assert f"datasets/market/{VERSION}/extra.csv" in [f["path"] for f in fp.files]
+
+
+def test_the_fingerprint_asset_reads_the_committed_fingerprint_and_computes_a_missing_one(
+    defs, instance, db
+):
+    from dynamic_assets.defs.provenance.keys import fingerprint_key
+
+    assert run_version(defs, instance, "market", VERSION).success
+    _, committed, _ = _registered(db)
+    meta = instance.get_latest_materialization_event(
+        fingerprint_key("market")
+    ).asset_materialization
+    assert meta.metadata["fingerprint"].value == committed
+    assert meta.metadata["files"].value == 2 and meta.metadata["dagster/row_count"].value == 560
+
+    # A version curated by an earlier install, without its fingerprint: computed and stored.
+    with db.connect() as conn:
+        conn.execute(
+            "UPDATE datasets SET fingerprint = NULL, fingerprint_record = NULL "
+            "WHERE name = 'market' AND version = %s",
+            (VERSION,),
+        )
+    selection = [fingerprint_key("market")]
+    assert run_version(defs, instance, "market", VERSION, selection=selection).success
+    assert _registered(db)[1] == committed
+
+    # A stored record that does not list the version's curated files is refused.
+    with db.connect() as conn:
+        conn.execute(
+            "UPDATE datasets SET fingerprint_record = jsonb_set(fingerprint_record, "
+            "'{files}', '[]'::jsonb) WHERE name = 'market' AND version = %s",
+            (VERSION,),
+        )
+    refused = run_version(defs, instance, "market", VERSION, selection=selection)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "does not list the version's curated files" in (
+        failure.step_failure_data.user_failure_data.description
+    )
