@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
 
 from dynamic_assets.datasets import registry
-from dynamic_assets.datasets.checks import staging_problems
-from dynamic_assets.datasets.curated import promote_version
+from dynamic_assets.datasets.checks import Problem as ValueProblem
+from dynamic_assets.datasets.curated import (
+    Build,
+    build_version,
+    discard_build,
+    recorded_build,
+    staging_shortfall,
+    swap_version,
+)
 from dynamic_assets.datasets.deletions import settle_deletions
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import FileChanged, FileLoad, SourceFile, load_version
@@ -191,13 +202,27 @@ class Curated:
     seconds: float
     files: list[dict]
     dataset_id: int
+    fingerprint: Any = None  # what `fingerprint` returned, stored with the version
 
 
 @one_step_at_a_time
 def curate(
-    db: Database, drive_kind: str, ds: Dataset, version: str, *, run_id: str | None = None
+    db: Database,
+    drive_kind: str,
+    ds: Dataset,
+    version: str,
+    *,
+    run_id: str | None = None,
+    fingerprint: Callable[[psycopg.Connection, str, list[dict]], Any] | None = None,
+    store: Callable[[psycopg.Connection, Any], object] | None = None,
 ) -> Curated:
-    """Promote the staged version to `ai_curated` and register it, in one transaction."""
+    """Swap the typed table built for the staged version into `ai_curated` and register it, in
+    one transaction.
+
+    The table the staging step built and checked is used when it was built from exactly the
+    version's staged files; else it is built again from staging. `fingerprint(conn, table,
+    files)` computes the version's fingerprint on that table before the swap; `store(conn, fp)`
+    writes it inside the swap's transaction, so the version is never curated without it."""
     step = registry.EtlStep(run_id, ds.name, version, "curate")
     with db.connect() as conn:
         if not partition_exists(conn, RAW_SCHEMA, partition_name(ds.name, version)):
@@ -221,11 +246,25 @@ def curate(
             rows=rows,
             drive_kind=drive_kind,
         )
+        if store is not None and out.get("fingerprint") is not None:
+            store(conn, out["fingerprint"])
         step.record(conn, "succeeded", files=len(files), rows_loaded=rows)
 
     with db.connect(autocommit=True) as conn:
         try:
-            result = promote_version(conn, ds, version, after_swap=register, recorded=recorded)
+            shortfall = staging_shortfall(conn, ds, version, recorded)
+            if shortfall:
+                raise PromotionError(
+                    shortfall,
+                    [{"kind": "staging_incomplete", "message": shortfall, "files": recorded}],
+                )
+            build = recorded_build(conn, ds, version, recorded) or build_version(
+                conn, ds, version, recorded=recorded
+            )
+            if fingerprint is not None:
+                files = registry.version_files(conn, ds.name, version, ids)
+                out["fingerprint"] = fingerprint(conn, build.table, files)
+            result = swap_version(conn, ds, version, build, after_swap=register)
         except PromotionError as exc:
             with conn.transaction():
                 step.record(
@@ -237,7 +276,13 @@ def curate(
                     checks={"problems": exc.problems},
                 )
             raise VersionFailed(ds.name, version, [(f"ai_raw.{ds.name}", str(exc))]) from exc
-    return Curated(result.rows, result.seconds, out["files"], out["dataset_id"])
+    return Curated(
+        result.rows,
+        build.seconds + result.seconds,
+        out["files"],
+        out["dataset_id"],
+        out.get("fingerprint"),
+    )
 
 
 def outstanding(db: Database, found: Discovery) -> tuple[list[VersionFolder], list[dict]]:
@@ -323,6 +368,7 @@ class Validation:
     expectations: list  # quality.expectations.ExpectationOutcome
     schema_change: object  # quality.schema.SchemaChange
     quarantined: dict[str, str] = field(default_factory=dict)  # path -> reason
+    build: Build | None = None  # the typed table the checks judged, kept for curate
 
     @property
     def blocking_failures(self) -> list[str]:
@@ -340,7 +386,13 @@ def validate(
     *,
     run_id: str | None = None,
 ) -> Validation:
-    """Run the blocking checks on a staged version, record them, quarantine the files at fault."""
+    """Build the typed table of a staged version and run the blocking checks on it, record
+    them, quarantine the files at fault.
+
+    `rows_castable` is the build itself: Postgres casts every value once, enforces the
+    nullability, the primary key and the declared refusals, and only when it refuses a row is
+    the text staging searched for what and where (`staging_problems`). The expectations judge
+    the typed table. A version whose blocking checks fail keeps no typed table."""
     from psycopg.types.json import Jsonb
 
     from dynamic_assets.quality import schema as schema_mod
@@ -350,12 +402,15 @@ def validate(
     for load in staged.loads if staged else []:
         for name, typ in (load.source_types or {}).items():
             parquet_types.setdefault(name, typ)
+    with db.connect(autocommit=True) as conn:
+        problems, build = _build_typed(conn, ds, version)
     with db.connect() as conn:
-        problems = staging_problems(conn, ds, version)
         observed = schema_mod.observe(conn, ds, version, parquet_types or None)
         change = schema_mod.compare(conn, ds.name, version, observed)
         schema_mod.store(conn, ds.name, version, observed)
-    outcomes = run_expectations(db.uri, ds, version)
+    # Without a typed table (values that do not cast), the expectations judge the staging cast
+    # on the fly, a value that does not cast read as NULL (`rows_castable` reports it).
+    outcomes = run_expectations(db.uri, ds, version, table=build.table if build else None)
 
     reasons: dict[int, list[str]] = {}
     for p in problems:
@@ -415,4 +470,23 @@ def validate(
                 run_id,
             ),
         )
-    return Validation(problems, outcomes, change, quarantined)
+    result = Validation(problems, outcomes, change, quarantined, build)
+    if build is not None and result.blocking_failures:
+        with db.connect(autocommit=True) as conn:
+            discard_build(conn, ds, version)
+        result.build = None
+    return result
+
+
+def _build_typed(
+    conn: psycopg.Connection, ds: Dataset, version: str
+) -> tuple[list[ValueProblem], Build | None]:
+    """The typed table of the staged version, or what keeps it from being built."""
+    try:
+        return [], build_version(conn, ds, version)
+    except PromotionError as exc:
+        fields = set(ValueProblem.__dataclass_fields__)
+        located = [ValueProblem(**p) for p in exc.problems if set(p) == fields]
+        if located and len(located) == len(exc.problems):
+            return located, None
+        return [ValueProblem("build", "", 0, str(exc))], None

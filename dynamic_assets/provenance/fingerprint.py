@@ -99,17 +99,25 @@ class ContentDigest:
 
 
 def content_digest(
-    conn: psycopg.Connection, dataset: str, version: str, columns: list[dict[str, Any]]
+    conn: psycopg.Connection,
+    dataset: str,
+    version: str,
+    columns: list[dict[str, Any]],
+    *,
+    table: str | None = None,
 ) -> ContentDigest:
-    """Row count and content digest of one curated version, computed inside Postgres."""
+    """Row count and content digest of one curated version, computed inside Postgres: the
+    rows of the version in `ai_curated.<dataset>`, or in `ai_curated.<table>` (the typed table
+    built for the version, before it is swapped in)."""
     started = time.perf_counter()
-    existing = table_columns(conn, CURATED_SCHEMA, dataset)
+    table = table or dataset
+    existing = table_columns(conn, CURATED_SCHEMA, table)
     if not existing:
-        raise FingerprintError(f"ai_curated.{dataset} does not exist: nothing was curated")
+        raise FingerprintError(f"ai_curated.{table} does not exist: nothing was curated")
     missing = [c["name"] for c in columns if c["name"] not in existing]
     if missing:
         raise FingerprintError(
-            f"ai_curated.{dataset} has no column(s) {', '.join(missing)} that the schema declares"
+            f"ai_curated.{table} has no column(s) {', '.join(missing)} that the schema declares"
         )
     encoding = scalar(conn, "SHOW server_encoding")
     if encoding.upper() not in ("UTF8", "UTF-8"):
@@ -133,7 +141,7 @@ def content_digest(
                       string_agg(set_byte('\\x00'::bytea, 0, b) || gh, ''::bytea ORDER BY b),
                       ''::bytea)), 'hex')
              FROM g"""
-    ).format(row=row_text_sql(columns), table=ident(CURATED_SCHEMA, dataset))
+    ).format(row=row_text_sql(columns), table=ident(CURATED_SCHEMA, table))
     with conn.transaction():
         # Only ISO dates depend on a session setting; pin it for this transaction.
         conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
@@ -151,6 +159,11 @@ def version_files(conn: psycopg.Connection, dataset: str, version: str) -> list[
         'ORDER BY path COLLATE "C"',  # byte order of the UTF-8 paths, as the record's
         (dataset, version),
     ).fetchall()
+    return _file_records(rows)
+
+
+def _file_records(rows) -> list[dict[str, Any]]:
+    """(path, sha256, size_bytes) rows as the record's files; each must have its SHA-256."""
     files = []
     for path, sha, size in rows:
         if not sha:
@@ -196,15 +209,20 @@ def build_record(
         "dataset": dataset,
         "version": version,
         "schema": schema,
-        "files": sorted(
-            (
-                {"path": f["path"], "sha256": f["sha256"], "size_bytes": int(f["size_bytes"])}
-                for f in files
-            ),
-            key=lambda f: f["path"].encode("utf-8"),  # byte order, as COLLATE "C"
-        ),
+        "files": record_files(files),
         "rows": {"count": int(rows), "content_digest": digest},
     }
+
+
+def record_files(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The record's `files`: path, sha256 and size of each, in the byte order of the paths."""
+    return sorted(
+        (
+            {"path": f["path"], "sha256": f["sha256"], "size_bytes": int(f["size_bytes"])}
+            for f in files
+        ),
+        key=lambda f: f["path"].encode("utf-8"),  # byte order, as COLLATE "C"
+    )
 
 
 def fingerprint_of(record: dict[str, Any]) -> str:
@@ -279,6 +297,53 @@ def compute_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> 
     )
 
 
+def fingerprint_table(
+    conn: psycopg.Connection, ds: Dataset, version: str, table: str, files: list[dict[str, Any]]
+) -> Fingerprint:
+    """Fingerprint the typed table `table` built for `version` (in `ai_curated`, not yet its
+    partition) from `files`, the version's source files (`path`, `sha256`, `size_bytes`): the
+    fingerprint `compute_fingerprint` gives once the table is swapped in and the files are
+    recorded curated."""
+    started = time.perf_counter()
+    schema = schema_record(ds)
+    records = _file_records(
+        sorted(
+            ((f["path"], f["sha256"], f["size_bytes"]) for f in files),
+            key=lambda f: f[0].encode("utf-8"),
+        )
+    )
+    content = content_digest(conn, ds.name, version, schema["columns"], table=table)
+    # Each row's source file is one of `files`: the rows and the record agree.
+    unlisted = conn.execute(
+        sql.SQL(
+            "SELECT DISTINCT _source_file_id FROM {} WHERE NOT (_source_file_id = ANY(%s))"
+        ).format(ident(CURATED_SCHEMA, table)),
+        ([int(f["id"]) for f in files],),
+    ).fetchall()
+    if unlisted:
+        raise FingerprintError(
+            f"{ds.name} {version}: the typed table holds rows of {len(unlisted)} source file(s) "
+            "not among the version's files; materialize ai_raw/"
+            f"{ds.name} for {version} again"
+        )
+    record = build_record(
+        dataset=ds.name,
+        version=version,
+        schema=schema,
+        files=records,
+        rows=content.rows,
+        digest=content.digest,
+    )
+    return Fingerprint(
+        ds.name,
+        version,
+        record,
+        fingerprint_of(record),
+        time.perf_counter() - started,
+        content.seconds,
+    )
+
+
 def curated_fingerprint(conn: psycopg.Connection, dataset: str, version: str) -> str | None:
     """The registry's fingerprint of a curated version; None when it has none (yet)."""
     row = conn.execute(
@@ -287,6 +352,35 @@ def curated_fingerprint(conn: psycopg.Connection, dataset: str, version: str) ->
         (dataset, version),
     ).fetchone()
     return row[0] if row is not None and row[0] else None
+
+
+def stored_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> Fingerprint | None:
+    """The fingerprint stored with a curated version, None when it has none (a version curated
+    before fingerprints were committed with the swap). Raises `FingerprintError` when its record
+    does not list exactly the version's curated files, or is not the fingerprint of itself."""
+    started = time.perf_counter()
+    row = conn.execute(
+        "SELECT fingerprint, fingerprint_record FROM public.datasets "
+        "WHERE name = %s AND version = %s AND status = 'curated'",
+        (ds.name, version),
+    ).fetchone()
+    if row is None:
+        raise FingerprintError(
+            f"{ds.name} {version} has not reached curated: nothing to fingerprint"
+        )
+    fingerprint, record = row
+    if not fingerprint or record is None:
+        return None
+    files = version_files(conn, ds.name, version)
+    if record.get("files") != record_files(files):
+        raise FingerprintError(
+            f"{ds.name} {version}: the stored fingerprint does not list the version's curated "
+            f"files; run the version again (dynamic-assets run --all --dataset {ds.name} "
+            f"--version {version})"
+        )
+    if fingerprint_of(record) != fingerprint:
+        raise FingerprintError(f"{ds.name} {version}: the stored fingerprint is not its record's")
+    return Fingerprint(ds.name, version, record, fingerprint, time.perf_counter() - started, 0.0)
 
 
 def store_fingerprint(conn: psycopg.Connection, fp: Fingerprint) -> int:

@@ -1,10 +1,13 @@
 """Declared expectations, run by Great Expectations 1.x inside Postgres.
 
-The staged rows of one version are exposed to Great Expectations as a SQL query asset that casts
-each staged value to its declared type (a value that does not cast becomes NULL here; the
-`rows_castable` check reports it). Every expectation runs as SQL in the database, so a version of
-any size is validated without its rows coming into Python; results carry the observed value,
-unexpected count and percent, and up to 10 examples with their source file and row.
+Great Expectations judges the typed table built for the version (`datasets.curated.build_version`)
+through a plain SELECT of its columns, one validation of the whole suite over one batch. When no
+typed table could be built (values that do not cast), the staged rows are exposed instead
+through a query that casts each staged value to its declared type (a value that does not cast
+becomes NULL here; the `rows_castable` check reports it). Every expectation runs as SQL in the
+database, so a version of any size is validated without its rows coming into Python; results
+carry the observed value, unexpected count and percent, and up to 10 examples with their source
+file and row.
 
 The files holding a failed column expectation's unexpected rows are found by a query of our own
 (`unexpected_rows`): the expectation's condition rebuilt with `psycopg.sql`, its arguments bound
@@ -30,7 +33,7 @@ from dynamic_assets.db.casts import (
     describe_example,
     text_source,
 )
-from dynamic_assets.db.tables import RAW_SCHEMA, ident, partition_name
+from dynamic_assets.db.tables import CURATED_SCHEMA, RAW_SCHEMA, ident, partition_name
 from dynamic_assets.declarations.model import Column, Dataset, Expectation
 
 EXAMPLES = 10
@@ -131,6 +134,28 @@ def typed_query(
     return typed_select(ds, version, columns).as_string(conn)
 
 
+def built_select(ds: Dataset, table: str, columns: list[str] | None = None) -> sql.Composed:
+    """SELECT of the typed table `table` (in `ai_curated`, built for one version) in the shape
+    of `typed_select`: source file and row as `_file_id` and `_row`, then the declared columns
+    (only `columns` when given). Vectors are read as their text, which Great Expectations'
+    SQL engine can type."""
+    cols: list[sql.Composable] = [
+        sql.SQL("s._source_file_id AS _file_id"),
+        sql.SQL("s._source_row AS _row"),
+    ]
+    for col in ds.columns:
+        if columns is not None and col.name not in columns:
+            continue
+        name = sql.Identifier(col.name)
+        value = (
+            sql.SQL("(s.{})::text").format(name) if col.vector_dim else sql.SQL("s.{}").format(name)
+        )
+        cols.append(sql.SQL("{} AS {}").format(value, name))
+    return sql.SQL("SELECT {} FROM {} s").format(
+        sql.SQL(", ").join(cols), ident(CURATED_SCHEMA, table)
+    )
+
+
 def typed_select(ds: Dataset, version: str, columns: list[str] | None = None) -> sql.Composed:
     """The statement of `typed_query`, composed."""
     cols: list[sql.Composable] = [sql.SQL("s._file_id"), sql.SQL("s._row")]
@@ -166,15 +191,21 @@ def _gx_url(uri: str) -> str:
     return uri
 
 
-def run_expectations(uri: str, ds: Dataset, version: str) -> list[ExpectationOutcome]:
-    """Validate the staged version against the declared expectations; one outcome each."""
+def run_expectations(
+    uri: str, ds: Dataset, version: str, *, table: str | None = None
+) -> list[ExpectationOutcome]:
+    """Validate the version against the declared expectations; one outcome each.
+
+    `table`: the typed table built for the version (in `ai_curated`); without it, the staged
+    rows cast on the fly."""
     if not ds.expectations:
         return []
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.registry import get_expectation_impl
 
-    typed = typed_select(ds, version, referenced_columns(ds))
+    columns = referenced_columns(ds)
+    typed = built_select(ds, table, columns) if table else typed_select(ds, version, columns)
     with psycopg.connect(uri) as conn:
         query = typed.as_string(conn)
         paths: dict[int, str] = dict(

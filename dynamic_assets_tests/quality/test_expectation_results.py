@@ -142,3 +142,61 @@ def test_a_failure_example_shows_the_value_of_a_column_named_in_any_case_or_spel
     assert [e["value"] for e in outcome.examples] == [28.801, 30.015]
     assert f"first: datasets/gapminder/{VERSION}/gapminder.csv row 1: 28.801" in outcome.message
     assert outcome.message in checked.blocking_failures
+
+
+def test_the_expectations_judge_the_typed_table_and_agree_with_plain_gx(tmp_path, db):
+    ds = gapminder()
+    with psycopg.connect(db.uri, autocommit=True) as conn:
+        stage(conn, tmp_path, ds)
+
+    checked = validate(db, ds, VERSION)
+
+    # The version failed a blocking check: the typed table the checks judged is not kept.
+    assert checked.problems == [] and checked.build is None
+    outcomes = checked.expectations
+    assert [
+        (o.success, o.unexpected_count, [e["value"] for e in o.examples]) for o in outcomes
+    ] == plain_gx(ds)
+    assert [(e["file"], e["row"]) for e in outcomes[2].examples] == [
+        (f"datasets/gapminder/{VERSION}/gapminder.csv", 1),
+        (f"datasets/gapminder/{VERSION}/gapminder.csv", 4),
+    ]
+    assert outcomes[2].file_ids and outcomes[2].unattributed is None
+    with psycopg.connect(db.uri) as conn:
+        assert conn.execute("SELECT count(*) FROM curated_builds").fetchone() == (0,)
+
+    passing = gapminder(expectations=EXPECTATIONS[:2])
+    checked = validate(db, passing, VERSION)
+    assert checked.blocking_failures == [] and checked.build is not None
+    with psycopg.connect(db.uri) as conn:
+        table, rows = conn.execute("SELECT table_name, rows FROM curated_builds").fetchone()
+    assert (table, rows) == (checked.build.table, len(ROWS))
+
+
+def test_a_value_that_does_not_cast_is_located_and_no_expectation_fails_on_it(tmp_path, db):
+    ds = gapminder(expectations=EXPECTATIONS[:2])
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")
+    out.writerow([c.name for c in ds.columns])
+    out.writerows(ROWS[:2])
+    out.writerow(("Australia", 69.12, "many"))
+    out.writerows(ROWS[2:])
+    local = write_file(tmp_path, "gapminder.csv", text.getvalue())
+    with psycopg.connect(db.uri, autocommit=True) as conn:
+        load_version(conn, ds, VERSION, [recorded_source(conn, ds, VERSION, local)])
+
+    checked = validate(db, ds, VERSION)
+
+    (problem,) = checked.problems
+    path = f"datasets/gapminder/{VERSION}/gapminder.csv"
+    assert problem.kind == "cast" and problem.column == "pop" and problem.count == 1
+    assert f"column pop: 1 value(s) are not a valid integer (first: {path} row 3" in (
+        problem.message
+    )
+    assert problem.examples == [{"file": path, "row": 3, "value": "many"}]
+    assert checked.blocking_failures == [problem.message]
+    assert [(o.success, o.unexpected_count, o.error) for o in checked.expectations] == [
+        (True, 0, None),
+        (True, 0, None),
+    ]
+    assert checked.build is None

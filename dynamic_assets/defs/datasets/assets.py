@@ -19,6 +19,11 @@ from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import provenance_keys
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
+from dynamic_assets.provenance.fingerprint import (
+    FingerprintError,
+    fingerprint_table,
+    store_fingerprint,
+)
 from dynamic_assets.quality.expectations import check_names
 
 PIPELINE_CODE_VERSION = "1"
@@ -168,7 +173,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
     )
     def staging(
         context: dg.AssetExecutionContext, postgres: PostgresResource, drive: DriveResource
-    ) -> dg.MaterializeResult:
+    ):
         version = context.partition_key
         db = postgres.database()
         try:
@@ -181,8 +186,20 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
                 "quarantined: "
                 + "; ".join(f"{path}: {reason}" for path, reason in checked.quarantined.items())
             )
+        if checked.blocking_failures:
+            # The evaluations are recorded; the partition fails instead of showing a
+            # materialization whose blocking checks failed.
+            yield from _check_results(ds, checked)
+            # One line per file at fault (its reasons), then each failure traced to no file.
+            failures = list(checked.quarantined.items())
+            failures += [
+                (f"ai_raw.{ds.name}", message)
+                for message in checked.blocking_failures
+                if not any(message in reason for _, reason in failures)
+            ]
+            raise _failure(pipeline.VersionFailed(ds.name, version, failures))
         seconds = staged.seconds
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": staged.rows,
                 "files": len(staged.loads),
@@ -228,9 +245,24 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         version = context.partition_key
         db = postgres.database()
         try:
-            result = pipeline.curate(db, drive.get().kind, ds, version, run_id=context.run.run_id)
+            result = pipeline.curate(
+                db,
+                drive.get().kind,
+                ds,
+                version,
+                run_id=context.run.run_id,
+                fingerprint=lambda conn, table, files: fingerprint_table(
+                    conn, ds, version, table, files
+                ),
+                store=store_fingerprint,
+            )
         except pipeline.VersionFailed as exc:
             raise _failure(exc) from None
+        except FingerprintError as exc:
+            raise dg.Failure(
+                description=f"{ds.name} {version}: {exc}",
+                metadata={"dataset": ds.name, "version": version},
+            ) from None
         checksum = _checksum(result.files)
         meta = {
             "dagster/row_count": result.rows,

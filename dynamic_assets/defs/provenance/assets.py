@@ -26,6 +26,7 @@ from dynamic_assets.provenance.fingerprint import (
     compute_fingerprint,
     curated_fingerprint,
     store_fingerprint,
+    stored_fingerprint,
 )
 from dynamic_assets.settings import Settings
 
@@ -64,8 +65,12 @@ def build_provenance_assets(ds: Dataset) -> list[dg.AssetsDefinition]:
                 version_lock(held, ds.name, version),
                 db.connect() as conn,
             ):
-                fp = compute_fingerprint(conn, ds, version)
-                store_fingerprint(conn, fp)
+                # Committed with the curated version (its swap's transaction); computed and
+                # stored here only for a version curated without it.
+                fp = stored_fingerprint(conn, ds, version)
+                if fp is None:
+                    fp = compute_fingerprint(conn, ds, version)
+                    store_fingerprint(conn, fp)
         except FingerprintError as exc:
             raise dg.Failure(
                 description=f"{ds.name} {version}: {exc}",
