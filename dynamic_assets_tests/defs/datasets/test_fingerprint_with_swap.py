@@ -152,12 +152,12 @@ def test_failing_blocking_checks_fail_the_staging_partition_with_their_evaluatio
     result = run_version(build_defs(settings, decls), instance, "market", VERSION)
     assert not result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert not evaluations["column_values_to_be_between__volume"].passed
+    assert not evaluations["volume_between"].passed
     assert evaluations["rows_castable"].passed
     # Recorded in the instance, as the UI shows them: the check evaluations, and no
     # materialization of the staging partition; the partition is failed.
     records = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(raw_key("market"), "column_values_to_be_between__volume"), limit=5
+        dg.AssetCheckKey(raw_key("market"), "volume_between"), limit=5
     )
     assert records and records[0].evaluation.passed is False
     assert instance.get_latest_materialization_event(raw_key("market")) is None
