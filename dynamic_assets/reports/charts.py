@@ -11,14 +11,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib.figure import Figure  # noqa: E402 - after choosing the backend
+from matplotlib.axes import Axes  # noqa: E402 - after choosing the backend
+from matplotlib.figure import Figure  # noqa: E402
 
 from dynamic_assets.reports.figures import Figures  # noqa: E402
 
 WIDTH_PX, HEIGHT_PX, DPI = 800, 300, 100
 
 
-def _figure(title: str) -> tuple[Figure, object]:
+def _figure(title: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=11)
@@ -33,7 +34,7 @@ def _png(fig: Figure) -> bytes:
     return out.getvalue()
 
 
-def _empty(ax, text: str) -> None:
+def _empty(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from dynamic_assets.alerts.events import WITHHELD
+from dynamic_assets.db.connection import one_row, scalar
 from dynamic_assets.declarations.model import Declarations
 
 TOP_REASONS = 10
@@ -200,19 +201,21 @@ def sync_figures(
     s.versions = sum(d.versions for d in s.per_day)
     s.files = sum(d.files for d in s.per_day)
     s.bytes_staged = int(
-        conn.execute(
+        scalar(
+            conn,
             """SELECT coalesce(sum(bytes), 0) FROM public.etl_runs
                 WHERE step = 'stage' AND status = 'succeeded'
                   AND finished_at >= %(since)s AND finished_at < %(until)s""",
             p,
-        ).fetchone()[0]
+        )
     )
     s.failures = int(
-        conn.execute(
+        scalar(
+            conn,
             """SELECT count(*) FROM public.etl_runs WHERE status = 'failed'
                   AND finished_at >= %(since)s AND finished_at < %(until)s""",
             p,
-        ).fetchone()[0]
+        )
     )
     s.failure_reasons = _reasons(
         conn,
@@ -224,11 +227,12 @@ def sync_figures(
         {**p, "withheld": WITHHELD},
     )
     s.quarantined = int(
-        conn.execute(
+        scalar(
+            conn,
             """SELECT count(*) FROM public.onedrive_ingest WHERE status = 'quarantined'
                   AND updated_at >= %(since)s AND updated_at < %(until)s""",
             p,
-        ).fetchone()[0]
+        )
     )
     s.quarantine_reasons = _reasons(
         conn,
@@ -239,7 +243,8 @@ def sync_figures(
             GROUP BY reason ORDER BY n DESC, reason LIMIT %(top)s""",
         {**p, "withheld": WITHHELD},
     )
-    n, p50, p95 = conn.execute(
+    n, p50, p95 = one_row(
+        conn,
         """SELECT count(*),
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY s),
                   percentile_cont(0.95) WITHIN GROUP (ORDER BY s)
@@ -250,7 +255,7 @@ def sync_figures(
                       AND f.modified_at IS NOT NULL
                       AND d.curated_at >= %(since)s AND d.curated_at < %(until)s) t""",
         p,
-    ).fetchone()
+    )
     s.latency_files, s.latency_p50_s, s.latency_p95_s = int(n), p50, p95
     return s
 
@@ -285,11 +290,12 @@ def quality_figures(
         ).fetchall()
     ]
     q.rows_rejected = int(
-        conn.execute(
+        scalar(
+            conn,
             """SELECT coalesce(sum(rows_rejected), 0) FROM public.etl_runs WHERE step = 'stage'
                   AND finished_at >= %(since)s AND finished_at < %(until)s""",
             p,
-        ).fetchone()[0]
+        )
     )
     q.drift = [
         Drift(ds, v, m or "")
@@ -313,9 +319,7 @@ def quality_figures(
 
 def storage_figures(conn: psycopg.Connection, until: datetime) -> Storage:
     st = Storage()
-    st.database_bytes = int(
-        conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-    )
+    st.database_bytes = int(scalar(conn, "SELECT pg_database_size(current_database())"))
     st.curated_tables = [
         (name, int(size))
         for name, size in conn.execute(
@@ -384,11 +388,12 @@ def provenance_figures(conn: psycopg.Connection, since: datetime, until: datetim
         ).fetchall()
     }
     pv.attested_in_window = int(
-        conn.execute(
+        scalar(
+            conn,
             """SELECT count(*) FROM public.dataset_proofs
                 WHERE created_at >= %s AND created_at < %s""",
             (since, until),
-        ).fetchone()[0]
+        )
     )
     return pv
 
