@@ -15,6 +15,7 @@
 | MLFLOW_TRACKING_URI | MLflow tracking server or store (may hold credentials: an EnvVar) | sqlite under $HOME_FOLDER/mlflow |
 | ATTESTATION_SIGNING_KEY, TON_*: see `ProvenanceSettings` | signing key, TON anchoring | |
 | DYNAMIC_ASSETS_WEBHOOK_*: see `WebhookSettings` | signed alerts | |
+| DYNAMIC_ASSETS_REVIEW_TZ | time zone of the weekly review's schedule (Monday 09:00), an IANA name | UTC |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dynamic_assets.declarations.model import DEMO_CONFIG
 
@@ -104,6 +106,17 @@ def _max_concurrent_runs(value: str | None) -> int:
             f"DYNAMIC_ASSETS_MAX_CONCURRENT_RUNS is {text!r}: use a whole number of runs, 1 or more"
         )
     return int(text)
+
+
+def _time_zone(value: str | None) -> str:
+    name = (value or "").strip() or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"DYNAMIC_ASSETS_REVIEW_TZ is {name!r}: use an IANA time zone such as Europe/Berlin"
+        ) from None
+    return name
 
 
 DEFAULT_API_URL = "https://testnet.toncenter.com/api/v2"
@@ -193,6 +206,7 @@ class Settings:
     provenance: ProvenanceSettings = ProvenanceSettings()  # signing key, TON anchoring
     webhooks: WebhookSettings = WebhookSettings()  # alert endpoints and signing secret (set?)
     max_concurrent_runs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    review_tz: str = "UTC"  # the weekly review's schedule runs Monday 09:00 in this time zone
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -218,6 +232,7 @@ class Settings:
             provenance=ProvenanceSettings.from_env(env),
             webhooks=WebhookSettings.from_env(env),
             max_concurrent_runs=_max_concurrent_runs(env.get("DYNAMIC_ASSETS_MAX_CONCURRENT_RUNS")),
+            review_tz=_time_zone(env.get("DYNAMIC_ASSETS_REVIEW_TZ")),
         )
 
     @property

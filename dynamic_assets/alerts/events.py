@@ -10,6 +10,7 @@ Events (`Event.type`):
 | `file.quarantined` | a file in the drive was quarantined (it cannot be read, or its rows broke a check) |
 | `dataset.stale` | no new curated version within the dataset's freshness policy |
 | `attestation.confirmed` | a version's fingerprint is in a signed ledger entry (`stage: ledger`), and again once the entry is anchored on TON (`stage: ton`) |
+| `weekly_review` | the weekly review was written into the drive (its headline figures and path) |
 
 An event's id is derived from its type and key, so the same happening never makes two events;
 receivers should deduplicate on it (a retry after a lost response sends the same event again).
@@ -31,6 +32,7 @@ EVENT_TYPES = (
     "file.quarantined",
     "dataset.stale",
     "attestation.confirmed",
+    "weekly_review",
 )
 WITHHELD = "withheld: the dataset is declared sensitive"
 MAX_DETAIL = 1000

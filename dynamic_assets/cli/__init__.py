@@ -2,8 +2,8 @@
 
 seed (demo drive), run (the pipeline headless), dev (the Dagster UI on the home's instance),
 status (dataset health), declare (a dataset from samples), onedrive (sign-in and connection),
-provenance (verify, lineage, attest) and training
-(checkpoints); the consoles they print with are in `console`.
+provenance (verify, lineage, attest), training
+(checkpoints) and report (the weekly review); the consoles they print with are in `console`.
 
 Every command runs inside one error boundary (`errors.Cli.invoke`): an error is one message saying
 what failed, why and what to do, with exit status 2 for configuration and usage, 1 for anything
@@ -14,7 +14,17 @@ from __future__ import annotations
 
 import click
 
-from dynamic_assets.cli import declare, dev, onedrive, provenance, run, seed, status, training
+from dynamic_assets.cli import (
+    declare,
+    dev,
+    onedrive,
+    provenance,
+    report,
+    run,
+    seed,
+    status,
+    training,
+)
 from dynamic_assets.cli.errors import Cli
 
 
@@ -39,5 +49,6 @@ for command in (
     provenance.lineage,
     provenance.attest,
     training.checkpoints,
+    report.report,
 ):
     main.add_command(command)

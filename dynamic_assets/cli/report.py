@@ -1,0 +1,48 @@
+"""`dynamic-assets report`: the weekly review written into the drive's reports/ folder."""
+
+from __future__ import annotations
+
+import re
+import webbrowser
+from datetime import timedelta
+
+import click
+
+from dynamic_assets.settings import Settings
+
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(text: str) -> timedelta:
+    """`7d`, `36h`, `2w`: a window of hours, days or weeks."""
+    m = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", text or "")
+    if not m or int(m.group(1)) == 0:
+        raise click.BadParameter(f"{text!r}: use a number and h, d or w (e.g. 7d, 36h, 2w)")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+@click.command()
+@click.option(
+    "--since", "window", default="7d", show_default=True, help="The window: 36h, 7d, 2w, ..."
+)
+@click.option("--open", "open_", is_flag=True, help="Open the HTML page (a local drive only).")
+def report(window: str, open_: bool) -> None:
+    """Write the weekly review (an HTML page with charts and a Markdown summary) into the
+    drive's reports/ folder and print the paths it wrote."""
+    from dynamic_assets.declarations.model import load_declarations
+    from dynamic_assets.defs.resources import Resources
+    from dynamic_assets.read.curated import default_database
+    from dynamic_assets.reports import write_review
+
+    span = parse_window(window)
+    settings = Settings.from_env()
+    decls = load_declarations(settings.config_path)
+    drive = Resources.from_settings(settings).drive.get()
+    review = write_review(default_database(settings), drive, decls, window=span)
+    click.echo(review.html_path)
+    click.echo(review.markdown_path)
+    if open_:
+        if drive.kind == "local":
+            webbrowser.open((settings.drive_root / review.html_path).as_uri())
+        else:
+            click.echo("--open: the report is in OneDrive; open it there", err=True)

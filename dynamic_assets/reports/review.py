@@ -1,0 +1,100 @@
+"""One weekly review: figures computed, charts drawn, the HTML page and Markdown summary written
+into the drive's `reports/` folder under the project's naming convention
+(`dynamic-assets_report_weekly-review_<YYYY-MM-DD>_<HHMMSS>Z.<ext>`), and the `weekly_review`
+alert that announces it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dynamic_assets.alerts.events import Event
+from dynamic_assets.db import Database
+from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.drive.base import Drive
+from dynamic_assets.reports import charts as charts_
+from dynamic_assets.reports import render
+from dynamic_assets.reports.figures import Figures, weekly_figures
+
+REPORTS_FOLDER = "reports"
+PROJECT = "dynamic-assets"
+KIND = "report"
+NAME = "weekly-review"
+
+
+def report_name(at: datetime, ext: str) -> str:
+    """`dynamic-assets_report_weekly-review_<date>_<UTC time>Z.<ext>` (project, kind, name, date)."""
+    at = at.astimezone(UTC)
+    return f"{PROJECT}_{KIND}_{NAME}_{at:%Y-%m-%d}_{at:%H%M%S}Z.{ext}"
+
+
+@dataclass(frozen=True)
+class Review:
+    """What one review wrote: its figures, charts, summary and the drive paths."""
+
+    figures: Figures
+    charts: dict[str, bytes]
+    markdown: str
+    html_path: str
+    markdown_path: str
+
+
+def write_review(
+    db: Database,
+    drive: Drive,
+    decls: Declarations,
+    *,
+    window: timedelta = timedelta(days=7),
+    now: datetime | None = None,
+) -> Review:
+    """Compute the figures of the `window` before `now`, draw the charts, and write the HTML page
+    and the Markdown summary into the drive's `reports/` folder."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    with db.connect() as conn:
+        figures = weekly_figures(conn, decls, since=now - window, until=now)
+    charts = charts_.draw_all(figures)
+    html_path = f"{REPORTS_FOLDER}/{report_name(now, 'html')}"
+    md_path = f"{REPORTS_FOLDER}/{report_name(now, 'md')}"
+    summary = render.markdown(figures, html_path)
+    drive.write_bytes(html_path, render.html(figures, charts).encode("utf-8"))
+    drive.write_bytes(md_path, summary.encode("utf-8"))
+    return Review(figures, charts, summary, html_path, md_path)
+
+
+def review_event(review: Review) -> Event:
+    """The `weekly_review` alert: the headline figures and where the report is."""
+    f = review.figures
+    checks = sum(c.runs for c in f.quality.checks)
+    passed = sum(c.passed for c in f.quality.checks)
+    late = [x.dataset for x in f.freshness if x.late]
+    return Event(
+        "weekly_review",
+        key=review.html_path,
+        summary=(
+            f"weekly review {f.since:%Y-%m-%d} to {f.until:%Y-%m-%d}: "
+            f"{f.sync.versions} version(s) curated, {f.sync.failures} failed step(s), "
+            f"{f.sync.quarantined} file(s) quarantined, {passed}/{checks} checks passed"
+        ),
+        data={
+            "report_path": review.html_path,
+            "summary_path": review.markdown_path,
+            "since": f.since.isoformat(),
+            "until": f.until.isoformat(),
+            "versions_curated": f.sync.versions,
+            "files_curated": f.sync.files,
+            "bytes_staged": f.sync.bytes_staged,
+            "failed_steps": f.sync.failures,
+            "files_quarantined": f.sync.quarantined,
+            "latency_p50_s": f.sync.latency_p50_s,
+            "latency_p95_s": f.sync.latency_p95_s,
+            "checks": checks,
+            "checks_passed": passed,
+            "rows_rejected": f.quality.rows_rejected,
+            "schema_drift_events": len(f.quality.drift),
+            "database_bytes": f.storage.database_bytes,
+            "attested": f.provenance.attested,
+            "attest_backlog": f.provenance.attest_backlog,
+            "late_datasets": late,
+        },
+        occurred_at=f.until,
+    )
