@@ -162,3 +162,28 @@ def _store_error(exc: BaseException) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
     return isinstance(exc, ClientError | BotoCoreError)
+
+
+def pending_mirrors(
+    conn: psycopg.Connection,
+    decls: Declarations,
+    dataset: str | None = None,
+    version: str | None = None,
+) -> list[tuple[str, str, str]]:
+    """(dataset, version, platform) of every fingerprinted curated version whose recorded location
+    on a declared S3 platform is missing or names another fingerprint."""
+    names = [n for n, p in decls.platforms.items() if isinstance(p, S3Platform)]
+    datasets = [d.name for d in decls.datasets if dataset in (None, d.name)]
+    if not names or not datasets:
+        return []
+    rows = conn.execute(
+        """SELECT d.name, d.version, p.name
+             FROM public.datasets d CROSS JOIN unnest(%s::text[]) AS p(name)
+            WHERE d.status = 'curated' AND d.fingerprint IS NOT NULL
+              AND d.name = ANY(%s) AND (%s::text IS NULL OR d.version = %s)
+              AND (d.platform_locations -> p.name ->> 'fingerprint') IS DISTINCT FROM d.fingerprint""",
+        (names, datasets, version, version),
+    ).fetchall()
+    return sorted(
+        ((r[0], r[1], r[2]) for r in rows), key=lambda r: (r[0], version_sort_key(r[1]), r[2])
+    )
