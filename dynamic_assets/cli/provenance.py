@@ -159,7 +159,11 @@ def verify(
         if not (dataset and version):
             raise click.UsageError("--mirror needs DATASET VERSION")
         verify_mirror_command(
-            default_database(settings), load_declarations(settings.config_path), dataset, version, mirror
+            default_database(settings),
+            load_declarations(settings.config_path),
+            dataset,
+            version,
+            mirror,
         )
     pinned, label = _pinned_key(pubkey, settings)
     head = _head(head_source, settings)

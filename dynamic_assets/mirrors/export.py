@@ -141,7 +141,7 @@ def export_version(
             try:
                 cur.execute(text)
                 reader = cur.fetch_record_batch()
-                with pq.ParquetWriter(spool, schema, **WRITER_OPTIONS) as writer:  # type: ignore[arg-type]
+                with pq.ParquetWriter(spool, schema, **WRITER_OPTIONS) as writer:
                     for group in _row_groups(reader, cols):
                         writer.write_table(group.cast(schema), row_group_size=ROW_GROUP_ROWS)
                         rows += group.num_rows
@@ -149,6 +149,6 @@ def export_version(
                 cur.close()
         size = spool.tell()
         spool.seek(0)
-        digest = hashlib.file_digest(spool, "sha256").hexdigest()  # type: ignore[arg-type]
+        digest = hashlib.file_digest(spool, "sha256").hexdigest()
         spool.seek(0)
-        yield Export(spool, digest, size, rows)  # type: ignore[arg-type]
+        yield Export(spool, digest, size, rows)

@@ -120,7 +120,7 @@ def verify_mirror(
         size = tmp.tell()
         check.add("download", True, f"{size} bytes")
         tmp.seek(0)
-        got = hashlib.file_digest(tmp, "sha256").hexdigest()  # type: ignore[arg-type]
+        got = hashlib.file_digest(tmp, "sha256").hexdigest()
         want = (where.get("sha256"), where.get("size_bytes"))
         if (got, size) != want:
             check.add(
@@ -153,8 +153,11 @@ def verify_mirror(
         "content digest",
         (rows, digest) == (want_rows, want_digest),
         f"{rows} rows, digest {digest}"
-        + ("" if (rows, digest) == (want_rows, want_digest) else f"; attested {want_rows} rows, "
-           f"digest {want_digest}"),  # fmt: skip
+        + (
+            ""
+            if (rows, digest) == (want_rows, want_digest)
+            else f"; attested {want_rows} rows, digest {want_digest}"
+        ),  # fmt: skip
     )
     return check
 

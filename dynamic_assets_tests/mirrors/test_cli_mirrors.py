@@ -39,21 +39,29 @@ def test_verify_mirror_passes_then_names_the_step_that_fails(
 ):
     curate_and_fingerprint(db, drive, decls, "market", V)
     placed = mirror_version(db, mirror_decls, "market", V, "spaces").placed
-    ok = _cli(tmp_path, db_url, drive_root, mirror_decls, "verify", "market", V, "--mirror", "spaces")
+    ok = _cli(
+        tmp_path, db_url, drive_root, mirror_decls, "verify", "market", V, "--mirror", "spaces"
+    )
     assert ok.exit_code == 0, ok.output
     assert "VERIFIED" in ok.output and placed.url in ok.output.replace("\n", "")
 
     # Another file behind our back: one close price changed, the recorded SHA-256 kept.
     client = s3.client()
-    table = pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=placed.key)["Body"].read()))
+    table = pq.read_table(
+        io.BytesIO(client.get_object(Bucket=BUCKET, Key=placed.key)["Body"].read())
+    )
     close = table["close"].to_pylist()
     close[0] += 1.0
-    altered = table.set_column(table.schema.get_field_index("close"), table.schema.field("close"), [close])
+    altered = table.set_column(
+        table.schema.get_field_index("close"), table.schema.field("close"), [close]
+    )
     out = io.BytesIO()
     pq.write_table(altered, out)
     data = out.getvalue()
     client.put_object(Bucket=BUCKET, Key=placed.key, Body=data, Metadata={"sha256": placed.sha256})
-    bad = _cli(tmp_path, db_url, drive_root, mirror_decls, "verify", "market", V, "--mirror", "spaces")
+    bad = _cli(
+        tmp_path, db_url, drive_root, mirror_decls, "verify", "market", V, "--mirror", "spaces"
+    )
     assert bad.exit_code == 1
     assert "FAILED at step sha256: mirror spaces: market 2024-06-01" in bad.output.replace("\n", "")
 
@@ -63,35 +71,54 @@ def test_verify_mirror_passes_then_names_the_step_that_fails(
             "UPDATE datasets SET platform_locations = platform_locations || %s "
             "WHERE name = 'market' AND version = %s",
             (
-                Jsonb({"spaces": {"url": placed.url, "sha256": hashlib.sha256(data).hexdigest(),
-                                  "size_bytes": len(data),
-                                  "fingerprint": conn.execute(
-                                      "SELECT fingerprint FROM datasets WHERE name = 'market' "
-                                      "AND version = %s", (V,)).fetchone()[0]}}),
+                Jsonb(
+                    {
+                        "spaces": {
+                            "url": placed.url,
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                            "size_bytes": len(data),
+                            "fingerprint": conn.execute(
+                                "SELECT fingerprint FROM datasets WHERE name = 'market' "
+                                "AND version = %s",
+                                (V,),
+                            ).fetchone()[0],
+                        }
+                    }
+                ),
                 V,
             ),
         )
-    forged = _cli(tmp_path, db_url, drive_root, mirror_decls, "verify", "market", V, "--mirror", "spaces")
+    forged = _cli(
+        tmp_path, db_url, drive_root, mirror_decls, "verify", "market", V, "--mirror", "spaces"
+    )
     assert forged.exit_code == 1
     assert "FAILED at step content digest" in forged.output.replace("\n", "")
     assert pc.sum(altered["close"]).as_py() != pc.sum(table["close"]).as_py()
 
 
 def test_run_mirrors_what_it_curated(tmp_path, db, db_url, drive_root, mirror_decls, s3):
-    first = _cli(tmp_path, db_url, drive_root, mirror_decls, "run", "--dataset", "market", "--no-train")
+    first = _cli(
+        tmp_path, db_url, drive_root, mirror_decls, "run", "--dataset", "market", "--no-train"
+    )
     assert first.exit_code == 0, first.output
     assert "mirrors" in first.output and "uploaded" in first.output
     keys = sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=BUCKET)["Contents"])
     with db.connect() as conn:
-        versions = [r[0] for r in conn.execute(
-            "SELECT version FROM datasets WHERE name = 'market' AND platform_locations ? 'spaces' "
-            "ORDER BY version").fetchall()]
+        versions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT version FROM datasets WHERE name = 'market' AND platform_locations ? 'spaces' "
+                "ORDER BY version"
+            ).fetchall()
+        ]
     assert versions and keys == sorted(
         ["datasets/market/latest"]
         + [k for k in keys if k != "datasets/market/latest" and k.split("/")[2] in versions]
     )
     assert len(keys) == len(versions) + 1
     s3.log.requests.clear()
-    again = _cli(tmp_path, db_url, drive_root, mirror_decls, "run", "--dataset", "market", "--no-train")
+    again = _cli(
+        tmp_path, db_url, drive_root, mirror_decls, "run", "--dataset", "market", "--no-train"
+    )
     assert again.exit_code == 0, again.output
     assert s3.log.uploads() == [] and "mirrors" not in again.output

@@ -33,7 +33,9 @@ def test_a_version_is_mirrored_once_and_rebuilt_byte_identical(db, drive, decls,
     data = objects[key]
     table = pq.read_table(io.BytesIO(data))
     assert table.num_rows == 560 and table.column_names[:3] == ["date", "symbol", "exchange"]
-    order = list(zip(table["_source_file_id"].to_pylist(), table["_source_row"].to_pylist(), strict=True))
+    order = list(
+        zip(table["_source_file_id"].to_pylist(), table["_source_row"].to_pylist(), strict=True)
+    )
     assert order == sorted(order)
     assert first.placed.uploaded and first.placed.sha256 == hashlib.sha256(data).hexdigest()
     assert json.loads(objects["datasets/market/latest"]) == {
@@ -101,7 +103,9 @@ def test_503_slowdown_is_retried(db, drive, decls, mirror_decls, s3):
     fp = curate_and_fingerprint(db, drive, decls, "market", V)
     s3.log.slow_down = 2
     placed = mirror_version(db, mirror_decls, "market", V, "spaces").placed
-    key = f"/{BUCKET}/datasets/market/{V}/dynamic-assets_dataset_market-{V}_{fp[:12]}_spaces.parquet"
+    key = (
+        f"/{BUCKET}/datasets/market/{V}/dynamic-assets_dataset_market-{V}_{fp[:12]}_spaces.parquet"
+    )
     assert s3.log.uploads().count(key) == 3  # two answered 503 SlowDown, the third stored
     body = s3.client().get_object(Bucket=BUCKET, Key=placed.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == placed.sha256
@@ -110,5 +114,7 @@ def test_503_slowdown_is_retried(db, drive, decls, mirror_decls, s3):
 def test_a_missing_bucket_is_named(db, drive, decls, mirror_decls, s3):
     curate_and_fingerprint(db, drive, decls, "market", V)
     s3.client().delete_bucket(Bucket=BUCKET)
-    with pytest.raises(s3m.MirrorError, match=r"mirror spaces: market 2024-06-01 .*bucket does not exist"):
+    with pytest.raises(
+        s3m.MirrorError, match=r"mirror spaces: market 2024-06-01 .*bucket does not exist"
+    ):
         mirror_version(db, mirror_decls, "market", V, "spaces")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import boto3
 import requests
-from moto.server import ThreadedMotoServer
 from moto.moto_server import werkzeug_app as moto_app
+from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 REGION = "us-east-1"

@@ -43,7 +43,9 @@ def build_mirror_asset(ds: Dataset, decls: Declarations, platform: str) -> dg.As
         "SHA-256 and size in `datasets.platform_locations`.",
         **dataset_asset_args(ds),
     )
-    def mirror(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    def mirror(
+        context: dg.AssetExecutionContext, postgres: PostgresResource
+    ) -> dg.MaterializeResult:
         version = context.partition_key
         try:
             done = mirror_version(postgres.database(), decls, ds.name, version, platform)
@@ -69,5 +71,7 @@ def build_mirror_asset(ds: Dataset, decls: Declarations, platform: str) -> dg.As
 def mirrors_defs(decls: Declarations) -> dg.Definitions:
     """One mirror asset per declared dataset and S3 platform."""
     return dg.Definitions(
-        assets=[build_mirror_asset(ds, decls, p) for ds in decls.datasets for p in s3_platforms(decls)]
+        assets=[
+            build_mirror_asset(ds, decls, p) for ds in decls.datasets for p in s3_platforms(decls)
+        ]
     )
