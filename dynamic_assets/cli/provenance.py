@@ -21,6 +21,7 @@ from rich.tree import Tree
 
 from dynamic_assets.cli.console import console, err
 from dynamic_assets.cli.errors import declared_dataset
+from dynamic_assets.cli.mirrors import verify_mirror_command
 from dynamic_assets.declarations.model import load_declarations
 from dynamic_assets.settings import Settings
 
@@ -125,6 +126,12 @@ def _print_report(report) -> None:
     "for the newest one in the drive: the ledger must still hold every entry up to its size, "
     "unchanged (catches deleted newest entries, which the chain alone cannot show).",
 )
+@click.option(
+    "--mirror",
+    metavar="PLATFORM",
+    help="Instead: download the version's object from this declared platform and prove it is "
+    "the fingerprinted data (SHA-256, then the content digest of its rows).",
+)
 def verify(
     dataset: str | None,
     version: str | None,
@@ -133,6 +140,7 @@ def verify(
     as_json: bool,
     pubkey: str | None,
     head_source: str | None,
+    mirror: str | None = None,
 ) -> None:
     """Prove that a curated dataset version is exactly what was fingerprinted and attested."""
     from dynamic_assets.defs.provenance.resources import build_attestation_resource
@@ -147,6 +155,16 @@ def verify(
     settings = Settings.from_env()
     if dataset:
         declared_dataset(load_declarations(settings.config_path), dataset)
+    if mirror:
+        if not (dataset and version):
+            raise click.UsageError("--mirror needs DATASET VERSION")
+        verify_mirror_command(
+            default_database(settings),
+            load_declarations(settings.config_path),
+            dataset,
+            version,
+            mirror,
+        )
     pinned, label = _pinned_key(pubkey, settings)
     head = _head(head_source, settings)
     drive = Resources.from_settings(settings).drive.get() if source else None

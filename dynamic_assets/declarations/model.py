@@ -30,6 +30,7 @@ from dynamic_assets.declarations.columns import SCALAR_TYPES as SCALAR_TYPES
 from dynamic_assets.declarations.columns import VECTOR_TYPE as VECTOR_TYPE
 from dynamic_assets.declarations.columns import Column as Column
 from dynamic_assets.declarations.names import check_column_name, check_dataset_name, check_role_name
+from dynamic_assets.declarations.platforms import Platform, check_platforms
 
 FORMAT_FAMILIES = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 FILE_EXTENSIONS = {
@@ -341,9 +342,11 @@ class Declarations(BaseModel):
 
     datasets: list[Dataset] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
+    platforms: dict[str, Platform] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> Declarations:
+        check_platforms(self.platforms)
         names = [d.name for d in self.datasets]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:

@@ -1,0 +1,1 @@
+"""The Dagster shell of the mirrors: one asset per dataset and platform."""

@@ -1,0 +1,1 @@
+"""Mirrors of curated versions on the team's other platforms (S3-compatible stores, DVC)."""
