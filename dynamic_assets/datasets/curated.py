@@ -20,6 +20,7 @@ from psycopg import sql
 
 from dynamic_assets.datasets.checks import staging_problems
 from dynamic_assets.datasets.errors import PromotionError
+from dynamic_assets.datasets.staging import forms_judged
 from dynamic_assets.db.access import apply_access
 from dynamic_assets.db.casts import (
     WITHHELD,
@@ -321,13 +322,16 @@ def _build(
     names = [c.name for c in ds.columns]
     # Cast first; only when Postgres refuses a row, find what and where (the diagnostics scan
     # every value). Postgres casts more written forms than a declaration takes (`now`, `0x1F`,
-    # "12" in JSON): those are looked for first, in one pass that stops at the first.
+    # "12" in JSON): those are looked for first, in one pass that stops at the first, unless
+    # staging judged every value in its form already (CSV, `staging.forms_judged`).
     source = ident(RAW_SCHEMA, partition_name(ds.name, version))
     outside = [
         cond
         for cond in (bad_text_value(ds, c, validate=False) for c in ds.columns)
         if ds.family != "parquet" and cond is not None
     ]
+    if outside and ds.family == "csv" and forms_judged(conn, ds, version):
+        outside = []
     conn.execute("SET LOCAL TimeZone = 'UTC'")
     if recorded is not None:
         shortfall = staging_shortfall(conn, ds, version, recorded)

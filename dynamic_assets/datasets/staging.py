@@ -1,7 +1,11 @@
 """Streaming files into `ai_raw.<dataset>` staging with binary COPY.
 
 CSV is parsed by Arrow on the client (all columns as text, so a bad value never aborts a load;
-validation finds it), JSON and JSON Lines land as one `jsonb` record per row, Parquet typed.
+validation finds it), and each value of a column with a written form (`db.casts.csv_forms`) is
+judged on the client as it streams (`judge_forms`, Arrow's RE2): a version whose every value is
+in its form has its partition commented so (`forms_judged_note`), and its build skips the
+server's regular expression pass; otherwise that pass finds the value and the diagnostics locate
+it (file, row, column) in the staged text. JSON and JSON Lines land as one `jsonb` record per row, Parquet typed.
 Every batch is encoded to Postgres' binary COPY format by `pgpq` on a worker thread while the
 main thread sends the previous one, so parsing and the server's COPY run on both cores. Memory
 stays bounded by the batch size whatever the file size. Each row carries its lineage: the
@@ -27,17 +31,20 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from pgpq import ArrowToPostgresBinaryEncoder
 from pgpq import encoders as pgpq_encoders
 from pgpq import schema as pgpq_schema
 from psycopg import sql
 
+from dynamic_assets.db.casts import NON_FINITE_WORDS, csv_forms, forms_judged_note
 from dynamic_assets.db.tables import (
     RAW_SCHEMA,
     RECORD_COLUMN,
     build_name,
     dataset_lock,
     ident,
+    partition_name,
     swap_partition,
     table_columns,
 )
@@ -156,6 +163,7 @@ class FileLoad:
     sha256: str
     seconds: float
     source_types: dict[str, str] | None = None  # Parquet: the Arrow types the file declares
+    forms_judged: bool = False  # CSV: every value of a column with a written form is in it
 
 
 def load_version(
@@ -189,8 +197,42 @@ def load_version(
                 ident(RAW_SCHEMA, built)
             )
         )
+        note = forms_judged_note(ds)
+        if note is not None and loads and all(load.forms_judged for load in loads):
+            conn.execute(
+                sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                    ident(RAW_SCHEMA, built), sql.Literal(note)
+                )
+            )
         swap_partition(conn, RAW_SCHEMA, ds.name, version, built)
     return loads
+
+
+def forms_judged(conn: psycopg.Connection, ds: Dataset, version: str) -> bool:
+    """Whether staging found every value of the version's partition in its written form, under
+    the forms `ds` declares now (the partition's comment, `forms_judged_note`)."""
+    note = forms_judged_note(ds)
+    if note is None:
+        return False
+    row = conn.execute(
+        "SELECT obj_description(c.oid, 'pg_class') FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (RAW_SCHEMA, partition_name(ds.name, version)),
+    ).fetchone()
+    return row is not None and row[0] == note
+
+
+def judge_forms(values: pa.Array, form: str, *, non_finite: bool = False) -> bool:
+    """Whether every value of a staged text column is null, blank, or in `form` once the spaces
+    around it are cut, as the build's pass reads it in Postgres (`db.casts.bad_text_value`:
+    `NULLIF(btrim(v), '') ~ form`); with `non_finite`, a float's own words (any ASCII case) too.
+    """
+    trimmed = pc.utf8_trim(values, characters=" ")
+    ok = pc.match_substring_regex(trimmed, form)
+    if non_finite:
+        ok = pc.or_(ok, pc.is_in(pc.ascii_lower(trimmed), pa.array(NON_FINITE_WORDS)))
+    bad = pc.and_(pc.not_equal(trimmed, ""), pc.invert(ok))
+    return not pc.any(bad).as_py()
 
 
 _NO_ROWS = {
@@ -243,7 +285,14 @@ def _read_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
         raise LoadError(f.path, _NO_ROWS[ds.family], line=2 if ds.family == "csv" else None)
     sha, size = source.finish()
     return FileLoad(
-        f.file_id, f.path, rows, size, sha, time.perf_counter() - started, source.source_types
+        f.file_id,
+        f.path,
+        rows,
+        size,
+        sha,
+        time.perf_counter() - started,
+        source.source_types,
+        source.forms_judged,
     )
 
 
@@ -346,6 +395,7 @@ class _Source:
     produce: Callable[[], Iterator[tuple[bytes, int]]]
     finish: Callable[[], tuple[str, int]]
     source_types: dict[str, str] | None = None  # Parquet: set by `produce`
+    forms_judged: bool = False  # CSV: set by `produce` once every value was judged in its form
 
 
 def _lineage_schema(data: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -360,23 +410,35 @@ def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
     reader = CsvFile(
         f.path, f.open, headers, exact=ds.csv_header == "exact", sensitive=ds.sensitive
     )
+    forms = [
+        (i, form, c.type == "float")
+        for i, c in enumerate(ds.columns)
+        if (form := csv_forms(ds).get(c.name)) is not None
+    ]
 
     def produce() -> Iterator[tuple[bytes, int]]:
         enc = _encoder(schema)
         yield enc.write_header(), 0
         start = 1
+        judged = True
         for batch in reader.batches():
             n = batch.num_rows
             if not n:
                 continue
+            # Once a value is out of its form, the build's pass in Postgres finds and locates it.
+            judged = judged and all(
+                judge_forms(batch.column(i), form, non_finite=nf) for i, form, nf in forms
+            )
             rb = pa.RecordBatch.from_arrays(
                 batch.columns + _lineage(f.file_id, start, n), schema=schema
             )
             yield enc.write_batch(rb), n
             start += n
         yield enc.finish(), 0
+        source.forms_judged = judged
 
-    return _Source(schema.names, produce, reader.finish)
+    source = _Source(schema.names, produce, reader.finish)
+    return source
 
 
 def _renamed_keys(ds: Dataset) -> dict[str, str]:

@@ -18,6 +18,9 @@ ISO 8601 in every case, so that a version's rows never depend on when it was loa
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from psycopg import sql
 
 from dynamic_assets.db.tables import RECORD_COLUMN
@@ -47,7 +50,9 @@ def text_source(ds: Dataset, col: Column) -> sql.Composable:
 
 
 # The written forms a text value takes (README, "Declared types"). Numbers are decimal, with no
-# sign but `-`; NaN and the infinities are floats' own words (`NON_FINITE_WORDS`).
+# sign but `-`; NaN and the infinities are floats' own words (`NON_FINITE_WORDS`). Each pattern
+# means the same to Postgres' regular expressions and to RE2 (Arrow's, `staging.judge_forms`):
+# anchored, ASCII classes and literals only, `$` the end of the text (not before a newline).
 INTEGER_TEXT = r"^-?[0-9]+$"
 FLOAT_TEXT = r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 NON_FINITE_WORDS = ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
@@ -92,6 +97,42 @@ def strict_text(col: Column) -> bool:
     return col.type in ("date", "timestamp") or not col.coerce
 
 
+def text_form(col: Column) -> str | None:
+    """The pattern a staged text value of `col` must match (its type's one written form), or
+    None when any text its type casts is taken (strings, booleans, `coerce: true` numbers)."""
+    if col.vector_dim or not strict_text(col):
+        return None
+    return TEXT_FORMS.get(col.type)
+
+
+def csv_forms(ds: Dataset) -> dict[str, str]:
+    """The written form of each CSV column that has one (`text_form`), by column name: what the
+    regular expression pass of a build judges, and what staging may judge instead."""
+    if ds.family != "csv":
+        return {}
+    return {c.name: form for c in ds.columns if (form := text_form(c)) is not None}
+
+
+def forms_judged_note(ds: Dataset) -> str | None:
+    """The comment staging gives a CSV version's partition when every value of every column in
+    `csv_forms` was found in its written form: names the forms judged (their digest), so a
+    build under a declaration with other forms judges the values again. None: nothing to judge.
+    """
+    forms = csv_forms(ds)
+    if not forms:
+        return None
+    judged = {
+        name: {
+            "form": form,
+            "words": list(NON_FINITE_WORDS) if ds.column(name).type == "float" else [],
+            "trim": " ",
+        }
+        for name, form in sorted(forms.items())
+    }
+    digest = hashlib.sha256(json.dumps(judged, sort_keys=True).encode()).hexdigest()
+    return f"written forms judged at staging: {digest}"
+
+
 def bad_text_value(ds: Dataset, col: Column, *, validate: bool = True) -> sql.Composable | None:
     """True for a staged text value (CSV or JSON) of `col` that its declared type does not take,
     or None when every value is taken (a CSV string column). Vectors: `bad_vector_text`.
@@ -114,8 +155,8 @@ def bad_text_value(ds: Dataset, col: Column, *, validate: bool = True) -> sql.Co
         return sql.SQL("{} IS NOT NULL AND jsonb_typeof({}) <> 'null' AND NOT {}").format(
             json_value(col), json_value(col), ok[0]
         )
-    pattern = TEXT_FORMS.get(col.type)
-    if pattern is not None and strict_text(col):
+    pattern = text_form(col)
+    if pattern is not None:
         form = sql.SQL("{} ~ {}").format(src, sql.Literal(pattern))
         if col.type == "float":
             form = sql.SQL("({} OR lower({}) IN ({}))").format(

@@ -56,10 +56,20 @@ REFUSED = [
     ("n", "1_000"),
     ("n", "+5"),
     ("x", "0x10"),
+    # Postgres' input functions skip the white space around a value; only spaces are ignored.
+    ("n", "\t5"),
+    ("n", "5\n"),
+    ("x", "1.5\n"),
+    ("x", "NaN\n"),
+    ("day", "2030-01-02\n"),
+    ("at", "2030-01-02T03:04:05Z\n"),
+    ("at", "2030-01-02T03:04:05\t"),
 ]
 
 
 def _row(column: str, value: str) -> str:
+    if "\n" in value:
+        value = f'"{value}"'
     values = {"n": "", "x": "", "day": "", "at": ""} | {column: value}
     return f"2,{values['n']},{values['x']},{values['day']},{values['at']}\n"
 
@@ -84,6 +94,24 @@ def test_a_value_outside_the_written_form_is_refused_with_file_row_and_column(
     assert problem.examples[0] == {"file": path, "row": 2, "value": value}
     assert problem.message in str(info.value)
     assert curated == (0,)  # nothing was curated
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "yess"])
+def test_a_boolean_postgres_does_not_read_is_refused_with_file_row_and_column(db, tmp_path, value):
+    flags = Dataset(
+        name="flags",
+        formats=["csv"],
+        columns=[{"name": "id", "type": "integer"}, {"name": "ok", "type": "boolean"}],
+    )
+    with db.connect(autocommit=True) as conn:
+        _, path = stage_file(conn, flags, "v1", tmp_path, "f.csv", f"id,ok\n1,yes\n2,{value}\n")
+        with pytest.raises(PromotionError) as info:
+            promote_version(conn, flags, "v1")
+        curated = conn.execute("SELECT count(*) FROM ai_curated.flags").fetchone()
+    assert f"column ok: 1 value(s) are not a valid boolean (first: {path} row 2: {value!r})" in (
+        str(info.value)
+    )
+    assert curated == (0,)
 
 
 def test_a_sensitive_dataset_names_file_row_and_column_but_not_the_value(db, tmp_path):
