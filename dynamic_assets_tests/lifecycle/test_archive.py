@@ -10,7 +10,7 @@ from dynamic_assets.db.tables import CURATED_SCHEMA, partition_exists, partition
 from dynamic_assets.lifecycle.archive import ArchiveError, archive_version, restore_version
 from dynamic_assets.provenance.fingerprint import compute_fingerprint
 from dynamic_assets.read.curated import read_curated
-from dynamic_assets_tests.lifecycle.conftest import VERSIONS
+from dynamic_assets_tests.support.tiers import VERSIONS
 
 KEYS = {"market": ["date", "symbol"], "corpus": ["doc_id"], "embeddings": ["item_id"]}
 
