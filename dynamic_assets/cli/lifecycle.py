@@ -45,7 +45,7 @@ def lifecycle(dry_run: bool) -> None:
     for archived in done.moved:
         click.echo(
             f"moved {archived.dataset} {archived.version} core -> archive: {archived.rows} rows, "
-            f"{archived.path} ({_mb(archived.size_bytes)}), verified against its fingerprint"
+            f"{archived.path} ({archived.size_bytes / 1024:.0f} kB), verified against its fingerprint"
         )
     for failure in done.failed:
         click.echo(f"not moved: {failure}", err=True)
