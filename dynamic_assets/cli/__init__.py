@@ -17,6 +17,7 @@ import click
 from dynamic_assets.cli import (
     declare,
     dev,
+    lifecycle,
     onedrive,
     provenance,
     report,
@@ -50,5 +51,6 @@ for command in (
     provenance.attest,
     training.checkpoints,
     report.report,
+    *(lifecycle.lifecycle, lifecycle.tiers, lifecycle.restore),
 ):
     main.add_command(command)

@@ -31,6 +31,7 @@ from dynamic_assets.declarations.columns import VECTOR_TYPE as VECTOR_TYPE
 from dynamic_assets.declarations.columns import Column as Column
 from dynamic_assets.declarations.names import check_column_name, check_dataset_name, check_role_name
 from dynamic_assets.declarations.platforms import Platform, check_platforms
+from dynamic_assets.declarations.storage import Lifecycle, Storage
 
 FORMAT_FAMILIES = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 FILE_EXTENSIONS = {
@@ -88,6 +89,7 @@ class Dataset(BaseModel):
     freshness: Freshness | None = None
     readers: list[str] = Field(default_factory=list)
     csv_header: Literal["exact", "by_name"] = "exact"  # exact: same columns in the declared order
+    lifecycle: Lifecycle | None = None  # where its versions live as they age (storage tiers)
 
     @field_validator("name")
     @classmethod
@@ -340,6 +342,7 @@ class Model(BaseModel):
 class Declarations(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    storage: Storage = Field(default_factory=Storage)  # the core budget, main and archive tiers
     datasets: list[Dataset] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
     platforms: dict[str, Platform] = Field(default_factory=dict)

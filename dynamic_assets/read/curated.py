@@ -25,6 +25,7 @@ from dynamic_assets.db import Database
 from dynamic_assets.db.connection import scalar
 from dynamic_assets.declarations.model import Column, Dataset, load_declarations
 from dynamic_assets.declarations.names import check_dataset_name, version_sort_key
+from dynamic_assets.drive import Drive, LocalDrive
 from dynamic_assets.read.frames import DatasetNotFound, to_pandas, typed_table
 from dynamic_assets.settings import Settings
 
@@ -69,6 +70,7 @@ def read_curated(
     database: Database | None = None,
     expected_fingerprint: str | None = None,
     via: str = "adbc",
+    drive: Drive | None = None,
 ) -> pd.DataFrame | pa.Table:
     """Read one curated version (the latest when `version` is None) with its declared types.
 
@@ -80,6 +82,9 @@ def read_curated(
     version's files and curated rows (content digest inside Postgres, one pass over the rows) must
     too; the rows are then read in the same database snapshot as the check. Otherwise
     `FingerprintMismatch` says what differs.
+
+    A version in the archive tier is read from its Parquet file in `drive` (by default the local
+    drive of the settings), its SHA-256 checked against the one recorded when it was archived.
     """
     if via == "rest" and database is None and expected_fingerprint is None:
         from dynamic_assets.read.rest import read_curated_rest
@@ -111,6 +116,11 @@ def read_curated(
         raise KeyError(
             f"dataset {dataset!r} has no column(s) {unknown}; columns: {', '.join(by_name)}"
         )
+
+    archived = _archived_read(db, dataset, version, columns, expected_fingerprint, drive)
+    if archived is not None:
+        table = typed_table(archived, [by_name[c] for c in columns])
+        return table if as_arrow else to_pandas(table, [by_name[c] for c in columns])
 
     select = sql.SQL(", ").join(
         sql.SQL("{}::real[] AS {}").format(sql.Identifier(c), sql.Identifier(c))
@@ -149,6 +159,41 @@ def read_curated(
     if as_arrow:
         return table
     return to_pandas(table, [by_name[c] for c in columns])
+
+
+def _archived_read(
+    db: Database,
+    dataset: str,
+    version: str,
+    columns: list[str],
+    expected: str | None,
+    drive: Drive | None,
+) -> pa.Table | None:
+    """The version's columns read from the archive tier, or None when it is not archived."""
+    from dynamic_assets.lifecycle.archive import read_archived
+
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT tier, fingerprint FROM public.datasets "
+            "WHERE name = %s AND version = %s AND status = 'curated'",
+            (dataset, version),
+        ).fetchone()
+    if row is None or row[0] != "archive":
+        return None
+    if expected is not None and row[1] != expected:
+        raise FingerprintMismatch(
+            f"{dataset} {version} (archive tier) has fingerprint {row[1]}, not {expected}: "
+            "plan again on the current fingerprint"
+        )
+    if drive is None:
+        settings = Settings.from_env()
+        if settings.onedrive is not None:
+            raise ValueError(
+                f"{dataset} {version} is in the archive tier on OneDrive: pass drive= "
+                "(the drive resource's drive) to read it"
+            )
+        drive = LocalDrive(settings.drive_root)
+    return read_archived(db, drive, dataset, version, columns)
 
 
 def _check_fingerprint(conn: psycopg.Connection, dataset: str, version: str, expected: str) -> None:

@@ -1,0 +1,117 @@
+"""`dynamic-assets lifecycle`, `tiers` and `restore`: the storage tiers from the command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dynamic_assets.settings import Settings
+
+MB = 1024 * 1024
+
+
+def _context():
+    from dynamic_assets.declarations.model import load_declarations
+    from dynamic_assets.defs.resources import Resources
+    from dynamic_assets.read.curated import default_database
+
+    settings = Settings.from_env()
+    decls = load_declarations(settings.config_path)
+    return settings, decls, default_database(settings), Resources.from_settings(settings)
+
+
+def _mb(n: int) -> str:
+    return f"{n / MB:.1f} MB"
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Print what the pass would move; move nothing.")
+def lifecycle(dry_run: bool) -> None:
+    """Run one lifecycle pass: archive the versions the storage plan moves out of core, each
+    verified against its fingerprint before its partition is dropped; print what moved."""
+    from dynamic_assets.lifecycle.run import run_pass
+
+    _, decls, db, resources = _context()
+    done = run_pass(db, resources.drive.get(), decls, dry_run=dry_run)
+    if not done.plan.moves:
+        click.echo("Nothing to move: every version is where the storage plan wants it.")
+    for move in done.plan.moves:
+        if dry_run:
+            click.echo(
+                f"would move {move.dataset} {move.version} {move.source} -> {move.target} "
+                f"({_mb(move.bytes)}): {move.reason}"
+            )
+    for archived in done.moved:
+        click.echo(
+            f"moved {archived.dataset} {archived.version} core -> archive: {archived.rows} rows, "
+            f"{archived.path} ({archived.size_bytes / 1024:.0f} kB), verified against its fingerprint"
+        )
+    for failure in done.failed:
+        click.echo(f"not moved: {failure}", err=True)
+    if done.failed:
+        sys.exit(1)
+
+
+@click.command()
+def tiers() -> None:
+    """Print each storage tier's usage, status and versions, and what the next lifecycle pass
+    will move and why; exit 1 when core is critical."""
+    from dynamic_assets.lifecycle.run import current_plan
+
+    _, decls, db, _ = _context()
+    plan = current_plan(db, decls)
+    usage = plan.usage
+    core = decls.storage.core
+    click.echo(
+        f"core     {_mb(usage.database_bytes)} of {core.budget_mb:g} MB "
+        f"({usage.fraction:.1%})  {usage.status}  "
+        f"(monitor at {core.warn_at:.0%}, critical at {core.critical_at:.0%})"
+    )
+    click.echo(
+        f"         {len(usage.in_tier('core'))} version(s) in core, curated partitions "
+        f"{_mb(usage.curated_bytes)}"
+    )
+    main = decls.storage.main
+    click.echo(
+        "main     not configured"
+        if main is None
+        else f"main     {main.url_env}: declared, not used by this release's passes"
+    )
+    click.echo(
+        f"archive  drive folder {decls.storage.archive.folder}/  "
+        f"{len(usage.in_tier('archive'))} version(s)"
+    )
+    for v in usage.versions:
+        click.echo(
+            f"  {v.tier:<8} {v.dataset} {v.version}"
+            + (f"  {_mb(v.bytes)}" if v.tier == "core" else "")
+        )
+    click.echo("next pass:")
+    if not plan.moves:
+        click.echo("  nothing to move")
+    for move in plan.moves:
+        click.echo(
+            f"  {move.dataset} {move.version} {move.source} -> {move.target} "
+            f"({_mb(move.bytes)}): {move.reason}"
+        )
+    for line in plan.kept:
+        click.echo(f"  {line}")
+    if usage.status == "critical":
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("dataset")
+@click.argument("version")
+def restore(dataset: str, version: str) -> None:
+    """Bring an archived version back into core, verified against its fingerprint."""
+    from dynamic_assets.cli.errors import Failure
+    from dynamic_assets.lifecycle.archive import ArchiveError, restore_version
+
+    _, _, db, resources = _context()
+    try:
+        rows = restore_version(db, resources.drive.get(), dataset, version)
+    except ArchiveError as exc:
+        raise Failure(f"restore failed: {exc}") from None
+    click.echo(f"restored {dataset} {version} archive -> core: {rows} rows, fingerprint verified")

@@ -1,0 +1,127 @@
+"""What the next lifecycle pass moves, and why.
+
+By policy: a version beyond its dataset's newest `hot_versions` (in version order) that was
+curated more than `archive_after_days` ago goes to the archive. Over `critical_at`, the oldest
+versions beyond `hot_versions` go too, oldest curated first, until core is projected under
+`warn_at`. Versions of sensitive datasets stay in core (their archives would need encryption,
+which this plan does not apply), and the newest `hot_versions` of every dataset always stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.declarations.names import version_sort_key
+from dynamic_assets.declarations.storage import Lifecycle
+from dynamic_assets.lifecycle.usage import CoreUsage, VersionUsage, status_of
+
+ARCHIVE = "archive"
+
+
+@dataclass(frozen=True)
+class Move:
+    dataset: str
+    version: str
+    source: str
+    target: str
+    bytes: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    moves: list[Move]
+    usage: CoreUsage
+    kept: list[str]  # why versions beyond policy stay (a line each)
+
+    @property
+    def projected_bytes(self) -> int:
+        return self.usage.database_bytes - sum(m.bytes for m in self.moves)
+
+    @property
+    def projected_status(self) -> str:
+        u = self.usage
+        return status_of(self.projected_bytes / u.budget_bytes, u.warn_at, u.critical_at)
+
+
+def policy_of(decls: Declarations, dataset: str) -> Lifecycle:
+    """The dataset's declared lifecycle, or the default one (3 hot versions, no age rule)."""
+    try:
+        declared = decls.dataset(dataset).lifecycle
+    except KeyError:
+        declared = None
+    return declared or Lifecycle()
+
+
+def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None) -> Plan:
+    now = now or datetime.now(UTC)
+    by_dataset: dict[str, list[VersionUsage]] = {}
+    for v in usage.versions:
+        by_dataset.setdefault(v.dataset, []).append(v)
+    beyond: list[tuple[VersionUsage, Lifecycle]] = []
+    kept: list[str] = []
+    for dataset, versions in by_dataset.items():
+        policy = policy_of(decls, dataset)
+        ordered = sorted(versions, key=lambda v: version_sort_key(v.version))
+        older = ordered[: max(len(ordered) - policy.hot_versions, 0)]
+        sensitive = dataset in decls.by_name() and decls.dataset(dataset).sensitive
+        for v in older:
+            if v.tier != "core":
+                continue
+            if sensitive:
+                kept.append(
+                    f"{dataset} {v.version}: stays in core (sensitive: archives of sensitive "
+                    "datasets need encryption)"
+                )
+                continue
+            beyond.append((v, policy))
+    moves: list[Move] = []
+    for v, policy in beyond:
+        days = policy.archive_after_days
+        if days is not None and _age(v, now) > timedelta(days=days):
+            moves.append(
+                Move(
+                    v.dataset,
+                    v.version,
+                    "core",
+                    ARCHIVE,
+                    v.bytes,
+                    f"beyond the {policy.hot_versions} hot version(s) and curated more than "
+                    f"{days} days ago (archive_after_days)",
+                )
+            )
+    plan = Plan(moves, usage, kept)
+    if usage.status != "critical":
+        return plan
+    chosen = {(m.dataset, m.version) for m in moves}
+    warn_bytes = usage.warn_at * usage.budget_bytes
+    for v, policy in sorted(beyond, key=lambda p: (_stamp(p[0]), p[0].dataset)):
+        if plan.projected_bytes < warn_bytes:
+            break
+        if (v.dataset, v.version) in chosen:
+            continue
+        moves.append(
+            Move(
+                v.dataset,
+                v.version,
+                "core",
+                ARCHIVE,
+                v.bytes,
+                f"core is critical ({usage.fraction:.0%} of {usage.budget_bytes // 1048576} MB "
+                f">= {usage.critical_at:.0%}): the oldest version beyond the "
+                f"{policy.hot_versions} hot version(s), until under {usage.warn_at:.0%}",
+            )
+        )
+        plan = Plan(moves, usage, kept)
+    return plan
+
+
+def _stamp(v: VersionUsage) -> datetime:
+    at = v.curated_at
+    return at if isinstance(at, datetime) else datetime.min.replace(tzinfo=UTC)
+
+
+def _age(v: VersionUsage, now: datetime) -> timedelta:
+    return now - _stamp(v)
