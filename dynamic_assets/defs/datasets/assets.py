@@ -9,6 +9,7 @@ import warnings
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
 from psycopg import sql
 
 from dynamic_assets.datasets import pipeline
@@ -25,6 +26,7 @@ from dynamic_assets.provenance.fingerprint import (
     store_fingerprint,
 )
 from dynamic_assets.quality.expectations import check_names
+from dynamic_assets.quality.states import version_states
 
 PIPELINE_CODE_VERSION = "1"
 CASTABLE_CHECK = "rows_castable"
@@ -273,6 +275,10 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
             "table": f"ai_curated.{ds.name}",
             "version": version,
         }
+        meta["gating_checks"] = dg.MetadataValue.md(_gating_results(context.instance, ds, version))
+        with db.connect() as conn:
+            states = version_states(conn, ds.name, version)
+        meta["state"] = states[0].state if states else "unknown"
         if ds.sensitivity == "sensitive":
             meta["preview"] = dg.MetadataValue.md(
                 "_No value preview: the dataset is declared sensitive._\n\n" + schema_md
@@ -308,6 +314,26 @@ def _gating_checks(ds: Dataset) -> list[str]:
         for name, exp in zip(check_names(ds), ds.expectations, strict=True)
         if exp.severity == "error"
     ]
+
+
+def _gating_results(instance: dg.DagsterInstance, ds: Dataset, version: str) -> str:
+    """The checks that gate promotion, each linked to its page in the UI, with the result of
+    its latest evaluation of `version` (the partition filter is the type Dagster's event log
+    storage takes; it has no public name in Dagster 1.13)."""
+    keys = {name: dg.AssetCheckKey(raw_key(ds.name), name) for name in _gating_checks(ds)}
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        list(keys.values()), partition_filter=PartitionKeyFilter(key=version)
+    )
+    page = f"/assets/{raw_key(ds.name).to_user_string()}?view=checks&checkDetail="
+    rows = []
+    for name, key in keys.items():
+        record = latest.get(key)
+        evaluation = record.event.asset_check_evaluation if record and record.event else None
+        result = (
+            "not evaluated" if evaluation is None else "passed" if evaluation.passed else "failed"
+        )
+        rows.append(f"| [{name}]({page}{name}) | {result} |")  # whole: md_table shortens cells
+    return "\n".join(["| check | result |", "|---|---|", *rows])
 
 
 def _partitioned_check(name: str, *, partitions, **kwargs) -> dg.AssetCheckSpec:
