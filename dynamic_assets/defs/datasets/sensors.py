@@ -30,7 +30,7 @@ from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.deletions import settle_deletions
 from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.declarations.model import Declarations
-from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
+from dynamic_assets.defs.datasets.assets import VERSION_TAG, ingest_job_name, ingest_tags
 from dynamic_assets.defs.datasets.partitions import ensure_partition, partitions_name
 from dynamic_assets.defs.headless import plan_forward
 from dynamic_assets.defs.provenance.keys import attestation_key
@@ -133,6 +133,26 @@ def forward_requests(
     return requests
 
 
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def in_flight(instance: dg.DagsterInstance) -> set[tuple[str, str]]:
+    """(dataset, version) of every run queued or in progress on the instance: such a version is
+    on its way forward already (its run attests it), so a tick asks for no second run of it."""
+    out: set[tuple[str, str]] = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)):
+        tagged = run.tags.get(VERSION_TAG, "")
+        dataset, _, version = tagged.partition("/")
+        if dataset and version:
+            out.add((dataset, version))
+    return out
+
+
 def _with_forward(
     context: dg.SensorEvaluationContext,
     db,
@@ -145,6 +165,7 @@ def _with_forward(
     """The tick's requests and partition additions, with the runs of versions left short of
     their final state (and their partitions, when the instance lacks them)."""
     taken = {(r.tags["dataset"], r.partition_key or "") for r in requests}
+    taken |= in_flight(context.instance)
     forward = forward_requests(db, decls, anchoring, "drive_sensor", taken=taken)
     missing: dict[str, list[str]] = {}
     for r in forward:
@@ -344,7 +365,7 @@ def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.Sched
             attestation.anchoring,
             "reconcile",
             dataset=ds_name,
-            taken={(vf.dataset, vf.version) for vf in pending},
+            taken={(vf.dataset, vf.version) for vf in pending} | in_flight(context.instance),
             attempt=f"|{hour.isoformat() if hour else '-'}",
         )
         for r in forward:

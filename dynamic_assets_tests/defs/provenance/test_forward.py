@@ -157,6 +157,17 @@ def test_the_drive_sensor_requests_the_attestation_of_a_version_left_unattested(
         repeated = tick(defs, instance, first.cursor)
         assert [r.run_key for r in repeated.run_requests] == [request.run_key]
 
+        # While a run of the version is in progress, a tick asks for no second one.
+        queued = dg.DagsterRun(
+            job_name=request.job_name,
+            run_id="0" * 8 + "-0000-0000-0000-" + "0" * 12,
+            status=dg.DagsterRunStatus.STARTED,
+            tags=request.tags,
+        )
+        instance.add_run(queued)
+        assert tick(defs, instance, first.cursor).run_requests == []
+        instance.delete_run(queued.run_id)
+
         run = defs.get_job_def(request.job_name).execute_in_process(
             partition_key=request.partition_key,
             instance=instance,
