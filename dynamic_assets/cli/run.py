@@ -51,6 +51,8 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
             db, drive, decls, dataset=dataset, version=version, run_all=run_all
         )
     _print_deleted(plan.deleted)
+    for note in plan.notes:
+        console.print(note.message, markup=False, highlight=False, soft_wrap=True)
     instance = headless.dagster_instance(settings)
     log_path = headless.run_log_path(settings)
     outcomes = []

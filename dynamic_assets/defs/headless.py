@@ -61,14 +61,16 @@ def run_log_path(settings: Settings) -> Path:
 
 @dataclass
 class IngestPlan:
-    """The versions to bring to curated, the files still quarantined, the files not taken
-    (undeclared dataset or refused file), already recorded in `onedrive_ingest`, and the files
-    and versions deleted from the drive (`datasets.deletions`)."""
+    """The versions to bring to curated, the files still quarantined, the files and folders
+    not taken (undeclared dataset, refused or passed-over file or folder), already recorded in
+    `onedrive_ingest`, the files and versions deleted from the drive (`datasets.deletions`), and
+    the datasets this configuration leaves out (`notes`: their files keep what was recorded)."""
 
     versions: list[VersionFolder]
     quarantined: list[dict]
     problems: list[Problem]
     deleted: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -174,17 +176,25 @@ def plan_ingest(
     run_all: bool = False,
 ) -> IngestPlan:
     """List the drive and decide what to run: every version whose files have not all reached
-    curated (with `run_all`, every version with files). Files not taken are recorded."""
+    curated (with `run_all`, every version with files). Every file or folder not taken is
+    recorded: of an undeclared dataset, refused (`quarantined`), or passed over (`ignored`: a
+    folder of a declared dataset that is not a version, a file outside a version folder). A
+    dataset the configuration leaves out, whose files were recorded under its declaration, is a
+    note, not a file refused."""
     found = discover(drive, decls, dataset=dataset, version=version)
     pending, quarantined = outstanding(db, found)
     if run_all:
         pending = [v for v in found.versions.values() if v.files or v.rejected]
     pending.sort(key=lambda v: (v.dataset, v.version))
-    problems = [p for p in found.problems if p.status in ("undeclared", "quarantined")]
+    declared = set(decls.by_name())
+    problems, notes = [], []
+    for p in found.problems:
+        left_out = p.status == "ignored" and p.dataset not in declared
+        (notes if left_out else problems).append(p)
     if problems:
         with db.connect() as conn:
             registry.record_problems(conn, problems)
-    return IngestPlan(pending, quarantined, problems, found.deleted)
+    return IngestPlan(pending, quarantined, problems, found.deleted, notes)
 
 
 def _execute(
