@@ -30,6 +30,7 @@ from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import run_lock_holder, try_run_lock
 from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.defs.alerts.resources import WebhookResource
 from dynamic_assets.defs.datasets.assets import (
     VERSION_TAG,
     curated_key,
@@ -187,7 +188,8 @@ def plan_ingest(
         pending = [v for v in found.versions.values() if v.files or v.rejected]
     pending.sort(key=lambda v: (v.dataset, v.version))
     declared = set(decls.by_name())
-    problems, notes = [], []
+    problems: list[Problem] = []
+    notes: list[Problem] = []
     for p in found.problems:
         left_out = p.status == "ignored" and p.dataset not in declared
         (notes if left_out else problems).append(p)
@@ -230,6 +232,7 @@ def ingest_version(
     instance: dg.DagsterInstance,
     vf: VersionFolder,
     db: Database,
+    decls: Declarations,
     *,
     recheck: bool = True,
 ) -> Ingested:
@@ -238,7 +241,7 @@ def ingest_version(
 
     A version another run holds is left to it (`another run`, with that run's id in `note`).
     With `recheck`, a version that another run brought to curated since the plan was made is
-    not run again."""
+    not run again. A failed run is alerted as the sensors alert it (`_alert`)."""
     run_id = str(uuid.uuid4())
     outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
     with db.connect(autocommit=True) as held:
@@ -258,6 +261,7 @@ def ingest_version(
                 f"another run brought {vf.dataset} {vf.version} to curated (run id {other})"
             )
             return outcome
+        started = datetime.now(UTC)
         result, outcome.seconds = _execute(
             defs,
             instance,
@@ -273,7 +277,50 @@ def ingest_version(
     else:
         outcome.status = "failed"
         outcome.failures = _failures_of(result) or [(vf.folder, "the run failed")]
+        outcome.note = _alert(defs, instance, db, decls, result, started)
     return outcome
+
+
+def _alert(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    db: Database,
+    decls: Declarations,
+    result: dg.ExecuteInProcessResult,
+    started: datetime,
+) -> str:
+    """Send the signed alerts of a failed run to the webhooks of `defs`, as the sensors send
+    them (`defs.alerts.sensors.alert_run_failure`: `check.failed`, `run.failed`, and
+    `file.quarantined` for the files quarantined since `started`). Returns one line when an
+    alert could not be delivered (it stays in `webhook_deliveries` for `alerts_sensor` to
+    retry), else ""."""
+    from dynamic_assets.alerts.endpoints import WebhookConfigError
+    from dynamic_assets.defs.alerts.sensors import alert_run_failure, summarize
+
+    webhooks = (defs.resources or {}).get("webhooks")
+    if not isinstance(webhooks, WebhookResource):
+        return ""
+    try:
+        config = webhooks.config()
+    except WebhookConfigError as exc:
+        return f"alerts not sent: {exc}"
+    run = instance.get_run_by_id(result.run_id)
+    if config is None or run is None:
+        return ""
+    failure = result.get_run_failure_event()
+    _, results = alert_run_failure(
+        db,
+        config,
+        run,
+        instance,
+        decls,
+        failure.message if failure else None,
+        quarantined_since=started,
+        budget_seconds=webhooks.budget_seconds,
+    )
+    if all(r.status == "delivered" for r in results):
+        return ""
+    return f"alerts not all delivered ({summarize(results)}); alerts_sensor retries them"
 
 
 def _take_run_lock(held, outcome: Ingested, run_id: str) -> bool:
@@ -369,6 +416,7 @@ def advance_version(
             outcome.files = len(vf.files)
         else:
             selection = [attestation_key(left.dataset)]
+        started = datetime.now(UTC)
         result, outcome.seconds = _execute(
             defs,
             instance,
@@ -391,11 +439,21 @@ def advance_version(
             f"still {reached[0].state}: {reached[0].detail}" if reached else "the run failed",
         )
     ]
+    if not result.success:
+        outcome.note = _alert(defs, instance, db, decls, result, started)
     return outcome
 
 
-def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending) -> Trained:
-    """Run the training job of one pending (model, version)."""
+def train_version(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    db: Database,
+    decls: Declarations,
+    p: Pending,
+) -> Trained:
+    """Run the training job of one pending (model, version); a failed run is alerted as the
+    sensors alert it (`_alert`)."""
+    started = datetime.now(UTC)
     result, seconds = _execute(
         defs,
         instance,
@@ -425,14 +483,20 @@ def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending
             if e.is_step_failure and e.step_failure_data.error
         ]
         outcome.detail = "; ".join(errors)[:1000] or "the training run failed"
+        note = _alert(defs, instance, db, decls, result, started)
+        outcome.detail += f"; {note}" if note else ""
     return outcome
 
 
 def train(
-    defs: dg.Definitions, instance: dg.DagsterInstance, pending: list[Pending]
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    db: Database,
+    decls: Declarations,
+    pending: list[Pending],
 ) -> list[Trained]:
     """Run the training job of each pending (model, version); one outcome per run."""
-    return [train_version(defs, instance, p) for p in pending]
+    return [train_version(defs, instance, db, decls, p) for p in pending]
 
 
 def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
