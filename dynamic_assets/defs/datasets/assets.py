@@ -112,11 +112,11 @@ def located_failures(exc: pipeline.VersionFailed, problems: Sequence[Problem] = 
     for p in problems:
         seen: set[str] = set()
         for example in p.examples:
-            path = example.get("file")
-            if not path or path in seen or example.get("row") is None:
+            file = example.get("file")
+            if not file or file in seen or example.get("row") is None:
                 continue
-            seen.add(path)
-            located.append(_located(path, _reason(p, example), row=example["row"], column=p.column))
+            seen.add(file)
+            located.append(_located(file, _reason(p, example), row=example["row"], column=p.column))
     messages = [p.message for p in problems if any(e.get("file") for e in p.examples)]
     for path, reason in exc.failures:
         rest = reason
