@@ -11,6 +11,10 @@ Then every version an earlier run left short of its final state (`quality.states
 forward (`plan_forward`, `advance_version`): a curated version without fingerprint through its
 ingest job again, a fingerprinted one not attested (or not anchored, with TON anchoring) through
 its attestation asset only.
+
+A run that fails is alerted as the sensors alert it (`defs.alerts.sensors.alert_run_failure`):
+the same signed events, delivered and recorded through `webhook_deliveries`, so that a failure
+reaches the webhooks whether `dynamic-assets run` or a sensor found it, and only once.
 """
 
 from __future__ import annotations
