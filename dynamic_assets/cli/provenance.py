@@ -19,7 +19,7 @@ import click
 from rich.table import Table
 from rich.tree import Tree
 
-from dynamic_assets.cli.console import console, err
+from dynamic_assets.cli.console import console, err, print_titled
 from dynamic_assets.cli.errors import declared_dataset
 from dynamic_assets.cli.mirrors import verify_mirror_command
 from dynamic_assets.declarations.model import load_declarations
@@ -81,14 +81,14 @@ def _print_report(report) -> None:
     title = f"verify {report.subject}"
     if report.fingerprint:
         title += f"  (fingerprint {report.fingerprint[:16]}…)"
-    table = Table(title=title, show_lines=False)
+    table = Table(show_lines=False)
     table.add_column("step")
     table.add_column("result")
     table.add_column("what it proves")
     table.add_column("detail", overflow="fold")
     for s in report.steps:
         table.add_row(s.name, f"[{STYLE[s.status]}]{s.status.upper()}[/]", s.title, s.detail)
-    console.print(table)
+    print_titled(title, table)
     failed = report.first_failure
     if failed is None:
         console.print(f"[green]VERIFIED[/] {report.subject}: every step passed or was skipped.")

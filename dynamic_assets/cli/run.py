@@ -52,6 +52,8 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
             db, drive, decls, dataset=dataset, version=version, run_all=run_all
         )
     _print_deleted(plan.deleted)
+    for note in plan.notes:
+        console.print(note.message, markup=False, highlight=False, soft_wrap=True)
     instance = headless.dagster_instance(settings)
     log_path = headless.run_log_path(settings)
     outcomes = []
@@ -72,7 +74,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         task = progress.add_task("Bringing versions to curated", total=len(plan.versions))
         for vf in plan.versions:
             progress.update(task, description=f"{vf.dataset} {vf.version}")
-            outcome = headless.ingest_version(defs, instance, vf, db, recheck=not run_all)
+            outcome = headless.ingest_version(defs, instance, vf, db, decls, recheck=not run_all)
             if outcome.note:
                 progress.console.print(outcome.note, markup=False, highlight=False, soft_wrap=True)
             outcomes.append(outcome)
@@ -186,7 +188,7 @@ def _train(defs, instance, db, decls, dataset: str | None) -> list[tuple[str, st
     if not pending:
         return []
     with console.status("Training models on new or changed data …"):
-        outcomes = headless.train(defs, instance, pending)
+        outcomes = headless.train(defs, instance, db, decls, pending)
     table = Table(title="training")
     for name in ("model", "version", "metric", "value", "seconds", "status", "detail"):
         table.add_column(name, justify="right" if name in ("value", "seconds") else "left")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from dynamic_assets.cli.console import console
+from dynamic_assets.cli.console import console, print_titled
 from dynamic_assets.settings import Settings
 
 
@@ -26,12 +26,12 @@ def seed(scale: int, drive_root: Path | None) -> None:
     settings = Settings.from_env()
     root = drive_root or settings.drive_root
     files = seed_drive(root, scale=scale)
-    table = Table(title=f"Demo drive at {root}")
+    table = Table()
     for name in ("dataset", "version", "file", "rows", "bytes"):
         table.add_column(name, justify="right" if name in ("rows", "bytes") else "left")
     for f in files:
         table.add_row(
             f.dataset, f.version, f.path.rsplit("/", 1)[-1], f"{f.rows:,}", f"{f.bytes:,}"
         )
-    console.print(table)
+    print_titled(f"Demo drive at {root}", table)
     console.print(f"Declarations: {settings.config_path}")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from dynamic_assets.cli.console import console
+from dynamic_assets.cli.console import console, print_titled
 from dynamic_assets.settings import Settings
 
 
@@ -58,10 +58,11 @@ def checkpoints(as_json: bool, show_all: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows if show_all else bad, indent=2))
     else:
-        table = Table(title=f"checkpoints in {drive.describe()}")
+        table = Table()
         for name in ("checkpoint", "status", "trained on", "problem"):
             table.add_column(name)
-        for r in rows if show_all else bad:
+        listed = rows if show_all else bad
+        for r in listed:
             on = (
                 f"{r['dataset']} {r['dataset_version']} {r['data_fingerprint'][:12]}…"
                 if r.get("data_fingerprint")
@@ -69,7 +70,8 @@ def checkpoints(as_json: bool, show_all: bool) -> None:
             )
             style = "green" if r["traceable"] else "red"
             table.add_row(r["path"], f"[{style}]{r['status']}[/]", on, r.get("problem") or "")
-        console.print(table)
+        if listed:
+            print_titled(f"checkpoints in {drive.describe()}", table)
         console.print(f"{len(rows) - len(bad)} traceable, {len(bad)} not traceable to curated data")
     if bad:
         sys.exit(1)

@@ -289,6 +289,24 @@ def upsert_dataset(
     return int(new_id)
 
 
+def registered_versions(conn: psycopg.Connection, dataset: str) -> list[str]:
+    """Every version of `dataset` in the `datasets` registry, whatever its status, in version
+    order."""
+    rows = conn.execute("SELECT version FROM public.datasets WHERE name = %s", (dataset,))
+    return sorted((r[0] for r in rows.fetchall()), key=version_sort_key)
+
+
+def not_registered(conn: psycopg.Connection, dataset: str, version: str, where: str) -> str:
+    """`<dataset> <version> is not in <where>`, then the versions that are, or that there is
+    none yet."""
+    known = registered_versions(conn, dataset)
+    return f"{dataset} {version} is not in {where}; " + (
+        f"registered versions: {', '.join(known)}"
+        if known
+        else f"no version of {dataset} is registered yet"
+    )
+
+
 def curated_versions(conn: psycopg.Connection, dataset: str) -> list[str]:
     rows = conn.execute(
         "SELECT version FROM public.datasets WHERE name = %s AND status = 'curated'", (dataset,)

@@ -11,6 +11,10 @@ Then every version an earlier run left short of its final state (`quality.states
 forward (`plan_forward`, `advance_version`): a curated version without fingerprint through its
 ingest job again, a fingerprinted one not attested (or not anchored, with TON anchoring) through
 its attestation asset only.
+
+A run that fails is alerted as the sensors alert it (`defs.alerts.sensors.alert_run_failure`):
+the same signed events, delivered and recorded through `webhook_deliveries`, so that a failure
+reaches the webhooks whether `dynamic-assets run` or a sensor found it, and only once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import run_lock_holder, try_run_lock
 from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.defs.alerts.resources import WebhookResource
 from dynamic_assets.defs.datasets.assets import (
     VERSION_TAG,
     curated_key,
@@ -61,14 +66,16 @@ def run_log_path(settings: Settings) -> Path:
 
 @dataclass
 class IngestPlan:
-    """The versions to bring to curated, the files still quarantined, the files not taken
-    (undeclared dataset or refused file), already recorded in `onedrive_ingest`, and the files
-    and versions deleted from the drive (`datasets.deletions`)."""
+    """The versions to bring to curated, the files still quarantined, the files and folders
+    not taken (undeclared dataset, refused or passed-over file or folder), already recorded in
+    `onedrive_ingest`, the files and versions deleted from the drive (`datasets.deletions`), and
+    the datasets this configuration leaves out (`notes`: their files keep what was recorded)."""
 
     versions: list[VersionFolder]
     quarantined: list[dict]
     problems: list[Problem]
     deleted: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -174,17 +181,26 @@ def plan_ingest(
     run_all: bool = False,
 ) -> IngestPlan:
     """List the drive and decide what to run: every version whose files have not all reached
-    curated (with `run_all`, every version with files). Files not taken are recorded."""
+    curated (with `run_all`, every version with files). Every file or folder not taken is
+    recorded: of an undeclared dataset, refused (`quarantined`), or passed over (`ignored`: a
+    folder of a declared dataset that is not a version, a file outside a version folder). A
+    dataset the configuration leaves out, whose files were recorded under its declaration, is a
+    note, not a file refused."""
     found = discover(drive, decls, dataset=dataset, version=version)
     pending, quarantined = outstanding(db, found)
     if run_all:
         pending = [v for v in found.versions.values() if v.files or v.rejected]
     pending.sort(key=lambda v: (v.dataset, v.version))
-    problems = [p for p in found.problems if p.status in ("undeclared", "quarantined")]
+    declared = set(decls.by_name())
+    problems: list[Problem] = []
+    notes: list[Problem] = []
+    for p in found.problems:
+        left_out = p.status == "ignored" and p.dataset not in declared
+        (notes if left_out else problems).append(p)
     if problems:
         with db.connect() as conn:
             registry.record_problems(conn, problems)
-    return IngestPlan(pending, quarantined, problems, found.deleted)
+    return IngestPlan(pending, quarantined, problems, found.deleted, notes)
 
 
 def _execute(
@@ -220,6 +236,7 @@ def ingest_version(
     instance: dg.DagsterInstance,
     vf: VersionFolder,
     db: Database,
+    decls: Declarations,
     *,
     recheck: bool = True,
 ) -> Ingested:
@@ -228,7 +245,7 @@ def ingest_version(
 
     A version another run holds is left to it (`another run`, with that run's id in `note`).
     With `recheck`, a version that another run brought to curated since the plan was made is
-    not run again."""
+    not run again. A failed run is alerted as the sensors alert it (`_alert`)."""
     run_id = str(uuid.uuid4())
     outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
     with db.connect(autocommit=True) as held:
@@ -248,6 +265,7 @@ def ingest_version(
                 f"another run brought {vf.dataset} {vf.version} to curated (run id {other})"
             )
             return outcome
+        started = datetime.now(UTC)
         result, outcome.seconds = _execute(
             defs,
             instance,
@@ -263,7 +281,50 @@ def ingest_version(
     else:
         outcome.status = "failed"
         outcome.failures = _failures_of(result) or [(vf.folder, "the run failed")]
+        outcome.note = _alert(defs, instance, db, decls, result, started)
     return outcome
+
+
+def _alert(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    db: Database,
+    decls: Declarations,
+    result: dg.ExecuteInProcessResult,
+    started: datetime,
+) -> str:
+    """Send the signed alerts of a failed run to the webhooks of `defs`, as the sensors send
+    them (`defs.alerts.sensors.alert_run_failure`: `check.failed`, `run.failed`, and
+    `file.quarantined` for the files quarantined since `started`). Returns one line when an
+    alert could not be delivered (it stays in `webhook_deliveries` for `alerts_sensor` to
+    retry), else ""."""
+    from dynamic_assets.alerts.endpoints import WebhookConfigError
+    from dynamic_assets.defs.alerts.sensors import alert_run_failure, summarize
+
+    webhooks = (defs.resources or {}).get("webhooks")
+    if not isinstance(webhooks, WebhookResource):
+        return ""
+    try:
+        config = webhooks.config()
+    except WebhookConfigError as exc:
+        return f"alerts not sent: {exc}"
+    run = instance.get_run_by_id(result.run_id)
+    if config is None or run is None:
+        return ""
+    failure = result.get_run_failure_event()
+    _, results = alert_run_failure(
+        db,
+        config,
+        run,
+        instance,
+        decls,
+        failure.message if failure else None,
+        quarantined_since=started,
+        budget_seconds=webhooks.budget_seconds,
+    )
+    if all(r.status == "delivered" for r in results):
+        return ""
+    return f"alerts not all delivered ({summarize(results)}); alerts_sensor retries them"
 
 
 def _take_run_lock(held, outcome: Ingested, run_id: str) -> bool:
@@ -359,6 +420,7 @@ def advance_version(
             outcome.files = len(vf.files)
         else:
             selection = [attestation_key(left.dataset)]
+        started = datetime.now(UTC)
         result, outcome.seconds = _execute(
             defs,
             instance,
@@ -381,11 +443,21 @@ def advance_version(
             f"still {reached[0].state}: {reached[0].detail}" if reached else "the run failed",
         )
     ]
+    if not result.success:
+        outcome.note = _alert(defs, instance, db, decls, result, started)
     return outcome
 
 
-def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending) -> Trained:
-    """Run the training job of one pending (model, version)."""
+def train_version(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    db: Database,
+    decls: Declarations,
+    p: Pending,
+) -> Trained:
+    """Run the training job of one pending (model, version); a failed run is alerted as the
+    sensors alert it (`_alert`)."""
+    started = datetime.now(UTC)
     result, seconds = _execute(
         defs,
         instance,
@@ -415,14 +487,20 @@ def train_version(defs: dg.Definitions, instance: dg.DagsterInstance, p: Pending
             if e.is_step_failure and e.step_failure_data.error
         ]
         outcome.detail = "; ".join(errors)[:1000] or "the training run failed"
+        note = _alert(defs, instance, db, decls, result, started)
+        outcome.detail += f"; {note}" if note else ""
     return outcome
 
 
 def train(
-    defs: dg.Definitions, instance: dg.DagsterInstance, pending: list[Pending]
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    db: Database,
+    decls: Declarations,
+    pending: list[Pending],
 ) -> list[Trained]:
     """Run the training job of each pending (model, version); one outcome per run."""
-    return [train_version(defs, instance, p) for p in pending]
+    return [train_version(defs, instance, db, decls, p) for p in pending]
 
 
 def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:

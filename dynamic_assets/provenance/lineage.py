@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dynamic_assets.datasets.registry import not_registered
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import CURATED_SCHEMA, RAW_SCHEMA, ident, table_columns
 
@@ -53,17 +54,7 @@ def lineage(db: Database, dataset: str, version: str) -> dict[str, Any]:
             (dataset, version),
         ).fetchone()
         if reg is None:
-            known = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT version FROM public.datasets WHERE name = %s ORDER BY version",
-                    (dataset,),
-                ).fetchall()
-            ]
-            raise LineageNotFound(
-                f"{dataset} {version} is not in the registry"
-                + (f"; registered versions: {', '.join(known)}" if known else "")
-            )
+            raise LineageNotFound(not_registered(conn, dataset, version, "the registry"))
         (ds_id, status, row_count, file_count, checksum, size, fp, digest, record, fp_at,
          curated_at, schema_version, sensitivity) = reg  # fmt: skip
 

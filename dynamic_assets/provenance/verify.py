@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dynamic_assets.datasets.registry import not_registered
 from dynamic_assets.db import Database
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.provenance import attest, ledger
@@ -72,7 +73,8 @@ def verify_version(
             (dataset, version),
         ).fetchone()
         if row is None:
-            report.add("record", FAIL, f"{dataset} {version} is not in the datasets registry")
+            where = "the datasets registry"
+            report.add("record", FAIL, not_registered(conn, dataset, version, where))
             return report
         fp, record, status = row
         report.fingerprint = fp

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dynamic_assets.alerts.delivery import DeliveryResult, dispatch
+from dynamic_assets.alerts.endpoints import WebhookConfig
 from dynamic_assets.alerts.events import (
     Event,
     attestation_events,
@@ -31,6 +32,7 @@ from dynamic_assets.alerts.events import (
     since_default,
     stale_events,
 )
+from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.alerts.resources import WebhookResource, build_webhook_resource
 from dynamic_assets.defs.resources import PostgresResource
@@ -144,6 +146,31 @@ def run_failure_events(
     return events
 
 
+def alert_run_failure(
+    db: Database,
+    config: WebhookConfig,
+    run: dg.DagsterRun,
+    instance: dg.DagsterInstance,
+    decls: Declarations,
+    message: str | None = None,
+    *,
+    quarantined_since: datetime | None = None,
+    budget_seconds: float = 30.0,
+) -> tuple[list[Event], list[DeliveryResult]]:
+    """Deliver the events of a failed run (`run_failure_events`), and with `quarantined_since`
+    the `file.quarantined` of every file quarantined since then (what `alerts_sensor` would
+    find next), through `webhook_deliveries`: an event already delivered for the run is not sent
+    again, whichever process found it first."""
+    events = run_failure_events(run, instance, decls, message)
+    if quarantined_since is not None:
+        with db.connect() as conn:
+            quarantined, _ = quarantined_events(
+                conn, quarantined_since - OVERLAP, _sensitive(decls)
+            )
+        events += quarantined
+    return events, dispatch(db, config, events, budget_seconds=budget_seconds)
+
+
 def build_run_failure_sensor(decls: Declarations) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="alert_on_run_failure",
@@ -158,11 +185,14 @@ def build_run_failure_sensor(decls: Declarations) -> dg.SensorDefinition:
         config = webhooks.config()
         if config is None:
             return
-        events = run_failure_events(
-            context.dagster_run, context.instance, decls, context.failure_event.message
-        )
-        results = dispatch(
-            postgres.database(), config, events, budget_seconds=webhooks.budget_seconds
+        events, results = alert_run_failure(
+            postgres.database(),
+            config,
+            context.dagster_run,
+            context.instance,
+            decls,
+            context.failure_event.message,
+            budget_seconds=webhooks.budget_seconds,
         )
         context.log.info(f"{len(events)} event(s): {summarize(results)}")
 

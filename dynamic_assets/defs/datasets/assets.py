@@ -6,6 +6,7 @@ ai_curated/<dataset> typed rows promoted inside Postgres, registered in `dataset
 """
 
 import warnings
+from collections.abc import Sequence
 from datetime import timedelta
 
 import dagster as dg
@@ -13,6 +14,8 @@ from dagster._core.event_api import PartitionKeyFilter
 from psycopg import sql
 
 from dynamic_assets.datasets import pipeline
+from dynamic_assets.datasets.checks import Problem
+from dynamic_assets.db.casts import WITHHELD, describe_example
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.defs.datasets.asset_args import DatasetAssetArgs, dataset_asset_args
@@ -75,7 +78,7 @@ def dataset_pool(dataset: str) -> str:
     return f"dataset/{dataset}"
 
 
-def _failure(exc: pipeline.VersionFailed) -> dg.Failure:
+def _failure(exc: pipeline.VersionFailed, problems: Sequence[Problem] = ()) -> dg.Failure:
     """The step's failure, with `failures` as JSON: one {path, line, row, column, reason} per
     problem (line or row and column when the refusal locates it), for the UI and the command
     line to show without parsing text."""
@@ -84,15 +87,17 @@ def _failure(exc: pipeline.VersionFailed) -> dg.Failure:
         metadata={
             "dataset": exc.dataset,
             "version": exc.version,
-            "failures": dg.MetadataValue.json(located_failures(exc)),
+            "failures": dg.MetadataValue.json(located_failures(exc, problems)),
         },
     )
 
 
-def located_failures(exc: pipeline.VersionFailed) -> list[dict]:
+def located_failures(exc: pipeline.VersionFailed, problems: Sequence[Problem] = ()) -> list[dict]:
     """Each failure of a version as {path, line, row, column, reason}: from the `LoadError` that
-    refused a file (its line or row) or the `PromotionError` that refused rows (one entry per
-    column), else the (path, reason) the pipeline gave."""
+    refused a file (its line or row), the `PromotionError` that refused rows (one entry per
+    column), or the `rows_castable` problems (`datasets.checks.Problem`: one entry per file at
+    fault, at the row of its first bad value, with the column), then the (path, reason) the
+    pipeline gave for what these do not account for."""
     from dynamic_assets.datasets.errors import PromotionError
     from dynamic_assets.formats.errors import LoadError
 
@@ -105,7 +110,36 @@ def located_failures(exc: pipeline.VersionFailed) -> list[dict]:
             _located(path, str(p.get("message") or cause), column=p.get("column"))
             for p in cause.problems
         ]
-    return [_located(path, reason) for path, reason in exc.failures]
+    located: list[dict] = []
+    for p in problems:
+        seen: set[str] = set()
+        for example in p.examples:
+            file = example.get("file")
+            if not file or file in seen or example.get("row") is None:
+                continue
+            seen.add(file)
+            located.append(_located(file, _reason(p, example), row=example["row"], column=p.column))
+    messages = [p.message for p in problems if any(e.get("file") for e in p.examples)]
+    for path, reason in exc.failures:
+        rest = reason
+        for message in messages:
+            rest = rest.replace(message, "")
+        rest = rest.strip("; ")
+        if rest:
+            located.append(_located(path, rest))
+    return located
+
+
+def _reason(problem: Problem, example: dict) -> str:
+    """A problem's message for one example: without the column it names first and without the
+    first example (the entry carries both), led by the value when it is shown."""
+    reason = problem.message.removeprefix(f"column {problem.column}: ")
+    if problem.examples:
+        reason = reason.replace(f" (first: {describe_example(problem.examples[0])})", "")
+    value = example.get("value")
+    if value is not None and value != WITHHELD:
+        reason = f"value {value!r}: {reason}"
+    return reason
 
 
 def _located(
@@ -199,7 +233,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
                 for message in checked.blocking_failures
                 if not any(message in reason for _, reason in failures)
             ]
-            raise _failure(pipeline.VersionFailed(ds.name, version, failures))
+            raise _failure(pipeline.VersionFailed(ds.name, version, failures), checked.problems)
         seconds = staged.seconds
         yield dg.MaterializeResult(
             metadata={

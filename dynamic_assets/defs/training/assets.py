@@ -37,6 +37,8 @@ from dynamic_assets.training.tracking import tracked_run
 from dynamic_assets.training.train import train_version
 
 AC = dg.AutomationCondition
+# What a model's description says of the versions it is trained on, by `versions`.
+TRAINED_ON = {"every": "every version", "latest": "the latest version"}
 
 
 def retrain_condition() -> dg.AutomationCondition:
@@ -108,9 +110,8 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
         output_required=False,
         tags={"model": model.name},
         description=(model.description or f"Model {model.name} trained on {ds.name}.")
-        + f"\n\n`{model.estimator}` on `{ds.name}` ({model.versions} version"
-        + ("s" if model.versions == "every" else "")
-        + f"), target `{model.target}`, {model.split} split holding out "
+        + f"\n\n`{model.estimator}` on `{ds.name}` ({TRAINED_ON[model.versions]})"
+        + f", target `{model.target}`, {model.split} split holding out "
         f"{model.test_size:.0%}, headline metric `test_{model.metric}`. Tracked in MLflow "
         f"(experiment `{model.name}`), checkpoints in `model-checkpoints/{model.name}/<run-id>/`."
         f"\n\n{features}",
