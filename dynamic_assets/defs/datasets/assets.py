@@ -527,4 +527,8 @@ def build_ingest_job(ds: Dataset):
         partitions_def=versions_partitions(ds.name),
         description=f"Bring one version of {ds.name} from the drive to curated and attested.",
         tags={"dataset": ds.name},
+        # The steps of one version run one after the other (each needs the one before), so a
+        # process per step would only add its start-up (imports of Dagster, Great Expectations,
+        # MLflow) to every step; runs of several versions go side by side through the run queue.
+        executor_def=dg.in_process_executor,
     )
