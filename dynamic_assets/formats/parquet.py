@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -72,7 +72,7 @@ def spool_parquet(
 
 
 def open_parquet(
-    path: str, source: str | Path | BinaryIO, *, sensitive: bool = False
+    path: str, source: str | Path | IO[bytes], *, sensitive: bool = False
 ) -> pq.ParquetFile:
     """The Parquet file at `source` (a local path or an open handle); `path` names it in errors."""
     try:
