@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from functools import cached_property
 
 import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -34,18 +35,15 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     if version and not dataset:
         raise click.UsageError("--version needs --dataset")
     from dynamic_assets.declarations.model import load_declarations
-    from dynamic_assets.definitions import build_defs
     from dynamic_assets.defs import headless
-    from dynamic_assets.defs.resources import Resources
 
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
     if dataset:
         declared_dataset(decls, dataset)
-    defs = build_defs(settings, decls)
-    resources = Resources.from_settings(settings)
-    drive = resources.drive.get()
-    db = resources.postgres.database()
+    drive = headless.settings_drive(settings)
+    db = headless.settings_database(settings)
+    shell = _Shell(settings, decls)
 
     with console.status(f"Listing {drive.describe()} …"):
         plan = headless.plan_ingest(
@@ -54,7 +52,6 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     _print_deleted(plan.deleted)
     for note in plan.notes:
         console.print(note.message, markup=False, highlight=False, soft_wrap=True)
-    instance = headless.dagster_instance(settings)
     log_path = headless.run_log_path(settings)
     outcomes = []
     with (
@@ -74,7 +71,9 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         task = progress.add_task("Bringing versions to curated", total=len(plan.versions))
         for vf in plan.versions:
             progress.update(task, description=f"{vf.dataset} {vf.version}")
-            outcome = headless.ingest_version(defs, instance, vf, db, decls, recheck=not run_all)
+            outcome = headless.ingest_version(
+                shell.defs, shell.instance, vf, db, decls, recheck=not run_all
+            )
             if outcome.note:
                 progress.console.print(outcome.note, markup=False, highlight=False, soft_wrap=True)
             outcomes.append(outcome)
@@ -91,7 +90,9 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
                 f"{left.dataset} {left.version}: {left.state}, bringing it forward …"
             ):
                 advanced.append(
-                    headless.advance_version(defs, instance, db, drive, decls, left, anchoring)
+                    headless.advance_version(
+                        shell.defs, shell.instance, db, drive, decls, left, anchoring
+                    )
                 )
     _print_ingested(outcomes, advanced, plan)
 
@@ -109,7 +110,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     failures += run_mirrors(db, decls, dataset, version)  # every declared S3 platform
     if train:
         with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
-            failures += _train(defs, instance, db, decls, dataset)
+            failures += _train(shell, db, decls, dataset)
     if log_path.stat().st_size:
         console.print(f"Dagster's log of this run: {log_path}", markup=False, highlight=False)
     else:
@@ -121,6 +122,26 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
                 f"  {ds} {ver}  {path}: {reason}", markup=False, highlight=False, soft_wrap=True
             )
         sys.exit(1)
+
+
+class _Shell:
+    """The Dagster definitions and instance a run executes on, built when first used: planning
+    is plain code, so that a run with nothing to do never imports Dagster."""
+
+    def __init__(self, settings: Settings, decls) -> None:
+        self.settings, self.decls = settings, decls
+
+    @cached_property
+    def defs(self):
+        from dynamic_assets.definitions import build_defs
+
+        return build_defs(self.settings, self.decls)
+
+    @cached_property
+    def instance(self):
+        from dynamic_assets.defs import headless
+
+        return headless.dagster_instance(self.settings)
 
 
 def _print_deleted(deleted: list) -> None:
@@ -177,7 +198,7 @@ def _print_ingested(outcomes: list, advanced: list, plan) -> None:
     console.print(table)
 
 
-def _train(defs, instance, db, decls, dataset: str | None) -> list[tuple[str, str, str, str]]:
+def _train(shell: _Shell, db, decls, dataset: str | None) -> list[tuple[str, str, str, str]]:
     """Train what is pending (`records.pending_training`), print a table, return the failures as
     (dataset, version, path, reason) rows for the run's summary."""
     from dynamic_assets.defs import headless
@@ -188,7 +209,7 @@ def _train(defs, instance, db, decls, dataset: str | None) -> list[tuple[str, st
     if not pending:
         return []
     with console.status("Training models on new or changed data …"):
-        outcomes = headless.train(defs, instance, db, decls, pending)
+        outcomes = headless.train(shell.defs, shell.instance, db, decls, pending)
     table = Table(title="training")
     for name in ("model", "version", "metric", "value", "seconds", "status", "detail"):
         table.add_column(name, justify="right" if name in ("value", "seconds") else "left")

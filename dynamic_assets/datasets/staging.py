@@ -53,9 +53,14 @@ from dynamic_assets.declarations.names import WRITER_COLUMNS
 from dynamic_assets.drive.base import DriveItem
 from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
-from dynamic_assets.formats.hashing import HashingReader, sha256_stream
+from dynamic_assets.formats.hashing import HashingReader
 from dynamic_assets.formats.json import JSON_BATCH, JsonRecord, json_records
-from dynamic_assets.formats.parquet import declared_arrow_type, open_parquet, parquet_batches
+from dynamic_assets.formats.parquet import (
+    declared_arrow_type,
+    open_parquet,
+    parquet_batches,
+    spool_parquet,
+)
 
 LINEAGE = [("_file_id", "bigint"), ("_row", "bigint")]
 
@@ -505,32 +510,32 @@ def _parquet_source(ds: Dataset, f: SourceFile) -> _Source:
     state: dict = {}
 
     def produce() -> Iterator[tuple[bytes, int]]:
-        handle = state["handle"] = f.open()
-        pfile = open_parquet(f.path, handle, sensitive=ds.sensitive)
-        names = {c.header: c.name for c in ds.columns}
-        source.source_types = {
-            names.get(fld.name, fld.name): str(fld.type)
-            for fld in pfile.schema_arrow
-            if not WRITER_COLUMNS.fullmatch(fld.name)
-        }
-        enc = _encoder(schema, jsonb=json_cols)
-        yield enc.write_header(), 0
-        start = 1
-        for batch in parquet_batches(f.path, pfile, ds.columns, sensitive=ds.sensitive):
-            n = batch.num_rows
-            rb = pa.RecordBatch.from_arrays(
-                batch.columns + _lineage(f.file_id, start, n), schema=schema
-            )
-            yield enc.write_batch(rb), n
-            start += n
-        yield enc.finish(), 0
+        # Read from the drive once, hashed on the way; parsed by random access from the copy.
+        copy, state["sha256"], state["size"] = spool_parquet(
+            f.path, f.open(), sensitive=ds.sensitive
+        )
+        with copy:
+            pfile = open_parquet(f.path, copy, sensitive=ds.sensitive)
+            names = {c.header: c.name for c in ds.columns}
+            source.source_types = {
+                names.get(fld.name, fld.name): str(fld.type)
+                for fld in pfile.schema_arrow
+                if not WRITER_COLUMNS.fullmatch(fld.name)
+            }
+            enc = _encoder(schema, jsonb=json_cols)
+            yield enc.write_header(), 0
+            start = 1
+            for batch in parquet_batches(f.path, pfile, ds.columns, sensitive=ds.sensitive):
+                n = batch.num_rows
+                rb = pa.RecordBatch.from_arrays(
+                    batch.columns + _lineage(f.file_id, start, n), schema=schema
+                )
+                yield enc.write_batch(rb), n
+                start += n
+            yield enc.finish(), 0
 
     def finish() -> tuple[str, int]:
-        handle = state.get("handle")
-        if handle is not None:
-            handle.close()
-        with f.open() as again:  # Parquet is read by random access; hash it in one sequential pass
-            return sha256_stream(again)
+        return state["sha256"], state["size"]
 
     source = _Source(schema.names, produce, finish)
     return source

@@ -149,7 +149,7 @@ class Dataset(BaseModel):
 
     def accepts(self, file_name: str) -> str | None:
         """The format of a file this dataset takes, or None if its extension is not declared."""
-        fmt = FILE_EXTENSIONS.get(Path(file_name).suffix.lower())
+        fmt = FILE_EXTENSIONS.get(os.path.splitext(file_name)[1].lower())
         return fmt if fmt in self.formats else None
 
 

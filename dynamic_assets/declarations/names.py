@@ -175,6 +175,11 @@ def check_role_name(name: str) -> str:
     return name
 
 
+# Unicode's control characters (category Cc: C0, DEL and C1), one pattern instead of a category
+# look-up per character: a sensor tick checks every name in the drive.
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def unsafe_file_name_reason(name: str) -> str | None:
     """Why a drive file or folder name is refused, or None if it is safe."""
     if name in ("", ".", ".."):
@@ -183,7 +188,7 @@ def unsafe_file_name_reason(name: str) -> str | None:
         return "the name contains '..'"
     if "/" in name or "\\" in name:
         return "the name contains a path separator"
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
+    if CONTROL_CHARACTER.search(name):
         return "the name contains a control character"
     if len(name.encode("utf-8")) > 255:
         return "the name is longer than 255 bytes"

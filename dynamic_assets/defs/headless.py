@@ -25,8 +25,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
 from filelock import FileLock
 
 from dynamic_assets.datasets import registry
@@ -34,21 +34,19 @@ from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import run_lock_holder, try_run_lock
 from dynamic_assets.declarations.model import Declarations
-from dynamic_assets.defs.alerts.resources import WebhookResource
-from dynamic_assets.defs.datasets.assets import (
-    VERSION_TAG,
-    curated_key,
-    ingest_job_name,
-    ingest_tags,
-)
-from dynamic_assets.defs.datasets.partitions import ensure_partition
-from dynamic_assets.defs.provenance.keys import attestation_key
-from dynamic_assets.defs.training.keys import train_job_name
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.drive.discovery import Discovery, Problem, VersionFolder, discover
 from dynamic_assets.quality.states import VersionState, not_final, version_states
 from dynamic_assets.settings import Settings
-from dynamic_assets.training.records import Pending
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from dynamic_assets.training.records import Pending
+
+# Planning (`plan_ingest`, `plan_forward`) is plain code: Dagster and the shell's modules are
+# imported by the functions that execute runs, so that a `run` with nothing to do never loads
+# them (about 3 s of imports).
 
 TRIGGER = "cli"
 # Dagster's console log of a run, at INFO: `dynamic-assets run` sends it to a file (`run_log_path`).
@@ -136,6 +134,8 @@ telemetry:
 
 def home_instance_yaml(settings: Settings) -> str:
     """The `dagster.yaml` of the home's instance for these settings."""
+    from dynamic_assets.defs.datasets.assets import VERSION_TAG
+
     return HOME_INSTANCE_YAML.format(
         max_concurrent_runs=settings.max_concurrent_runs, version_tag=VERSION_TAG
     )
@@ -164,11 +164,56 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 
     Processes opening the home's instance at once take turns (a lock file in the folder), so
     that only one of them creates its sqlite storage."""
+    import dagster as dg
+
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     folder = home_instance_folder(settings)
     with FileLock(folder / ".instance.lock"):
         return dg.DagsterInstance.local_temp(str(folder))
+
+
+def settings_drive(settings: Settings) -> Drive:
+    """The drive of these settings, as the code location's drive resource opens it
+    (`defs.resources.DriveResource.get`), without Dagster: the local folder, or OneDrive through
+    Graph (the process's shared `GraphDrive` for the same configuration)."""
+    od = settings.onedrive
+    if od is None:
+        from dynamic_assets.drive import LocalDrive
+
+        return LocalDrive(settings.drive_root)
+    from dynamic_assets.drive.graph import GraphConfig, graph_drive
+
+    secret = os.environ.get("ONEDRIVE_CLIENT_SECRET") if od.client_secret_set else None
+    optional = {
+        k: v
+        for k, v in (
+            ("graph_url", od.graph_url),
+            ("authority_host", od.authority_host),
+            ("graph_scope", od.graph_scope),
+        )
+        if v
+    }
+    return graph_drive(
+        GraphConfig(
+            tenant_id=od.tenant_id,
+            client_id=od.client_id,
+            client_secret=secret or None,
+            drive_id=od.drive_id,
+            user=od.user,
+            root=od.root,
+            token_cache=str(od.token_cache),
+            **optional,
+        )
+    )
+
+
+def settings_database(settings: Settings) -> Database:
+    """The database of these settings, as the code location's Postgres resource opens it:
+    SUPABASE_DB_URL when set, else the embedded server in the home."""
+    if settings.db_url_set:
+        return Database(os.environ.get("SUPABASE_DB_URL"))
+    return Database(None, pgdata=settings.pgdata)
 
 
 def plan_ingest(
@@ -214,6 +259,8 @@ def _execute(
     run_id: str | None = None,
     asset_selection: list[dg.AssetKey] | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, float]:
+    from dynamic_assets.defs.datasets.partitions import ensure_partition
+
     ensure_partition(instance, dataset, version)
     started = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
@@ -246,6 +293,8 @@ def ingest_version(
     A version another run holds is left to it (`another run`, with that run's id in `note`).
     With `recheck`, a version that another run brought to curated since the plan was made is
     not run again. A failed run is alerted as the sensors alert it (`_alert`)."""
+    from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
+
     run_id = str(uuid.uuid4())
     outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
     with db.connect(autocommit=True) as held:
@@ -299,6 +348,7 @@ def _alert(
     alert could not be delivered (it stays in `webhook_deliveries` for `alerts_sensor` to
     retry), else ""."""
     from dynamic_assets.alerts.endpoints import WebhookConfigError
+    from dynamic_assets.defs.alerts.resources import WebhookResource
     from dynamic_assets.defs.alerts.sensors import alert_run_failure, summarize
 
     webhooks = (defs.resources or {}).get("webhooks")
@@ -387,6 +437,9 @@ def advance_version(
     lock: without fingerprint, through its ingest job (as `run --all` does); fingerprinted, through
     its attestation asset only. The outcome's status is the state reached (`failed` when not
     final, with the reason)."""
+    from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
+    from dynamic_assets.defs.provenance.keys import attestation_key
+
     run_id = str(uuid.uuid4())
     outcome = Ingested(left.dataset, left.version, left=left.state)
     with db.connect(autocommit=True) as held:
@@ -458,6 +511,8 @@ def train_version(
     """Run the training job of one pending (model, version); a failed run is alerted as the
     sensors alert it (`_alert`)."""
     started = datetime.now(UTC)
+    from dynamic_assets.defs.training.keys import train_job_name
+
     result, seconds = _execute(
         defs,
         instance,
@@ -509,6 +564,8 @@ def _failures_of(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
     led by its line or row and column. Without such metadata, each blocking check that failed,
     with its description, and the message of any other failed step (a step stopped by a failed
     blocking check says no more than the check)."""
+    import dagster as dg
+
     located_found: list[tuple[str, str]] = []
     other: list[tuple[str, str]] = []
     for event in result.all_events:
@@ -554,6 +611,8 @@ def _last_curated_by(conn, dataset: str, version: str) -> str:
 
 def _curated_rows(result: dg.ExecuteInProcessResult, dataset: str) -> int:
     """The row count of the run's curated materialization."""
+    from dynamic_assets.defs.datasets.assets import curated_key
+
     for event in result.all_events:
         mat = (
             event.step_materialization_data.materialization
@@ -568,6 +627,8 @@ def _curated_rows(result: dg.ExecuteInProcessResult, dataset: str) -> int:
 
 def _number(entry: dg.MetadataValue | None) -> float | None:
     """The number a materialization's int or float metadata entry holds, else None."""
+    import dagster as dg
+
     if isinstance(entry, dg.IntMetadataValue | dg.FloatMetadataValue):
         return entry.value
     return None

@@ -100,10 +100,11 @@ def discover(
         if version:
             folder += f"/{version}"
     out = Discovery(listed=folder)
+    names = _Names()
     for item in drive.list_tree(folder):
         out.items_listed += 1
         out.paths.add(item.path)
-        _classify(item, declared, out)
+        _classify(item, declared, out, names)
     if dataset and version:
         # The version folder itself: known even when it is empty.
         key = f"{dataset}/{version}"
@@ -123,12 +124,39 @@ def discover(
     return out
 
 
-def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
+class _Names:
+    """The verdicts on the folder names of one listing, each name judged once: every file of a
+    version repeats its dataset's and its version's names."""
+
+    def __init__(self) -> None:
+        self.unsafe: dict[str, str | None] = {}
+        self.version: dict[str, str | None] = {}
+
+    def unsafe_reason(self, name: str, folder: bool) -> str | None:
+        if not folder:  # file names seldom repeat
+            return unsafe_file_name_reason(name)
+        try:
+            return self.unsafe[name]
+        except KeyError:
+            reason = self.unsafe[name] = unsafe_file_name_reason(name)
+            return reason
+
+    def version_reason(self, version: str) -> str | None:
+        try:
+            return self.version[version]
+        except KeyError:
+            reason = self.version[version] = version_name_reason(version)
+            return reason
+
+
+def _classify(item: DriveItem, declared: dict, out: Discovery, names: _Names) -> None:
     parts = item.parts
     if len(parts) < 2 or parts[0] != DATASETS_FOLDER:
         return
-    for name in parts[1:]:
-        reason = unsafe_file_name_reason(name)
+    last = len(parts) - 1
+    for i in range(1, len(parts)):
+        name = parts[i]
+        reason = names.unsafe_reason(name, item.is_folder or i < last)
         if reason:
             ds = parts[1] if len(parts) > 2 and parts[1] in declared else None
             ver = parts[2] if ds and len(parts) > 3 and is_version(parts[2]) else None
@@ -138,7 +166,7 @@ def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
             else:
                 out.problems.append(Problem(item.path, reason, "quarantined", ds, ver, item))
             return
-    if any(p.startswith(".") for p in parts[1:]):
+    if "/." in item.path:  # a name below `datasets/` starting with a dot
         return  # hidden files: partial uploads, editor droppings
     dataset = parts[1]
     if dataset not in declared:
@@ -174,7 +202,7 @@ def _classify(item: DriveItem, declared: dict, out: Discovery) -> None:
     if len(parts) == 2:
         return
     version = parts[2]
-    refused = version_name_reason(version)
+    refused = names.version_reason(version)
     if refused:
         # A name written as a version (`v01.00`, `2030-02-30`, other digits, a trailing space) is
         # refused like a bad file; any other folder name is passed over, and said so.

@@ -22,22 +22,9 @@ class LocalDrive:
         return f"local drive at {self.root}"
 
     def _item(self, rel: str, entry: os.DirEntry | Path) -> DriveItem:
-        st = entry.stat() if isinstance(entry, Path) else entry.stat(follow_symlinks=False)
-        is_folder = (
-            entry.is_dir() if isinstance(entry, Path) else entry.is_dir(follow_symlinks=False)
-        )
-        # A local file has no drive item id: its path is its identity, its size and mtime its eTag.
-        item_id = "local-" + hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-        etag = hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        return DriveItem(
-            item_id=item_id,
-            path=rel,
-            name=rel.rsplit("/", 1)[-1],
-            is_folder=is_folder,
-            size=0 if is_folder else st.st_size,
-            modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
-            etag=etag,
-        )
+        if isinstance(entry, Path):
+            return _item(rel, entry.stat(), entry.is_dir())
+        return _item(rel, entry.stat(follow_symlinks=False), entry.is_dir(follow_symlinks=False))
 
     def list_tree(self, folder: str) -> Iterator[DriveItem]:
         base = self.root / folder
@@ -54,7 +41,11 @@ class LocalDrive:
                 if entry.is_symlink():
                     continue  # never follow links out of the drive
                 child_rel = f"{rel}/{entry.name}" if rel else entry.name
-                item = self._item(child_rel, entry)
+                item = _item(
+                    child_rel,
+                    entry.stat(follow_symlinks=False),
+                    entry.is_dir(follow_symlinks=False),
+                )
                 yield item
                 if item.is_folder:
                     stack.append((Path(entry.path), child_rel))
@@ -80,3 +71,19 @@ class LocalDrive:
         tmp.write_bytes(data)
         tmp.replace(target)
         return self.stat(path)
+
+
+def _item(rel: str, st: os.stat_result, is_folder: bool) -> DriveItem:
+    """A file or folder of the local drive as listed. A local file has no drive item id: its path
+    is its identity, its size and modification time its eTag."""
+    item_id = "local-" + hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    etag = hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return DriveItem(
+        item_id=item_id,
+        path=rel,
+        name=rel.rsplit("/", 1)[-1],
+        is_folder=is_folder,
+        size=0 if is_folder else st.st_size,
+        modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
+        etag=etag,
+    )

@@ -98,7 +98,7 @@ def sha256_stream(stream: Any, chunk: int = 1 << 20) -> tuple[str, int]:
 
     A regular file goes through `hashlib.file_digest` itself; a stream with `readinto` is read in
     `chunk`-byte pieces into one buffer; a stream with only `read` (an HTTP body) chunk by chunk.
-    Staging re-hashes Parquet files with it, and `verify --source` re-hashes source files.
+    `verify --source` re-hashes source files with it.
     """
     if hasattr(stream, "fileno") and hasattr(stream, "readinto"):
         try:

@@ -1,14 +1,20 @@
 """Parquet: typed record batches, optionally cast to the declared types, with located errors.
 
+Parquet is read by random access (the footer first, then column chunks); a file from the drive is
+read once, in order, into a temporary copy while it is hashed (`spool_parquet`), and parsed from
+that copy: one download from OneDrive, and the digest covers every byte.
+
 Arrow's messages may quote a value (a string that does not parse as the declared type): for a
 sensitive dataset they are withheld, the file, the row, the column and the reason remain."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,8 +22,11 @@ import pyarrow.parquet as pq
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.declarations.names import WRITER_COLUMNS
 from dynamic_assets.formats.errors import LoadError, column_difference
+from dynamic_assets.formats.hashing import ByteSource, HashingReader
 
 PARQUET_BATCH = 32_768
+SPOOL_IN_MEMORY = 8 << 20  # a copy up to this size stays in memory, a larger one goes to disk
+SPOOL_CHUNK = 1 << 20
 
 # Declared type -> (Arrow type on the wire, Postgres type of the typed staging column).
 PARQUET_STAGING: dict[str, tuple[pa.DataType, str]] = {
@@ -38,8 +47,32 @@ def declared_arrow_type(col: Column) -> tuple[pa.DataType, str]:
     return PARQUET_STAGING[col.type]
 
 
+def spool_parquet(
+    path: str, stream: ByteSource, *, sensitive: bool = False
+) -> tuple[IO[bytes], str, int]:
+    """Read `stream` (a file's bytes from the drive) once, in order, into a seekable temporary
+    copy, hashing it on the way: the copy at its start, the SHA-256 (hex) and the size. The
+    stream is closed; the caller closes the copy. `path` names the file in errors."""
+    copy = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned open
+    reader = HashingReader(stream)
+    try:
+        shutil.copyfileobj(reader, copy, SPOOL_CHUNK)
+    except LoadError:  # the source's own refusal (a download that does not match the drive's hash)
+        copy.close()
+        raise
+    except OSError as exc:
+        copy.close()
+        raise LoadError(
+            path, "cannot read the file", detail=str(exc), sensitive=sensitive
+        ) from None
+    finally:
+        reader.close()
+    copy.seek(0)
+    return copy, reader.hexdigest(), reader.bytes_read
+
+
 def open_parquet(
-    path: str, source: str | Path | BinaryIO, *, sensitive: bool = False
+    path: str, source: str | Path | IO[bytes], *, sensitive: bool = False
 ) -> pq.ParquetFile:
     """The Parquet file at `source` (a local path or an open handle); `path` names it in errors."""
     try:
