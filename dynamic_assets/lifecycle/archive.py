@@ -278,16 +278,27 @@ def _record_tier(
     )
 
 
-def _archived_file(reg: Registered, tier: str) -> dict[str, Any]:
+def _archived_file(drive: Drive, reg: Registered, refusal: str) -> tuple[dict[str, Any], IO[bytes]]:
+    """The version's archive record and its file read from the drive into a spooled temporary
+    file (the caller closes it); ArchiveError, ending with `refusal`, unless the file's SHA-256
+    is the one recorded when it was archived."""
     found = reg.archive
     if reg.tier != "archive" or not found:
         raise ArchiveError(f"{reg.where} is in the {reg.tier} tier, not in the archive")
     if found.get("fingerprint") != reg.fingerprint:
         raise ArchiveError(
-            f"{reg.where} ({tier} tier): the archive file was written for fingerprint "
+            f"{reg.where} (archive tier): the archive file was written for fingerprint "
             f"{found.get('fingerprint')}, the version's is {reg.fingerprint}"
         )
-    return found
+    spool, got = _download(drive, found["path"], f"{reg.where} (archive tier)")
+    if got != found["sha256"]:
+        spool.close()
+        raise ArchiveError(
+            f"{reg.where} (archive tier): {found['path']} is not the file archived for "
+            f"fingerprint {reg.fingerprint} (its SHA-256 differs): it was altered or "
+            f"truncated; {refusal}"
+        )
+    return found, spool
 
 
 def read_archived(
@@ -301,15 +312,8 @@ def read_archived(
     file's SHA-256 must be the one recorded when it was archived."""
     with db.connect() as conn:
         reg = registered(conn, dataset, version)
-    found = _archived_file(reg, "archive")
-    spool, got = _download(drive, found["path"], f"{reg.where} (archive tier)")
+    found, spool = _archived_file(drive, reg, "refusing to read it")
     with spool:
-        if got != found["sha256"]:
-            raise ArchiveError(
-                f"{reg.where} (archive tier): {found['path']} is not the file archived for "
-                f"fingerprint {reg.fingerprint} (its SHA-256 differs): it was altered or "
-                "truncated; refusing to read it"
-            )
         try:
             table = pq.read_table(spool, columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -326,14 +330,8 @@ def restore_version(db: Database, drive: Drive, dataset: str, version: str) -> i
     with db.connect(autocommit=True) as lock_conn, version_lock(lock_conn, dataset, version):
         with db.connect() as conn:
             reg = registered(conn, dataset, version)
-        found = _archived_file(reg, "archive")
-        spool, got = _download(drive, found["path"], f"{reg.where} (archive tier)")
+        _, spool = _archived_file(drive, reg, "nothing was restored")
         with spool:
-            if got != found["sha256"]:
-                raise ArchiveError(
-                    f"{reg.where} (archive tier): {found['path']} is not the file archived "
-                    "(its SHA-256 differs): it was altered or truncated; nothing was restored"
-                )
             table = scratch_table(dataset, version)
             assert reg.record is not None
             with db.connect() as conn, conn.transaction():
