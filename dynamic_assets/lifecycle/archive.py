@@ -1,13 +1,12 @@
 """The archive tier: a curated version as one Parquet file in the drive.
 
-`archive_version` streams the version's partition out of Postgres through ADBC (binary COPY into
-Arrow record batches) into `pyarrow.parquet.ParquetWriter`, writing to a spooled temporary file
-(memory bounded by one batch and the spool's in-memory limit), uploads it to
+`archive_version` exports the version's partition with all its governance columns as a
+reproducible Parquet file (`copies.export`, streamed through a spooled temporary file), uploads it to
 `<archive folder>/<dataset>/<version>/dynamic-assets_dataset_<dataset>-<version>_<fp12>_archive.parquet`
 (through the drive's upload session when it has one), then verifies the copy before anything is
 dropped: the file is read back from the drive, its SHA-256 compared with the one written, its
-rows loaded into a table beside the partition and their row count and content digest
-(`provenance.fingerprint.content_digest`) compared with the version's fingerprint record. Only
+rows loaded into a table beside the partition and their row count and content digest compared
+with the version's fingerprint record (`copies.load`). Only
 then is the partition dropped, in one transaction with the registry row's `tier` and
 `platform_locations.archive` (path, sha256, size, rows). A process killed at any moment leaves the
 version in core or in the archive, never in neither; the next pass starts over.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -29,10 +27,18 @@ from typing import IO, Any
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pgpq import ArrowToPostgresBinaryEncoder
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from dynamic_assets.copies.export import GOVERNANCE, SPOOL_BYTES, export_version
+from dynamic_assets.copies.load import (
+    ContentCheck,
+    CopyError,
+    check_content,
+    check_copy,
+    load_copy,
+    scratch_table,
+)
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import (
     CURATED_SCHEMA,
@@ -44,64 +50,16 @@ from dynamic_assets.db.tables import (
     version_lock,
 )
 from dynamic_assets.declarations.model import HNSW_MAX_DIM, Column
-from dynamic_assets.declarations.names import table_suffix
 from dynamic_assets.drive.base import Drive
-from dynamic_assets.provenance.fingerprint import FingerprintError, content_digest
+from dynamic_assets.provenance.fingerprint import FingerprintError
 
-SPOOL_BYTES = 32 * 1024 * 1024
 CHUNK = 1024 * 1024
-ROW_GROUP_ROWS = 65_536
-# The governance columns of a curated row, archived with it so that a restore gives back the
-# same partition: name, Arrow type, Postgres type.
-GOVERNANCE: list[tuple[str, pa.DataType, str]] = [
-    ("_source_file_id", pa.int64(), "bigint"),
-    ("_source_row", pa.int64(), "bigint"),
-    ("_schema_version", pa.int32(), "integer"),
-    ("_retain_until", pa.date32(), "date"),
-    ("_curated_at", pa.timestamp("us", tz="UTC"), "timestamptz"),
-]
-WRITER_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "write_statistics": True,
-    "version": "2.6",
-}
-ARROW_TYPES = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "float": pa.float64(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "json": pa.string(),
-}
-# How each declared type travels into the table a verification or restore loads: the Postgres
-# type pgpq's binary COPY writes, and the cast to the declared type.
-WIRE_TYPES = {
-    "string": "text",
-    "integer": "bigint",
-    "float": "double precision",
-    "boolean": "boolean",
-    "date": "date",
-    "timestamp": "timestamptz",
-    "json": "text",
-}
-
 Step = Callable[[str], None]
 
 
 class ArchiveError(RuntimeError):
     """A version could not be archived, read from the archive or restored; the message names the
     version and the tier, and nothing was dropped anywhere."""
-
-
-@dataclass(frozen=True)
-class Exported:
-    """What `export_version` wrote: the file's SHA-256, its size in bytes and its rows."""
-
-    sha256: str
-    size_bytes: int
-    rows: int
 
 
 @dataclass(frozen=True)
@@ -155,77 +113,6 @@ def archive_path(folder: str, dataset: str, version: str, fingerprint: str) -> s
     return f"{folder}/{dataset}/{version}/{archive_name(dataset, version, fingerprint)}"
 
 
-def arrow_schema(columns: list[Column]) -> pa.Schema:
-    """The archive's columns: the declared ones with their declared types (vectors as
-    fixed-size float32 lists, json as its text), then the governance columns."""
-    fields = [
-        pa.field(
-            c.name,
-            pa.list_(pa.float32(), c.vector_dim) if c.vector_dim else ARROW_TYPES[c.type],
-            nullable=bool(c.nullable),
-        )
-        for c in columns
-    ]
-    fields += [pa.field(name, type_) for name, type_, _ in GOVERNANCE]
-    return pa.schema(fields)
-
-
-def _export_query(dataset: str, version: str, columns: list[Column]) -> sql.Composed:
-    select = [
-        sql.SQL("{}::real[] AS {}").format(sql.Identifier(c.name), sql.Identifier(c.name))
-        if c.vector_dim
-        else sql.SQL("{}::text AS {}").format(sql.Identifier(c.name), sql.Identifier(c.name))
-        if c.type == "json"
-        else sql.Identifier(c.name)
-        for c in columns
-    ] + [sql.Identifier(name) for name, _, _ in GOVERNANCE]
-    # The version inlined as a literal: with a bind parameter the driver buffers the whole result.
-    return sql.SQL("SELECT {} FROM {} WHERE dataset_version = {} ORDER BY {}, {}").format(
-        sql.SQL(", ").join(select),
-        ident(CURATED_SCHEMA, dataset),
-        sql.Literal(version),
-        sql.Identifier("_source_file_id"),
-        sql.Identifier("_source_row"),
-    )
-
-
-def export_version(
-    db: Database, dataset: str, version: str, out_file: IO[bytes], *, columns: list[Column]
-) -> Exported:
-    """Write the version's curated rows as Parquet into `out_file` (from its current position),
-    streamed batch by batch; returns the SHA-256, size and row count of what was written."""
-    import adbc_driver_postgresql.dbapi as adbc
-
-    schema = arrow_schema(columns).with_metadata(
-        {"dynamic_assets.dataset": dataset, "dynamic_assets.version": version}
-    )
-    start = out_file.tell()
-    rows = 0
-    with db.connect() as conn:
-        text = _export_query(dataset, version, columns).as_string(conn)
-    with adbc.connect(db.uri) as aconn:
-        cur = aconn.cursor()
-        try:
-            cur.execute(text)
-            reader = cur.fetch_record_batch()
-            with pq.ParquetWriter(out_file, schema, **WRITER_OPTIONS) as writer:
-                for batch in reader:
-                    writer.write_table(
-                        pa.Table.from_batches([batch]).cast(schema),
-                        row_group_size=ROW_GROUP_ROWS,
-                    )
-                    rows += batch.num_rows
-        finally:
-            cur.close()
-    end = out_file.tell()
-    out_file.seek(start)
-    digest = hashlib.sha256()
-    while chunk := out_file.read(CHUNK):
-        digest.update(chunk)
-    out_file.seek(end)
-    return Exported(digest.hexdigest(), end - start, rows)
-
-
 def _upload(drive: Drive, path: str, spool: IO[bytes], size: int) -> None:
     spool.seek(0)
     upload = getattr(drive, "upload", None)
@@ -254,105 +141,21 @@ def _download(drive: Drive, path: str, where: str) -> tuple[IO[bytes], str]:
     return spool, digest.hexdigest()
 
 
-def _wire_schema(columns: list[Column]) -> pa.Schema:
-    fields = [
-        pa.field(c.name, pa.list_(pa.float32()) if c.vector_dim else ARROW_TYPES[c.type])
-        for c in columns
-    ]
-    return pa.schema(fields + [pa.field(name, type_) for name, type_, _ in GOVERNANCE])
+def _copy_error(reg: Registered, exc: CopyError | FingerprintError) -> ArchiveError:
+    if isinstance(exc, CopyError):
+        return ArchiveError(f"{reg.where} (archive tier): the archive file {exc}")
+    return ArchiveError(f"{reg.where} (archive tier): cannot digest the copy: {exc}")
 
 
-def load_archive(conn: psycopg.Connection, reg: Registered, spool: IO[bytes], table: str) -> int:
-    """Inside the caller's transaction: `ai_curated.<table>`, a table like the dataset's parent,
-    holding the rows of the archived Parquet in `spool` (binary COPY through a landing table,
-    then one INSERT ... SELECT with the casts to the declared types). Returns the rows loaded."""
-    where = f"{reg.where} (archive tier)"
-    try:
-        parquet = pq.ParquetFile(spool)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ArchiveError(f"{where}: the archive file is not readable Parquet: {exc}") from None
-    wire = _wire_schema(reg.columns)
-    names = [f.name for f in wire]
-    if parquet.schema_arrow.names != names:
+def _check_matches(reg: Registered, check: ContentCheck) -> None:
+    """Raise ArchiveError unless the copy has the row count and the content digest of the
+    version's fingerprint record."""
+    if not check.ok:
         raise ArchiveError(
-            f"{where}: the archive file's columns {parquet.schema_arrow.names} are not the "
-            f"version's {names}"
+            f"{reg.where} (archive tier): the copy does not match the version's fingerprint "
+            f"{reg.fingerprint} ({check.rows} rows, digest {check.digest[:16]}…; the fingerprint "
+            f"records {check.want_rows} rows, digest {check.want_digest[:16]}…)"
         )
-    landing = f"{table}_l"
-    wire_types = ["real[]" if c.vector_dim else WIRE_TYPES[c.type] for c in reg.columns] + [
-        pg for _, _, pg in GOVERNANCE
-    ]
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
-            sql.Identifier(landing),
-            sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
-                for n, t in zip(names, wire_types, strict=True)
-            ),
-        )
-    )
-    encoder = ArrowToPostgresBinaryEncoder(wire)
-    try:
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                sql.SQL("COPY {} FROM STDIN WITH (FORMAT binary)").format(sql.Identifier(landing))
-            ) as copy,
-        ):
-            copy.write(encoder.write_header())
-            for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS):
-                copy.write(
-                    encoder.write_batch(
-                        pa.Table.from_batches([batch]).cast(wire).combine_chunks().to_batches()[0]
-                    )
-                )
-            copy.write(encoder.finish())
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ArchiveError(f"{where}: the archive file cannot be read whole: {exc}") from None
-    conn.execute(
-        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
-            ident(CURATED_SCHEMA, table), ident(CURATED_SCHEMA, reg.dataset)
-        )
-    )
-    conn.execute(
-        sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident(CURATED_SCHEMA, table))
-    )
-    casts = [
-        sql.SQL("{}::{}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in reg.columns
-    ] + [sql.Identifier(name) for name, _, _ in GOVERNANCE]
-    cur = conn.execute(
-        sql.SQL("INSERT INTO {} (dataset_version, {}) SELECT {}, {} FROM {}").format(
-            ident(CURATED_SCHEMA, table),
-            sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            sql.Literal(reg.version),
-            sql.SQL(", ").join(casts),
-            sql.Identifier(landing),
-        )
-    )
-    return cur.rowcount
-
-
-def _check_content(conn: psycopg.Connection, reg: Registered, table: str, tier: str) -> None:
-    """Raise ArchiveError unless the rows of `ai_curated.<table>` have the row count and the
-    content digest of the version's fingerprint record."""
-    assert reg.record is not None
-    try:
-        got = content_digest(
-            conn, reg.dataset, reg.version, reg.record["schema"]["columns"], table=table
-        )
-    except FingerprintError as exc:
-        raise ArchiveError(f"{reg.where} ({tier} tier): cannot digest the copy: {exc}") from None
-    want = reg.record["rows"]
-    if got.rows != int(want["count"]) or got.digest != want["content_digest"]:
-        raise ArchiveError(
-            f"{reg.where} ({tier} tier): the copy does not match the version's fingerprint "
-            f"{reg.fingerprint} ({got.rows} rows, digest {got.digest[:16]}…; the fingerprint "
-            f"records {want['count']} rows, digest {want['content_digest'][:16]}…)"
-        )
-
-
-def _scratch_name(dataset: str, version: str) -> str:
-    return f"{dataset}__a_{table_suffix(version, uuid.uuid4().hex)}"
 
 
 def verify_copy(db: Database, reg: Registered, drive: Drive, path: str, sha256: str) -> None:
@@ -366,19 +169,12 @@ def verify_copy(db: Database, reg: Registered, drive: Drive, path: str, sha256: 
                 f"{reg.where} (archive tier): {path} read back from the drive differs from the "
                 "file written (SHA-256); nothing was dropped"
             )
-        table = _scratch_name(reg.dataset, reg.version)
-        with db.connect(autocommit=True) as conn:
-            try:
-                with conn.transaction():
-                    load_archive(conn, reg, spool, table)
-                    _check_content(conn, reg, table, "archive")
-                    raise _RollBack
-            except _RollBack:
-                pass
-
-
-class _RollBack(Exception):
-    """Ends a transaction whose work is only to be checked, not kept."""
+        assert reg.record is not None
+        try:
+            check = check_copy(db, reg.dataset, reg.version, reg.columns, reg.record, spool)
+        except (CopyError, FingerprintError) as exc:
+            raise _copy_error(reg, exc) from None
+        _check_matches(reg, check)
 
 
 @dataclass(frozen=True)
@@ -420,8 +216,7 @@ def archive_version(
                 "against its fingerprint (materialize its fingerprint first)"
             )
         path = archive_path(folder, dataset, version, reg.fingerprint)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            exported = export_version(db, dataset, version, spool, columns=reg.columns)
+        with export_version(db, dataset, version, reg.columns, governance=GOVERNANCE) as exported:
             step("exported")
             if exported.rows != int(reg.record["rows"]["count"]):
                 raise ArchiveError(
@@ -429,7 +224,7 @@ def archive_version(
                     f"records {reg.record['rows']['count']}; nothing was archived"
                 )
             try:
-                _upload(drive, path, spool, exported.size_bytes)
+                _upload(drive, path, exported.file, exported.size_bytes)
             except OSError as exc:
                 raise ArchiveError(
                     f"{reg.where} (archive tier): uploading {path} failed: {exc}"
@@ -483,16 +278,27 @@ def _record_tier(
     )
 
 
-def _archived_file(reg: Registered, tier: str) -> dict[str, Any]:
+def _archived_file(drive: Drive, reg: Registered, refusal: str) -> tuple[dict[str, Any], IO[bytes]]:
+    """The version's archive record and its file read from the drive into a spooled temporary
+    file (the caller closes it); ArchiveError, ending with `refusal`, unless the file's SHA-256
+    is the one recorded when it was archived."""
     found = reg.archive
     if reg.tier != "archive" or not found:
         raise ArchiveError(f"{reg.where} is in the {reg.tier} tier, not in the archive")
     if found.get("fingerprint") != reg.fingerprint:
         raise ArchiveError(
-            f"{reg.where} ({tier} tier): the archive file was written for fingerprint "
+            f"{reg.where} (archive tier): the archive file was written for fingerprint "
             f"{found.get('fingerprint')}, the version's is {reg.fingerprint}"
         )
-    return found
+    spool, got = _download(drive, found["path"], f"{reg.where} (archive tier)")
+    if got != found["sha256"]:
+        spool.close()
+        raise ArchiveError(
+            f"{reg.where} (archive tier): {found['path']} is not the file archived for "
+            f"fingerprint {reg.fingerprint} (its SHA-256 differs): it was altered or "
+            f"truncated; {refusal}"
+        )
+    return found, spool
 
 
 def read_archived(
@@ -506,15 +312,8 @@ def read_archived(
     file's SHA-256 must be the one recorded when it was archived."""
     with db.connect() as conn:
         reg = registered(conn, dataset, version)
-    found = _archived_file(reg, "archive")
-    spool, got = _download(drive, found["path"], f"{reg.where} (archive tier)")
+    found, spool = _archived_file(drive, reg, "refusing to read it")
     with spool:
-        if got != found["sha256"]:
-            raise ArchiveError(
-                f"{reg.where} (archive tier): {found['path']} is not the file archived for "
-                f"fingerprint {reg.fingerprint} (its SHA-256 differs): it was altered or "
-                "truncated; refusing to read it"
-            )
         try:
             table = pq.read_table(spool, columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -531,18 +330,17 @@ def restore_version(db: Database, drive: Drive, dataset: str, version: str) -> i
     with db.connect(autocommit=True) as lock_conn, version_lock(lock_conn, dataset, version):
         with db.connect() as conn:
             reg = registered(conn, dataset, version)
-        found = _archived_file(reg, "archive")
-        spool, got = _download(drive, found["path"], f"{reg.where} (archive tier)")
+        _, spool = _archived_file(drive, reg, "nothing was restored")
         with spool:
-            if got != found["sha256"]:
-                raise ArchiveError(
-                    f"{reg.where} (archive tier): {found['path']} is not the file archived "
-                    "(its SHA-256 differs): it was altered or truncated; nothing was restored"
-                )
-            table = _scratch_name(dataset, version)
+            table = scratch_table(dataset, version)
+            assert reg.record is not None
             with db.connect() as conn, conn.transaction():
-                rows = load_archive(conn, reg, spool, table)
-                _check_content(conn, reg, table, "archive")
+                try:
+                    rows = load_copy(conn, dataset, version, reg.columns, spool, table)
+                    check = check_content(conn, dataset, version, reg.record, table)
+                except (CopyError, FingerprintError) as exc:
+                    raise _copy_error(reg, exc) from None
+                _check_matches(reg, check)
                 for c in reg.columns:
                     if c.vector_dim and c.vector_dim <= HNSW_MAX_DIM:
                         conn.execute(

@@ -7,42 +7,27 @@ Steps, each named when it fails:
 4. `parquet`: the bytes are a Parquet file of the version's declared columns.
 5. `content digest`: the rows read from the Parquet file, loaded into a throw-away table in
    Postgres (a transaction that is rolled back), give the version's content digest and row
-   count under fingerprint spec v1: the same canonical row text the fingerprint was computed with.
+   count under fingerprint spec v1: the same canonical row text the fingerprint was computed with
+   (`copies.load.check_copy`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psycopg
-import pyarrow as pa
 import pyarrow.parquet as pq
-from pgpq import ArrowToPostgresBinaryEncoder
-from pgpq import encoders as pgpq_encoders
-from pgpq import schema as pgpq_schema
-from psycopg import sql
 
+from dynamic_assets.copies.export import ROW_ORIGIN
+from dynamic_assets.copies.load import CopyError, check_copy
 from dynamic_assets.db import Database
-from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Column, Declarations
 from dynamic_assets.mirrors import s3
 from dynamic_assets.mirrors.publish import recorded_location, s3_platform
-from dynamic_assets.provenance.fingerprint import FingerprintError, content_digest
-
-# Column types of the throw-away table: what the COPY writes, then the declared type.
-LOAD_TYPES = {
-    "string": "text",
-    "integer": "bigint",
-    "float": "double precision",
-    "boolean": "boolean",
-    "date": "date",
-    "timestamp": "timestamptz",
-    "json": "jsonb",
-}
+from dynamic_assets.provenance.fingerprint import FingerprintError
 
 
 @dataclass
@@ -142,85 +127,21 @@ def verify_mirror(
             check.add("parquet", False, f"not a Parquet file of the version: {exc}")
             return check
         check.add("parquet", True, f"{parquet.metadata.num_rows} rows")
-        with db.connect() as conn:
-            try:
-                rows, digest = parquet_digest(conn, dataset, version, columns, parquet)
-            except (FingerprintError, psycopg.Error, pa.ArrowException) as exc:
-                check.add("content digest", False, f"cannot load the rows: {exc}")
-                return check
-    want_rows, want_digest = record["rows"]["count"], record["rows"]["content_digest"]
+        tmp.seek(0)
+        try:
+            content = check_copy(db, dataset, version, columns, record, tmp, governance=ROW_ORIGIN)
+        except (CopyError, FingerprintError, psycopg.Error) as exc:
+            detail = f"the object {exc}" if isinstance(exc, CopyError) else str(exc)
+            check.add("content digest", False, f"cannot load the rows: {detail}")
+            return check
     check.add(
         "content digest",
-        (rows, digest) == (want_rows, want_digest),
-        f"{rows} rows, digest {digest}"
+        content.ok,
+        f"{content.rows} rows, digest {content.digest}"
         + (
             ""
-            if (rows, digest) == (want_rows, want_digest)
-            else f"; attested {want_rows} rows, digest {want_digest}"
-        ),  # fmt: skip
+            if content.ok
+            else f"; attested {content.want_rows} rows, digest {content.want_digest}"
+        ),
     )
     return check
-
-
-def parquet_digest(
-    conn: psycopg.Connection,
-    dataset: str,
-    version: str,
-    columns: list[Column],
-    parquet: pq.ParquetFile,
-) -> tuple[int, str]:
-    """Row count and content digest of the Parquet rows: loaded by binary COPY into a table in
-    `ai_curated` that only this transaction sees and that is rolled back afterwards."""
-    table = f"_mirror_check_{os.getpid()}"
-    target = ident(CURATED_SCHEMA, table)
-    names = [c.name for c in columns]
-    conn.rollback()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("CREATE TABLE {} (dataset_version text, {})").format(
-                    target,
-                    sql.SQL(", ").join(
-                        sql.SQL("{} {}").format(
-                            sql.Identifier(c.name),
-                            sql.SQL("real[]" if c.vector_dim else LOAD_TYPES[c.type]),
-                        )
-                        for c in columns
-                    ),
-                )
-            )
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-                target, sql.SQL(", ").join(sql.Identifier(n) for n in names)
-            )
-            schema = parquet.schema_arrow
-            arrow = pa.schema([schema.field(n) for n in names])
-            builders = {f.name: ArrowToPostgresBinaryEncoder.infer_encoder(f) for f in arrow}
-            for c in columns:
-                if c.type == "json":
-                    builders[c.name] = pgpq_encoders.StringEncoderBuilder.new_with_output(
-                        arrow.field(c.name), pgpq_schema.Jsonb()
-                    )
-            enc = ArrowToPostgresBinaryEncoder.new_with_encoders(arrow, builders)
-            with cur.copy(copy_sql) as copy:
-                copy.write(enc.write_header())
-                for batch in parquet.iter_batches(columns=names):
-                    copy.write(enc.write_batch(batch))
-                copy.write(enc.finish())
-            for c in columns:
-                if c.vector_dim:
-                    cur.execute(
-                        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
-                            target,
-                            sql.Identifier(c.name),
-                            sql.SQL(c.pg_type),
-                            sql.Identifier(c.name),
-                            sql.SQL(c.pg_type),
-                        )
-                    )
-            cur.execute(sql.SQL("UPDATE {} SET dataset_version = %s").format(target), (version,))
-        result = content_digest(
-            conn, dataset, version, [{"name": c.name, "type": c.type} for c in columns], table=table
-        )
-        return result.rows, result.digest
-    finally:
-        conn.rollback()

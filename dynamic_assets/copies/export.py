@@ -1,0 +1,167 @@
+"""One curated version as a Parquet file, streamed and byte-for-byte reproducible.
+
+Rows leave Postgres through ADBC (binary COPY into Arrow record batches), ordered by
+`_source_file_id, _source_row`, and go into `pyarrow.parquet.ParquetWriter` in row groups of a
+fixed row count, written to a spooled temporary file: memory stays bounded by one row group and
+the spool's in-memory limit. Writer options are fixed and the file holds no timestamp, so the
+same curated rows always give the same bytes (with the same pyarrow version, whose name the
+Parquet footer records).
+
+The file holds the declared columns with their declared types (json as its text, vectors as
+fixed-size float32 lists), then the governance columns the caller asks for: a mirror carries the
+rows' origin (`ROW_ORIGIN`), the archive tier all of them (`GOVERNANCE`) so that a restore gives
+back the same partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from dynamic_assets.db import Database
+from dynamic_assets.db.tables import CURATED_SCHEMA, ident
+from dynamic_assets.declarations.model import Column
+from dynamic_assets.read.frames import typed_table
+
+ROW_GROUP_ROWS = 65_536
+SPOOL_BYTES = 32 * 1024 * 1024
+# The governance columns of a curated row (not validated as declared names: they start with '_',
+# which declarations may not). The first two say where each row came from and order the file.
+GOVERNANCE = [
+    Column.model_construct(name="_source_file_id", type="integer", nullable=False),
+    Column.model_construct(name="_source_row", type="integer", nullable=False),
+    Column.model_construct(name="_schema_version", type="integer", nullable=False),
+    Column.model_construct(name="_retain_until", type="date", nullable=True),
+    Column.model_construct(name="_curated_at", type="timestamp", nullable=False),
+]
+ROW_ORIGIN = GOVERNANCE[:2]
+WRITER_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": False,
+    "write_statistics": True,
+    "version": "2.6",
+    "data_page_version": "1.0",
+}
+ARROW_TYPES = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),
+}
+
+
+@dataclass
+class Export:
+    """A version's Parquet bytes in a temporary file, with their SHA-256, size and row count."""
+
+    file: IO[bytes]
+    sha256: str
+    size_bytes: int
+    rows: int
+
+
+def arrow_type(c: Column) -> pa.DataType:
+    """The Arrow type a column travels in: its declared type, json as text, a vector as a
+    float32 list (of any length: the file's schema fixes the length)."""
+    return pa.list_(pa.float32()) if c.vector_dim else ARROW_TYPES[c.type]
+
+
+def export_query(
+    dataset: str, version: str, columns: list[Column], governance: Sequence[Column] = ROW_ORIGIN
+) -> sql.Composed:
+    """The version's rows, ordered by their origin: vectors as `real[]`, json as text."""
+    select = [
+        sql.SQL("{}::real[] AS {}").format(sql.Identifier(c.name), sql.Identifier(c.name))
+        if c.vector_dim
+        else sql.SQL("{}::text AS {}").format(sql.Identifier(c.name), sql.Identifier(c.name))
+        if c.type == "json"
+        else sql.Identifier(c.name)
+        for c in [*columns, *governance]
+    ]
+    # The version inlined as a literal: with a bind parameter the driver buffers the whole result.
+    return sql.SQL("SELECT {} FROM {} WHERE dataset_version = {} ORDER BY {}, {}").format(
+        sql.SQL(", ").join(select),
+        ident(CURATED_SCHEMA, dataset),
+        sql.Literal(version),
+        sql.Identifier("_source_file_id"),
+        sql.Identifier("_source_row"),
+    )
+
+
+def _row_groups(reader: pa.RecordBatchReader, cols: list[Column]) -> Iterator[pa.Table]:
+    """The reader's rows with their declared types, in tables of exactly ROW_GROUP_ROWS rows
+    (the last one shorter), whatever the sizes of the batches the driver hands over."""
+    pending: list[pa.Table] = []
+    held = 0
+    for batch in reader:
+        pending.append(typed_table(pa.Table.from_batches([batch]), cols))
+        held += batch.num_rows
+        while held >= ROW_GROUP_ROWS:
+            table = pa.concat_tables(pending)
+            yield table.slice(0, ROW_GROUP_ROWS)
+            rest = table.slice(ROW_GROUP_ROWS)
+            pending, held = ([rest] if rest.num_rows else []), rest.num_rows
+    if held:
+        yield pa.concat_tables(pending)
+
+
+def parquet_schema(
+    cols: list[Column], dataset: str, version: str, fingerprint: str | None
+) -> pa.Schema:
+    """The file's schema: `cols` with their declared types, the dataset and version (and the
+    fingerprint when given) as schema metadata."""
+    empty = typed_table(pa.table({c.name: pa.array([], arrow_type(c)) for c in cols}), cols)
+    meta = {"dynamic_assets.dataset": dataset, "dynamic_assets.version": version}
+    if fingerprint:
+        meta["dynamic_assets.fingerprint"] = fingerprint
+    return empty.schema.with_metadata(meta)
+
+
+@contextmanager
+def export_version(
+    db: Database,
+    dataset: str,
+    version: str,
+    columns: list[Column],
+    *,
+    governance: Sequence[Column] = ROW_ORIGIN,
+    fingerprint: str | None = None,
+) -> Iterator[Export]:
+    """The curated version as Parquet in a spooled temporary file (closed on exit, positioned at
+    its start): the declared columns with their declared types, then the `governance` columns."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    cols = [*columns, *governance]
+    schema = parquet_schema(cols, dataset, version, fingerprint)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        rows = 0
+        with db.connect() as conn:
+            text = export_query(dataset, version, columns, governance).as_string(conn)
+        with adbc.connect(db.uri) as aconn:
+            cur = aconn.cursor()
+            try:
+                cur.execute(text)
+                reader = cur.fetch_record_batch()
+                with pq.ParquetWriter(spool, schema, **WRITER_OPTIONS) as writer:
+                    for group in _row_groups(reader, cols):
+                        writer.write_table(group.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                        rows += group.num_rows
+            finally:
+                cur.close()
+        size = spool.tell()
+        spool.seek(0)
+        digest = hashlib.file_digest(spool, "sha256").hexdigest()
+        spool.seek(0)
+        yield Export(spool, digest, size, rows)

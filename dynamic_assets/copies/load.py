@@ -1,0 +1,165 @@
+"""A Parquet copy of a curated version loaded back into Postgres and checked against the
+version's fingerprint record.
+
+`load_copy` puts the file's rows into `ai_curated.<table>`, a table like the dataset's parent:
+binary COPY (pgpq) into a temporary landing table of the types the Arrow columns travel in, then
+one INSERT ... SELECT with the casts to the declared types. `check_content` compares the rows of
+such a table with the record (row count and content digest under fingerprint spec v1, computed
+in Postgres from the same canonical row text the fingerprint was); `check_copy` does both in a
+transaction that is rolled back, so nothing is kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pgpq import ArrowToPostgresBinaryEncoder
+from psycopg import sql
+
+from dynamic_assets.copies.export import GOVERNANCE, ROW_GROUP_ROWS, arrow_type
+from dynamic_assets.db import Database
+from dynamic_assets.db.tables import CURATED_SCHEMA, ident
+from dynamic_assets.declarations.model import Column
+from dynamic_assets.declarations.names import table_suffix
+from dynamic_assets.provenance.fingerprint import content_digest
+
+
+class CopyError(ValueError):
+    """The Parquet copy cannot be loaded; the message completes "the file ..."."""
+
+
+@dataclass(frozen=True)
+class ContentCheck:
+    """The rows and content digest of a loaded copy beside the ones its fingerprint records."""
+
+    rows: int
+    digest: str
+    want_rows: int
+    want_digest: str
+
+    @property
+    def ok(self) -> bool:
+        return (self.rows, self.digest) == (self.want_rows, self.want_digest)
+
+
+def scratch_table(dataset: str, version: str) -> str:
+    """A fresh name in `ai_curated` for a copy of the version loaded beside its partition."""
+    return f"{dataset}__a_{table_suffix(version, uuid.uuid4().hex)}"
+
+
+def _landing_type(c: Column) -> str:
+    """The Postgres type pgpq's binary COPY writes for the column's Arrow type."""
+    return "real[]" if c.vector_dim else "text" if c.type == "json" else c.pg_type
+
+
+def load_copy(
+    conn: psycopg.Connection,
+    dataset: str,
+    version: str,
+    columns: list[Column],
+    source: IO[bytes],
+    table: str,
+    *,
+    governance: Sequence[Column] = GOVERNANCE,
+) -> int:
+    """Inside the caller's transaction: `ai_curated.<table>`, a table like the dataset's parent,
+    holding the rows of the Parquet file in `source` (its declared `columns`, then the
+    `governance` columns it carries; the parent's other governance columns are left empty).
+    Returns the rows loaded; raises CopyError when the file cannot be read whole."""
+    try:
+        parquet = pq.ParquetFile(source)
+    except (pa.ArrowException, OSError) as exc:
+        raise CopyError(f"is not readable Parquet: {exc}") from None
+    cols = [*columns, *governance]
+    names = [c.name for c in cols]
+    if parquet.schema_arrow.names != names:
+        raise CopyError(f"has the columns {parquet.schema_arrow.names}, not the version's {names}")
+    wire = pa.schema([pa.field(c.name, arrow_type(c)) for c in cols])
+    landing = f"{table}_l"
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+            sql.Identifier(landing),
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_landing_type(c)))
+                for c in cols
+            ),
+        )
+    )
+    encoder = ArrowToPostgresBinaryEncoder(wire)
+    try:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                sql.SQL("COPY {} FROM STDIN WITH (FORMAT binary)").format(sql.Identifier(landing))
+            ) as copy,
+        ):
+            copy.write(encoder.write_header())
+            for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS):
+                copy.write(
+                    encoder.write_batch(
+                        pa.Table.from_batches([batch]).cast(wire).combine_chunks().to_batches()[0]
+                    )
+                )
+            copy.write(encoder.finish())
+    except (pa.ArrowException, OSError) as exc:
+        raise CopyError(f"cannot be read whole: {exc}") from None
+    target = ident(CURATED_SCHEMA, table)
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
+            target, ident(CURATED_SCHEMA, dataset)
+        )
+    )
+    conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
+    for c in GOVERNANCE:
+        if c.name not in names:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(
+                    target, sql.Identifier(c.name)
+                )
+            )
+    cur = conn.execute(
+        sql.SQL("INSERT INTO {} (dataset_version, {}) SELECT {}, {} FROM {}").format(
+            target,
+            sql.SQL(", ").join(sql.Identifier(n) for n in names),
+            sql.Literal(version),
+            sql.SQL(", ").join(
+                sql.SQL("{}::{}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in cols
+            ),
+            sql.Identifier(landing),
+        )
+    )
+    return cur.rowcount
+
+
+def check_content(
+    conn: psycopg.Connection, dataset: str, version: str, record: dict[str, Any], table: str
+) -> ContentCheck:
+    """The rows of the version in `ai_curated.<table>` against the fingerprint `record`: row
+    count and content digest. Raises FingerprintError when the table cannot be digested."""
+    got = content_digest(conn, dataset, version, record["schema"]["columns"], table=table)
+    want = record["rows"]
+    return ContentCheck(got.rows, got.digest, int(want["count"]), want["content_digest"])
+
+
+def check_copy(
+    db: Database,
+    dataset: str,
+    version: str,
+    columns: list[Column],
+    record: dict[str, Any],
+    source: IO[bytes],
+    *,
+    governance: Sequence[Column] = GOVERNANCE,
+) -> ContentCheck:
+    """The Parquet copy in `source` loaded beside the version's partition and checked against
+    its fingerprint `record`, in a transaction that is rolled back: nothing is kept."""
+    table = scratch_table(dataset, version)
+    with db.connect(autocommit=True) as conn, conn.transaction(force_rollback=True):
+        load_copy(conn, dataset, version, columns, source, table, governance=governance)
+        return check_content(conn, dataset, version, record, table)
