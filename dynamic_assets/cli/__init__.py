@@ -18,6 +18,7 @@ from dynamic_assets.cli import (
     declare,
     dev,
     onedrive,
+    pointers,
     provenance,
     report,
     run,
@@ -50,5 +51,7 @@ for command in (
     provenance.attest,
     training.checkpoints,
     report.report,
+    pointers.promote,
+    pointers.rollback,
 ):
     main.add_command(command)
