@@ -20,7 +20,7 @@ from dynamic_assets.datasets import pointers
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Column, Declarations
 from dynamic_assets.declarations.names import version_sort_key
-from dynamic_assets.declarations.platforms import S3Platform
+from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform
 from dynamic_assets.mirrors import s3
 from dynamic_assets.mirrors.export import PARQUET_MEDIA_TYPE, export_version
 
@@ -214,10 +214,13 @@ def pending_mirrors(
     decls: Declarations,
     dataset: str | None = None,
     version: str | None = None,
+    *,
+    kind: type[S3Platform | DvcPlatform] = S3Platform,
 ) -> list[tuple[str, str, str]]:
     """(dataset, version, platform) of every fingerprinted curated version whose recorded location
-    on a declared S3 platform is missing or names another fingerprint."""
-    names = [n for n, p in decls.platforms.items() if isinstance(p, S3Platform)]
+    on a declared platform of `kind` (S3 by default, or DVC) is missing or names another
+    fingerprint."""
+    names = [n for n, p in decls.platforms.items() if isinstance(p, kind)]
     datasets = [d.name for d in decls.datasets if dataset in (None, d.name)]
     if not names or not datasets:
         return []
