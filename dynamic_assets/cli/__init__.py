@@ -19,6 +19,7 @@ from dynamic_assets.cli import (
     dev,
     lifecycle,
     onedrive,
+    pointers,
     provenance,
     report,
     run,
@@ -52,5 +53,7 @@ for command in (
     training.checkpoints,
     report.report,
     *(lifecycle.lifecycle, lifecycle.tiers, lifecycle.restore),
+    pointers.promote,
+    pointers.rollback,
 ):
     main.add_command(command)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -17,15 +18,16 @@ def run_mirrors(
     db: Database, decls: Declarations, dataset: str | None = None, version: str | None = None
 ) -> list[tuple[str, str, str, str]]:
     """Mirror every fingerprinted version whose mirror does not hold its fingerprint yet to every
-    declared S3 platform; print a table; return the failures as (dataset, version, path, reason)
-    rows for the run's summary. One platform's failure does not stop the others."""
+    declared S3 platform, then track it on every DVC platform (`run_dvc`); print a table; return
+    the failures as (dataset, version, path, reason) rows for the run's summary. One platform's
+    failure does not stop the others."""
     from dynamic_assets.mirrors.publish import mirror_version, pending_mirrors
     from dynamic_assets.mirrors.s3 import MirrorError
 
     with db.connect() as conn:
         pending = pending_mirrors(conn, decls, dataset, version)
     if not pending:
-        return []
+        return run_dvc(db, decls, dataset, version)
     table = Table(title="mirrors")
     for name in ("dataset", "version", "platform", "bytes", "status"):
         table.add_column(name, justify="right" if name == "bytes" else "left")
@@ -40,6 +42,47 @@ def run_mirrors(
                 continue
             status = "uploaded" if done.placed.uploaded else "already there"
             table.add_row(ds, ver, platform, f"{done.placed.size_bytes:,}", f"[green]{status}[/]")
+    console.print(table)
+    return failures + run_dvc(db, decls, dataset, version)
+
+
+def run_dvc(
+    db: Database,
+    decls: Declarations,
+    dataset: str | None = None,
+    version: str | None = None,
+    *,
+    base: Path | None = None,
+) -> list[tuple[str, str, str, str]]:
+    """Write the DVC metafile and remote object of every fingerprinted version a declared `kind:
+    dvc` platform does not track with its fingerprint yet (`repo_path` relative to `base`, the
+    declarations file's folder); print a table; return the failures as `run_mirrors` does."""
+    from dynamic_assets.declarations.platforms import DvcPlatform
+    from dynamic_assets.mirrors.dvc import track_version
+    from dynamic_assets.mirrors.publish import pending_mirrors
+    from dynamic_assets.mirrors.s3 import MirrorError
+
+    with db.connect() as conn:
+        pending = pending_mirrors(conn, decls, dataset, version, kind=DvcPlatform)
+    if not pending:
+        return []
+    if base is None:
+        from dynamic_assets.settings import Settings
+
+        base = Settings.from_env().config_path.parent
+    table = Table(title="dvc")
+    for name in ("dataset", "version", "platform", "metafile", "status"):
+        table.add_column(name)
+    failures = []
+    for ds, ver, platform in pending:
+        try:
+            done = track_version(db, decls, ds, ver, platform, base=base)
+        except MirrorError as exc:
+            failures.append((ds, ver, f"mirrors/{platform}", str(exc)))
+            table.add_row(ds, ver, platform, "-", "[red]failed[/]")
+            continue
+        status = "uploaded" if done.uploaded else "already there"
+        table.add_row(ds, ver, platform, str(done.metafile), f"[green]{status}[/]")
     console.print(table)
     return failures
 

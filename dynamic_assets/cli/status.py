@@ -14,6 +14,7 @@ from dynamic_assets.settings import Settings
 COLUMNS = (
     "dataset",
     "latest",
+    "current",
     "rows",
     "checks",
     "last success",
@@ -27,7 +28,7 @@ COLUMNS = (
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
-    """Health of every dataset: latest version, checks, last runs, quarantined files, and each
+    """Health of every dataset: latest and current version, checks, last runs, quarantined files, and each
     version not in its final state (attested, or anchored when TON anchoring is configured).
 
     Exits 1 when a blocking check of any dataset is failing, a version is not final, or a
@@ -57,6 +58,7 @@ def _print(report: list) -> None:
         table.add_row(
             h.dataset,
             h.latest_version or "-",
+            h.current_version or "-",
             f"{h.latest_rows:,}" if h.latest_rows is not None else "-",
             _checks(h),
             _when(h.last_success),

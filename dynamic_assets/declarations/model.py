@@ -217,7 +217,8 @@ class Model(BaseModel):
     """A model trained on a curated dataset: what it reads, how it is fit and how it is scored.
 
     One training asset per model, partitioned like its dataset; `versions: every` trains each
-    version, `latest` only the newest curated one. Features of type string or boolean are one-hot
+    version, `latest` only the newest curated one, `current` only the dataset's current version
+    (the one last promoted, `dynamic-assets promote`; the newest while none was). Features of type string or boolean are one-hot
     encoded, numeric ones standardized; rows missing a feature or the target are left out.
     """
 
@@ -226,7 +227,7 @@ class Model(BaseModel):
     name: str
     dataset: str
     description: str = ""
-    versions: Literal["latest", "every"] = "every"
+    versions: Literal["latest", "current", "every"] = "every"
     task: Literal["regression", "classification"] = "regression"
     features: list[str] = Field(min_length=1)
     target: str

@@ -16,10 +16,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from dynamic_assets.datasets import pointers
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Column, Declarations
 from dynamic_assets.declarations.names import version_sort_key
-from dynamic_assets.declarations.platforms import S3Platform
+from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform
 from dynamic_assets.mirrors import s3
 from dynamic_assets.mirrors.export import PARQUET_MEDIA_TYPE, export_version
 
@@ -57,12 +58,8 @@ def registered_version(conn: psycopg.Connection, dataset: str, version: str) -> 
 
 
 def current_version(conn: psycopg.Connection, dataset: str) -> str | None:
-    """The version `latest` names: the newest curated version."""
-    rows = conn.execute(
-        "SELECT version FROM public.datasets WHERE name = %s AND status = 'curated'", (dataset,)
-    ).fetchall()
-    versions = [r[0] for r in rows]
-    return max(versions, key=version_sort_key) if versions else None
+    """The version `latest` names: the dataset's current version (`datasets.pointers`)."""
+    return pointers.current_version(conn, dataset)
 
 
 def record_location(
@@ -158,6 +155,54 @@ def mirror_version(
     return Mirrored(name, dataset, version, placed, rows, moved)
 
 
+@dataclass(frozen=True)
+class Pointed:
+    platform: str
+    dataset: str
+    version: str
+    url: str
+    moved: bool
+
+
+def point_latest(
+    db: Database,
+    decls: Declarations,
+    dataset: str,
+    name: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Pointed | None:
+    """Make the `latest` object of `dataset` on the S3 platform `name` name the dataset's current
+    version, from the location recorded when that version was mirrored; None when the current
+    version is not mirrored there with its fingerprint (its mirror moves `latest` when it runs)."""
+    platform = s3_platform(decls, name)
+    with db.connect() as conn:
+        version = current_version(conn, dataset)
+        if version is None:
+            return None
+        fingerprint, _ = registered_version(conn, dataset, version)
+        entry = recorded_location(conn, dataset, version, name)
+    if entry is None or entry.get("fingerprint") != fingerprint:
+        return None
+    try:
+        client = s3.s3_client(name, platform, environ)
+        moved = s3.put_bytes(
+            client,
+            platform,
+            s3.latest_key(platform, dataset),
+            s3.pointer_bytes(dataset, version, entry["url"], entry["sha256"], entry["size_bytes"]),
+            "application/json",
+        )
+    except Exception as exc:
+        if not _store_error(exc):
+            raise
+        raise s3.MirrorError(
+            f"mirror {name}: {dataset} {version} (s3://{platform.bucket}/{platform.prefix}): "
+            f"latest not moved: {s3.refusal(exc)}"
+        ) from None
+    return Pointed(name, dataset, version, entry["url"], moved)
+
+
 def _store_error(exc: BaseException) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -169,10 +214,13 @@ def pending_mirrors(
     decls: Declarations,
     dataset: str | None = None,
     version: str | None = None,
+    *,
+    kind: type[S3Platform | DvcPlatform] = S3Platform,
 ) -> list[tuple[str, str, str]]:
     """(dataset, version, platform) of every fingerprinted curated version whose recorded location
-    on a declared S3 platform is missing or names another fingerprint."""
-    names = [n for n, p in decls.platforms.items() if isinstance(p, S3Platform)]
+    on a declared platform of `kind` (S3 by default, or DVC) is missing or names another
+    fingerprint."""
+    names = [n for n, p in decls.platforms.items() if isinstance(p, kind)]
     datasets = [d.name for d in decls.datasets if dataset in (None, d.name)]
     if not names or not datasets:
         return []

@@ -1,5 +1,5 @@
 """Health of every declared dataset, from the registry and run records (for `dynamic-assets status`):
-its latest version, checks, runs, quarantined files, and each version not in its final state
+its latest and current versions, checks, runs, quarantined files, and each version not in its final state
 (`quality.states`)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dynamic_assets.quality.states import final_state, not_final
 class DatasetHealth:
     dataset: str
     latest_version: str | None = None
+    current_version: str | None = None  # promoted (dataset_pointers), else the latest
     latest_rows: int | None = None
     curated_at: datetime | None = None
     checked_version: str | None = None
@@ -79,6 +80,13 @@ def health(
             if versions:
                 latest = max(versions, key=lambda r: version_sort_key(r[0]))
                 h.latest_version, h.latest_rows, h.curated_at = latest
+                pointed = conn.execute(
+                    "SELECT version FROM public.dataset_pointers WHERE dataset = %s", (ds.name,)
+                ).fetchone()
+                curated = {r[0] for r in versions}
+                h.current_version = (
+                    pointed[0] if pointed and pointed[0] in curated else h.latest_version
+                )
             stage = conn.execute(
                 """SELECT version, checks, status, finished_at FROM public.etl_runs
                     WHERE dataset = %s AND step = 'stage' ORDER BY id DESC LIMIT 1""",

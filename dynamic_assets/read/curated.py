@@ -1,7 +1,7 @@
 """What trainers call: read a curated dataset version as a pandas DataFrame or an Arrow table.
 
     from dynamic_assets.client import read_curated
-    df = read_curated("market")                                  # latest curated version
+    df = read_curated("market")                                  # the current version
     df = read_curated("market", version="2024-06-01", columns=["date", "symbol", "close"])
     table = read_curated("embeddings", as_arrow=True)            # pyarrow.Table
     df = read_curated("market", version="2024-06-01", expected_fingerprint=fp)  # exactly that data
@@ -50,6 +50,15 @@ def curated_versions(dataset: str, *, database: Database | None = None) -> list[
         return _versions(conn, dataset)
 
 
+def current_version(dataset: str, *, database: Database | None = None) -> str | None:
+    """The dataset's current version: the promoted one, else the newest curated."""
+    from dynamic_assets.datasets.pointers import current_version as _current
+
+    db = database or default_database()
+    with db.connect() as conn:
+        return _current(conn, dataset)
+
+
 def _registry_columns(db: Database, dataset: str, version: str) -> list[Column] | None:
     with db.connect() as conn:
         row = conn.execute(
@@ -72,7 +81,8 @@ def read_curated(
     via: str = "adbc",
     drive: Drive | None = None,
 ) -> pd.DataFrame | pa.Table:
-    """Read one curated version (the latest when `version` is None) with its declared types.
+    """Read one curated version with its declared types: without `version`, the current one (the
+    version last promoted, `dynamic-assets promote`; the newest curated while none was).
 
     `via="rest"` reads through Supabase REST with `SUPABASE_URL` and `SUPABASE_KEY` instead of a
     database connection; the key's role decides what it may read (`dynamic_assets.read.rest`).
@@ -102,7 +112,7 @@ def read_curated(
     if not versions:
         raise DatasetNotFound(f"dataset {dataset!r} has no curated version")
     if version is None:
-        version = max(versions, key=version_sort_key)
+        version = current_version(dataset, database=db) or max(versions, key=version_sort_key)
     elif version not in versions:
         raise DatasetNotFound(
             f"dataset {dataset!r} has no curated version {version!r}; curated versions: {', '.join(versions)}"

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from dynamic_assets.datasets import pointers
 from dynamic_assets.db.connection import scalar
 from dynamic_assets.declarations.model import Declarations, Model
 from dynamic_assets.declarations.names import version_sort_key
@@ -111,7 +112,8 @@ def pending_training(
     conn: psycopg.Connection, decls: Declarations, dataset: str | None = None
 ) -> list[Pending]:
     """(model, version) pairs whose current fingerprint has no run with the model's current
-    configuration; `versions: latest` models only consider their dataset's newest version."""
+    configuration; `versions: latest` models only consider their dataset's newest version,
+    `versions: current` ones its current version (`datasets.pointers`)."""
     found: list[Pending] = []
     for model in decls.models:
         if dataset and model.dataset != dataset:
@@ -124,6 +126,9 @@ def pending_training(
         versions = sorted(rows, key=lambda r: version_sort_key(r[0]))
         if model.versions == "latest":
             versions = versions[-1:]
+        elif model.versions == "current":
+            current = pointers.current_version(conn, model.dataset)
+            versions = [r for r in versions if r[0] == current]
         chash = config_hash(model)
         for version, fp in versions:
             if find_trained(conn, model.name, fp, chash) is None:

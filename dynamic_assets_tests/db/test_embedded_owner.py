@@ -178,6 +178,7 @@ def test_a_home_made_as_superuser_is_handed_to_the_owner_role_once_even_by_proce
         assert routines == [
             ("attestations_append_only", OWNER_ROLE),
             ("dai_secure_registry", OWNER_ROLE),
+            ("dataset_pointer_moves_append_only", OWNER_ROLE),
         ]
         schemas = conn.execute(
             """SELECT nspname, pg_get_userbyid(nspowner) FROM pg_namespace

@@ -16,6 +16,7 @@ with nothing to do (not the latest, for a model trained on the latest only) is m
 
 import dagster as dg
 
+from dynamic_assets.datasets.pointers import current_version
 from dynamic_assets.datasets.registry import curated_versions
 from dynamic_assets.declarations.model import Dataset, Declarations, Model
 from dynamic_assets.declarations.names import version_sort_key
@@ -124,16 +125,19 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
     ):
         version = context.partition_key
         db = postgres.database()
-        if model.versions == "latest":
+        if model.versions in ("latest", "current"):
             with db.connect() as conn:
-                versions = curated_versions(conn, ds.name)
-            latest = max(versions, key=version_sort_key) if versions else None
+                if model.versions == "current":
+                    latest = current_version(conn, ds.name)
+                else:
+                    versions = curated_versions(conn, ds.name)
+                    latest = max(versions, key=version_sort_key) if versions else None
             if version != latest:
                 # Recorded as done, not left unmaterialized: a backfill counts a partition it
                 # targeted and no run materialized as failed.
                 reason = (
-                    f"nothing to do: {model.name} trains on the latest {ds.name} version only "
-                    f"({latest})"
+                    f"nothing to do: {model.name} trains on the {model.versions} {ds.name} "
+                    f"version only ({latest})"
                 )
                 context.log.info(f"{model.name} {version}: {reason}")
                 yield dg.MaterializeResult(
