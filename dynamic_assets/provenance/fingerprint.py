@@ -279,6 +279,17 @@ def compute_fingerprint(conn: psycopg.Connection, ds: Dataset, version: str) -> 
             f"run the version again (dynamic-assets run --all --dataset {ds.name} "
             f"--version {version})"
         )
+    return _fingerprint(ds, version, schema, files, content, started)
+
+
+def _fingerprint(
+    ds: Dataset,
+    version: str,
+    schema: dict[str, Any],
+    files: list[dict[str, Any]],
+    content: ContentDigest,
+    started: float,
+) -> Fingerprint:
     record = build_record(
         dataset=ds.name,
         version=version,
@@ -326,22 +337,7 @@ def fingerprint_table(
             "not among the version's files; materialize ai_raw/"
             f"{ds.name} for {version} again"
         )
-    record = build_record(
-        dataset=ds.name,
-        version=version,
-        schema=schema,
-        files=records,
-        rows=content.rows,
-        digest=content.digest,
-    )
-    return Fingerprint(
-        ds.name,
-        version,
-        record,
-        fingerprint_of(record),
-        time.perf_counter() - started,
-        content.seconds,
-    )
+    return _fingerprint(ds, version, schema, records, content, started)
 
 
 def curated_fingerprint(conn: psycopg.Connection, dataset: str, version: str) -> str | None:
