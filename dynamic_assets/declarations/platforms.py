@@ -13,7 +13,7 @@ Credentials are never declared: they come from the environment only (`<NAME>_ACC
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,6 +90,23 @@ class DvcPlatform(BaseModel):
 
 
 Platform = Annotated[S3Platform | DvcPlatform, Field(discriminator="kind")]
+
+
+P = TypeVar("P", S3Platform, DvcPlatform)
+
+
+def declared_platform(
+    platforms: dict[str, S3Platform | DvcPlatform], name: str, kind: type[P]
+) -> P:
+    """The platform declared as `name`, which must be of `kind`; a KeyError lists those that are."""
+    platform = platforms.get(name)
+    if not isinstance(platform, kind):
+        declared = ", ".join(n for n, p in platforms.items() if isinstance(p, kind))
+        label = kind.model_fields["kind"].default
+        raise KeyError(
+            f"platform {name!r} is not a declared {label} platform; declared: {declared}"
+        )
+    return platform
 
 
 def check_platforms(platforms: dict[str, S3Platform | DvcPlatform]) -> None:

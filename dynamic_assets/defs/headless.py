@@ -185,17 +185,8 @@ def settings_drive(settings: Settings) -> Drive:
     from dynamic_assets.drive.graph import GraphConfig, graph_drive
 
     secret = os.environ.get("ONEDRIVE_CLIENT_SECRET") if od.client_secret_set else None
-    optional = {
-        k: v
-        for k, v in (
-            ("graph_url", od.graph_url),
-            ("authority_host", od.authority_host),
-            ("graph_scope", od.graph_scope),
-        )
-        if v
-    }
     return graph_drive(
-        GraphConfig(
+        GraphConfig.with_defaults(
             tenant_id=od.tenant_id,
             client_id=od.client_id,
             client_secret=secret or None,
@@ -203,7 +194,9 @@ def settings_drive(settings: Settings) -> Drive:
             user=od.user,
             root=od.root,
             token_cache=str(od.token_cache),
-            **optional,
+            graph_url=od.graph_url,
+            authority_host=od.authority_host,
+            graph_scope=od.graph_scope,
         )
     )
 

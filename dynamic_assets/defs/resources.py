@@ -64,17 +64,8 @@ class DriveResource(dg.ConfigurableResource):
                 if isinstance(self.client_secret, dg.EnvVar)
                 else self.client_secret
             )
-            optional = {
-                k: v
-                for k, v in (
-                    ("graph_url", self.graph_url),
-                    ("authority_host", self.authority_host),
-                    ("graph_scope", self.graph_scope),
-                )
-                if v
-            }
             return graph_drive(
-                GraphConfig(
+                GraphConfig.with_defaults(
                     tenant_id=self.tenant_id or "",
                     client_id=self.client_id or "",
                     client_secret=secret or None,
@@ -82,7 +73,9 @@ class DriveResource(dg.ConfigurableResource):
                     user=self.user,
                     root=self.root,
                     token_cache=self.token_cache,
-                    **optional,
+                    graph_url=self.graph_url,
+                    authority_host=self.authority_host,
+                    graph_scope=self.graph_scope,
                 )
             )
         raise ValueError(f"unknown drive kind {self.kind!r}: use local or onedrive")

@@ -33,7 +33,7 @@ import yaml
 
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
-from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform
+from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform, declared_platform
 from dynamic_assets.mirrors import s3
 from dynamic_assets.mirrors.export import PARQUET_MEDIA_TYPE, export_version
 from dynamic_assets.mirrors.publish import record_location, registered_version, s3_platform
@@ -54,11 +54,7 @@ class DvcTracked:
 
 
 def dvc_platform(decls: Declarations, name: str) -> DvcPlatform:
-    platform = decls.platforms.get(name)
-    if not isinstance(platform, DvcPlatform):
-        declared = ", ".join(n for n, p in decls.platforms.items() if isinstance(p, DvcPlatform))
-        raise KeyError(f"platform {name!r} is not a declared dvc platform; declared: {declared}")
-    return platform
+    return declared_platform(decls.platforms, name, DvcPlatform)
 
 
 def data_name(dataset: str, version: str) -> str:

@@ -20,7 +20,7 @@ from dynamic_assets.datasets import pointers
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Column, Declarations
 from dynamic_assets.declarations.names import version_sort_key
-from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform
+from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform, declared_platform
 from dynamic_assets.mirrors import s3
 from dynamic_assets.mirrors.export import PARQUET_MEDIA_TYPE, export_version
 
@@ -36,11 +36,7 @@ class Mirrored:
 
 
 def s3_platform(decls: Declarations, name: str) -> S3Platform:
-    platform = decls.platforms.get(name)
-    if not isinstance(platform, S3Platform):
-        declared = ", ".join(n for n, p in decls.platforms.items() if isinstance(p, S3Platform))
-        raise KeyError(f"platform {name!r} is not a declared s3 platform; declared: {declared}")
-    return platform
+    return declared_platform(decls.platforms, name, S3Platform)
 
 
 def registered_version(conn: psycopg.Connection, dataset: str, version: str) -> tuple[str, list]:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import requests
@@ -166,6 +166,24 @@ class GraphConfig:
     authority_host: str = DEFAULT_AUTHORITY_HOST
     token_cache: str | None = None
     graph_scope: str | None = None  # the token's resource; None: chosen from graph_url
+
+    @classmethod
+    def with_defaults(
+        cls,
+        *,
+        graph_url: str | None = None,
+        authority_host: str | None = None,
+        graph_scope: str | None = None,
+        **given: Any,
+    ) -> GraphConfig:
+        """A config from settings that may leave the Graph host, the sign-in host or the token's
+        resource unset (None or empty): the public cloud's, and the scope chosen from the URL."""
+        return cls(
+            graph_url=graph_url or DEFAULT_GRAPH_URL,
+            authority_host=authority_host or DEFAULT_AUTHORITY_HOST,
+            graph_scope=graph_scope or None,
+            **given,
+        )
 
     def token_provider(self) -> TokenProvider:
         if self.client_secret:
