@@ -9,12 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dynamic_assets.declarations.model import DEMO_CONFIG
+from dynamic_assets.definitions import build_defs
 from dynamic_assets.drive import LocalDrive
 from dynamic_assets.drive.graph.http import SyncEvent
 from dynamic_assets.drive.sync_events import database_recorder, store_event
 from dynamic_assets.reports import write_review
-from dynamic_assets_tests.support.graph_server import serve
-from dynamic_assets_tests.support.onedrive import ROOT, graph_drive
+from dynamic_assets.settings import Settings
+from dynamic_assets_tests.support.graph_server import DRIVE_ID, seed_from_folder, serve
+from dynamic_assets_tests.support.onedrive import ROOT, graph_drive, onedrive_env, set_environment
+from dynamic_assets_tests.support.runs import tick
 
 
 @pytest.fixture
@@ -68,3 +72,34 @@ def test_a_failing_recorder_never_fails_the_request(server):
     server.drive.put(f"{ROOT}/datasets/market/2024-06-01/a.csv", b"x\n1\n")
     server.fault("GET", "/children", status=429, headers={"Retry-After": "1"})
     assert len(list(drive.list_tree("datasets/market"))) == 2
+
+
+def test_the_drive_sensor_records_throttling_and_resyncs_of_the_code_locations_drive(
+    tmp_path, monkeypatch, drive_root, db_url, db, decls, instance
+):
+    with serve(tmp_path, monkeypatch) as srv:
+        seed_from_folder(srv, drive_root, ROOT)
+        env = {
+            "DYNAMIC_ASSETS_HOME": str(tmp_path / "home"),
+            "DYNAMIC_ASSETS_CONFIG": str(DEMO_CONFIG),
+            "SUPABASE_DB_URL": db_url,
+        }
+        set_environment(monkeypatch, env | onedrive_env(srv))
+        defs = build_defs(Settings.from_env(), decls)
+        srv.fault("GET", "/delta", status=429, headers={"Retry-After": "0.25"})
+        first = tick(defs, instance)
+        srv.drive.expire_delta_tokens()
+        tick(defs, instance, first.cursor)
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT kind, drive, detail, seconds FROM public.sync_events ORDER BY id"
+        ).fetchall()
+    assert rows == [
+        ("throttled", f"drive {DRIVE_ID}", {"status": 429, "code": "activityLimitReached"}, 0.25),
+        (
+            "resync_410",
+            f"drive {DRIVE_ID}",
+            {"status": 410, "code": "resyncChangesApplyDifferences"},
+            None,
+        ),
+    ]
