@@ -57,6 +57,9 @@ class Sync:
     latency_files: int = 0
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
+    throttled: int = 0
+    throttle_seconds: float = 0.0
+    resyncs: int = 0
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,15 @@ def sync_figures(
         p,
     )
     s.latency_files, s.latency_p50_s, s.latency_p95_s = int(n), p50, p95
+    throttled, waited, resyncs = one_row(
+        conn,
+        """SELECT count(*) FILTER (WHERE kind = 'throttled'),
+                  coalesce(sum(seconds) FILTER (WHERE kind = 'throttled'), 0),
+                  count(*) FILTER (WHERE kind = 'resync_410')
+             FROM public.sync_events WHERE at >= %(since)s AND at < %(until)s""",
+        p,
+    )
+    s.throttled, s.throttle_seconds, s.resyncs = int(throttled), float(waited), int(resyncs)
     return s
 
 

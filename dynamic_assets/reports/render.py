@@ -78,6 +78,9 @@ def markdown(figures: Figures, report_path: str | None = None) -> str:
         f"- files quarantined: {s.quarantined}",
         f"- latency p50: {seconds(s.latency_p50_s)}",
         f"- latency p95: {seconds(s.latency_p95_s)}",
+        f"- Graph requests throttled (429/503, retried): {s.throttled}",
+        f"- seconds waited for Graph: {seconds(s.throttle_seconds)}",
+        f"- delta resyncs after 410: {s.resyncs}",
     ]
     if s.quarantine_reasons:
         lines.append("- top quarantine reasons:")

@@ -38,6 +38,8 @@ from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.drive.changes import DELTA_BUDGET_SECONDS, plan_changes
 from dynamic_assets.drive.discovery import DATASETS_FOLDER, Discovery, discover
+from dynamic_assets.drive.graph import GraphDrive
+from dynamic_assets.drive.sync_events import database_recorder
 
 CURSOR_VERSION = 1
 
@@ -270,6 +272,10 @@ def _delta_tick(
 ) -> dg.SensorResult:
     """One tick over the drive's change feed: list what changed, run the versions it touched."""
     state = decode_delta_cursor(context.cursor)
+    db = postgres.database()
+    if isinstance(source, GraphDrive) and source.recorder is None:
+        # The process's shared drive records its throttled requests and resyncs from now on.
+        source.recorder = database_recorder(db, source.label)
     changes = source.delta(state["delta"], budget_seconds=DELTA_BUDGET_SECONDS)
     full = changes.full or bool(state.get("full"))
     if changes.resync:
@@ -277,7 +283,6 @@ def _delta_tick(
             "the drive's delta link had expired: listed everything again; "
             "only files that changed since they were ingested are run"
         )
-    db = postgres.database()
     plan = plan_changes(source, decls, changes, db, full_listing=full)
     existing = {
         ds.name: set(context.instance.get_dynamic_partitions(partitions_name(ds.name)))

@@ -21,6 +21,7 @@ from dynamic_assets.drive.graph.http import (
     GraphError,
     GraphHttp,
     GraphNotFound,
+    SyncEvent,
     graph_error,
     redact,
 )
@@ -146,6 +147,7 @@ class DeltaFeed:
                     )
                     url = location or self._initial_url()
                     out.resync = out.full = True
+                    self.http.record(SyncEvent("resync_410", {"status": 410, "code": code}))
                     continue
                 page = resp.json()
                 out.pages += 1

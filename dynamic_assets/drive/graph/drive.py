@@ -29,7 +29,7 @@ from dynamic_assets.drive.graph.auth import (
 )
 from dynamic_assets.drive.graph.delta import DeltaFeed, DeltaResult, list_tree
 from dynamic_assets.drive.graph.download import Downloads
-from dynamic_assets.drive.graph.http import GraphHttp, new_session
+from dynamic_assets.drive.graph.http import GraphHttp, SyncRecorder, new_session
 from dynamic_assets.drive.graph.items import DriveAddress, item_from_json
 from dynamic_assets.drive.graph.upload import DEFAULT_UPLOAD_CHUNK, Uploads
 
@@ -62,6 +62,7 @@ class GraphDrive:
         max_parallel_downloads: int = 4,
         upload_chunk: int = DEFAULT_UPLOAD_CHUNK,
         sleep: Callable[[float], None] = time.sleep,
+        recorder: SyncRecorder | None = None,
     ) -> None:
         self.tokens = tokens
         self.graph_url = graph_url.rstrip("/")
@@ -84,6 +85,7 @@ class GraphDrive:
             max_retry_after=max_retry_after,
             timeout=timeout,
             sleep=sleep,
+            recorder=recorder,
         )
         self.uploads = Uploads(self.http, self.address, upload_chunk)
         self.downloads = Downloads(self.http, self.address, max_parallel_downloads)
@@ -93,6 +95,20 @@ class GraphDrive:
     def stats(self) -> dict[str, int]:
         """Requests sent, retries, token refreshes and resumed transfers so far."""
         return self.http.stats
+
+    @property
+    def label(self) -> str:
+        """Which drive this is (`drive <id>`, a user's OneDrive, the signed-in user's)."""
+        return self._drive_label
+
+    @property
+    def recorder(self) -> SyncRecorder | None:
+        """Where throttled requests and delta resyncs are recorded as they happen."""
+        return self.http.recorder
+
+    @recorder.setter
+    def recorder(self, recorder: SyncRecorder | None) -> None:
+        self.http.recorder = recorder
 
     @property
     def upload_chunk(self) -> int:

@@ -13,6 +13,7 @@ import http.client
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -64,12 +65,34 @@ class Transient(Exception):
     """A failure worth retrying: 429, 5xx, a dropped connection, a timeout, a stale token."""
 
     def __init__(
-        self, what: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        what: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         self.what = what
         self.status = status
+        self.code = code
         self.retry_after = retry_after
         super().__init__(what)
+
+
+@dataclass(frozen=True)
+class SyncEvent:
+    """Something the sync met, as it happened: `throttled` (a 429 or 503 retried after `seconds`),
+    `resync_410` (an expired delta link, the enumeration started over) or `quota`. `detail` holds
+    the HTTP status and Graph's code, never a URL, token or value."""
+
+    kind: str
+    detail: dict = field(default_factory=dict)
+    seconds: float | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+SyncRecorder = Callable[[SyncEvent], None]
+"""Where a drive's sync events go (e.g. a table); a recorder that fails loses its event only."""
 
 
 class _RedactQueries(logging.Filter):
@@ -155,8 +178,10 @@ class GraphHttp:
         max_retry_after: float = 120.0,
         timeout: tuple[float, float] = (10.0, 60.0),
         sleep: Callable[[float], None] = time.sleep,
+        recorder: SyncRecorder | None = None,
     ) -> None:
         self.tokens = tokens
+        self.recorder = recorder
         self.session = session
         self.max_attempts = max_attempts
         self.max_retry_after = max_retry_after
@@ -164,6 +189,15 @@ class GraphHttp:
         self._sleep = sleep
         self.stats = {"requests": 0, "retries": 0, "token_refreshes": 0, "resumes": 0}
         redact_http_logs()
+
+    def record(self, event: SyncEvent) -> None:
+        """Hand `event` to the recorder, if any; a failing recorder never fails a request."""
+        if self.recorder is None:
+            return
+        try:
+            self.recorder(event)
+        except Exception as exc:  # noqa: BLE001 - recording is secondary to the transfer
+            log.warning("Graph: a %s event was not recorded (%s)", event.kind, type(exc).__name__)
 
     def retrying(self) -> Retrying:
         """The retry loop for one operation: `Transient` failures are retried, the last one
@@ -187,6 +221,10 @@ class GraphHttp:
         self.stats["retries"] += 1
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
+        if isinstance(exc, Transient) and exc.status in (429, 503):
+            self.record(
+                SyncEvent("throttled", {"status": exc.status, "code": exc.code}, float(wait))
+            )
         log.warning(
             "Graph: %s; retry %d/%d in %.1f s",
             getattr(exc, "what", type(exc).__name__),
@@ -273,6 +311,7 @@ class GraphHttp:
             raise Transient(f"{label}: HTTP 401, refreshing the token", status=401, retry_after=0)
         if status in (429, 503):
             after = retry_after(resp)
+            code, _ = graph_error(resp)
             resp.close()
             if after is not None and after > self.max_retry_after:
                 raise GraphError(
@@ -280,7 +319,7 @@ class GraphHttp:
                     f"(more than the {self.max_retry_after:.0f} s this client waits)",
                     status=status,
                 )
-            raise Transient(f"{label}: HTTP {status}", status=status, retry_after=after)
+            raise Transient(f"{label}: HTTP {status}", status=status, retry_after=after, code=code)
         if status >= 500:
             resp.close()
             raise Transient(f"{label}: HTTP {status}", status=status)

@@ -1,0 +1,28 @@
+"""The drive's sync events in `public.sync_events`: a recorder the Graph client calls where a
+request is throttled or a delta link expires, and what the table holds for a window."""
+
+from __future__ import annotations
+
+from psycopg.types.json import Jsonb
+
+from dynamic_assets.db import Database
+from dynamic_assets.drive.graph.http import SyncEvent, SyncRecorder
+
+
+def store_event(db: Database, drive: str, event: SyncEvent) -> None:
+    """One row of `public.sync_events`."""
+    with db.connect() as conn:
+        conn.execute(
+            """INSERT INTO public.sync_events (at, kind, drive, detail, seconds)
+               VALUES (%s, %s, %s, %s, %s)""",
+            (event.at, event.kind, drive, Jsonb(event.detail), event.seconds),
+        )
+
+
+def database_recorder(db: Database, drive: str) -> SyncRecorder:
+    """A recorder that stores each event of the drive labelled `drive` as it happens."""
+
+    def record(event: SyncEvent) -> None:
+        store_event(db, drive, event)
+
+    return record
