@@ -190,10 +190,10 @@ def verify(
         assert dataset and version
         db = default_database(settings)
 
-        def archive(ds: str, v: str, record: dict) -> ArchiveCopy:
+        def archive(dataset: str, version: str, record: dict) -> ArchiveCopy:
             # The drive is opened only for a version in the archive tier.
             archive_drive = drive or Resources.from_settings(settings).drive.get()
-            return archive_reader(db, archive_drive)(ds, v, record)
+            return archive_reader(db, archive_drive)(dataset, version, record)
 
         report = verify_version(
             db,
