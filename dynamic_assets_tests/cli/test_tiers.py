@@ -135,3 +135,24 @@ def test_verify_an_archived_version_digests_its_archive_copy(
     assert bad.exit_code == 1, bad.output
     assert "FAILED at step content" in bad.output
     assert "archive" in bad.output.split("FAILED at step content", 1)[1]
+
+
+def test_run_ends_with_a_lifecycle_pass_when_a_storage_plan_is_declared(
+    curated,  # noqa: F811
+    tmp_path,
+    drive_root,
+    db_url,
+    config,
+):
+    env = _env(tmp_path, drive_root, db_url, config())
+    with curated.connect() as conn:
+        conn.execute(
+            "UPDATE public.datasets SET curated_at = now() - interval '40 days' "
+            "WHERE name = 'market' AND version = '2024-06-01'"
+        )
+    ran = CliRunner().invoke(main, ["run", "--no-train"], env=env)
+    assert "moved market 2024-06-01 core -> archive: 560 rows" in ran.output, ran.output
+    with curated.connect() as conn:
+        assert conn.execute(
+            "SELECT tier FROM datasets WHERE name = 'market' AND version = '2024-06-01'"
+        ).fetchone() == ("archive",)
