@@ -12,6 +12,7 @@ from dynamic_assets.declarations.model import Declarations, load_declarations
 from dynamic_assets.defs.alerts.sensors import alerts_defs
 from dynamic_assets.defs.datasets.assets import build_dataset_assets, build_ingest_job
 from dynamic_assets.defs.datasets.sensors import build_drive_sensor, build_reconcile_schedule
+from dynamic_assets.defs.lifecycle.assets import lifecycle_defs
 from dynamic_assets.defs.mirrors.assets import mirrors_defs
 from dynamic_assets.defs.provenance.assets import provenance_defs
 from dynamic_assets.defs.reports.assets import reports_defs
@@ -46,6 +47,7 @@ def build_defs(
         alerts_defs(decls, settings),
         reports_defs(decls, settings),
         mirrors_defs(decls),
+        lifecycle_defs(decls),
         dg.Definitions(resources=build_resources(settings)),
     )
 

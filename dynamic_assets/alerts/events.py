@@ -11,6 +11,8 @@ Events (`Event.type`):
 | `dataset.stale` | no new curated version within the dataset's freshness policy |
 | `attestation.confirmed` | a version's fingerprint is in a signed ledger entry (`stage: ledger`), and again once the entry is anchored on TON (`stage: ton`) |
 | `weekly_review` | the weekly review was written into the drive (its headline figures and path) |
+| `storage.warn` | the core database crossed its `storage.core.warn_at` share of the budget |
+| `storage.critical` | the core database crossed its `storage.core.critical_at` share of the budget |
 
 An event's id is derived from its type and key, so the same happening never makes two events;
 receivers should deduplicate on it (a retry after a lost response sends the same event again).
@@ -33,7 +35,10 @@ EVENT_TYPES = (
     "dataset.stale",
     "attestation.confirmed",
     "weekly_review",
+    "storage.warn",
+    "storage.critical",
 )
+STORAGE_LEVELS = {"monitor": "storage.warn", "critical": "storage.critical"}
 WITHHELD = "withheld: the dataset is declared sensitive"
 MAX_DETAIL = 1000
 
@@ -234,6 +239,38 @@ def stale_events(health: Iterable[Any]) -> list[Event]:
             )
         )
     return out
+
+
+def storage_event(
+    status: str,
+    *,
+    key: str,
+    database_bytes: int,
+    budget_bytes: int,
+    versions: Mapping[str, int],
+    moved: Iterable[str] = (),
+) -> Event | None:
+    """`storage.warn` (status `monitor`) or `storage.critical` when core crossed that threshold;
+    None for `healthy`. `key` names the crossing (the same crossing never makes two events)."""
+    kind = STORAGE_LEVELS.get(status)
+    if kind is None:
+        return None
+    mb = 1024 * 1024
+    percent = round(100 * database_bytes / budget_bytes, 1)
+    return Event(
+        kind,
+        key=f"{status}\x00{key}",
+        summary=f"core database {status}: {database_bytes / mb:.1f} MB, {percent}% of its "
+        f"{budget_bytes / mb:g} MB budget",
+        data={
+            "status": status,
+            "usage_mb": round(database_bytes / mb, 1),
+            "budget_mb": budget_bytes / mb,
+            "percent_of_budget": percent,
+            "versions": dict(versions),
+            "moved": list(moved),
+        },
+    )
 
 
 def since_default(lookback: timedelta = timedelta(days=1)) -> datetime:

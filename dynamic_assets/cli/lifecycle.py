@@ -42,15 +42,32 @@ def lifecycle(dry_run: bool) -> None:
                 f"would move {move.dataset} {move.version} {move.source} -> {move.target} "
                 f"({_mb(move.bytes)}): {move.reason}"
             )
+    _print_moved(done)
+    for failure in done.failed:
+        click.echo(f"not moved: {failure}", err=True)
+    if done.failed:
+        sys.exit(1)
+
+
+def _print_moved(done) -> None:
     for archived in done.moved:
         click.echo(
             f"moved {archived.dataset} {archived.version} core -> archive: {archived.rows} rows, "
             f"{archived.path} ({archived.size_bytes / 1024:.0f} kB), verified against its fingerprint"
         )
-    for failure in done.failed:
-        click.echo(f"not moved: {failure}", err=True)
-    if done.failed:
-        sys.exit(1)
+
+
+def run_lifecycle(db, drive, decls) -> list[tuple[str, str, str, str]]:
+    """After a run's ingest: one lifecycle pass when a storage plan is declared; print what it
+    moved and return what it could not move as (dataset, version, path, reason) rows for the
+    run's summary (each reason names the version and tier)."""
+    from dynamic_assets.lifecycle.run import declared, run_pass
+
+    if not declared(decls):
+        return []
+    done = run_pass(db, drive, decls)
+    _print_moved(done)
+    return [("-", "-", "lifecycle", failure) for failure in done.failed]
 
 
 @click.command()

@@ -184,9 +184,19 @@ def verify(
             head=head,
         )
     else:
+        from dynamic_assets.lifecycle.archive import archive_reader
+        from dynamic_assets.provenance.checks import ArchiveCopy
+
         assert dataset and version
+        db = default_database(settings)
+
+        def archive(dataset: str, version: str, record: dict) -> ArchiveCopy:
+            # The drive is opened only for a version in the archive tier.
+            archive_drive = drive or Resources.from_settings(settings).drive.get()
+            return archive_reader(db, archive_drive)(dataset, version, record)
+
         report = verify_version(
-            default_database(settings),
+            db,
             dataset,
             version,
             drive=drive,
@@ -194,6 +204,7 @@ def verify(
             pinned_label=label,
             ton_client=ton_client,
             head=head,
+            archive=archive,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

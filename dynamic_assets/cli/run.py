@@ -13,6 +13,7 @@ from rich.table import Table
 
 from dynamic_assets.cli.console import console, err
 from dynamic_assets.cli.errors import declared_dataset
+from dynamic_assets.cli.lifecycle import run_lifecycle
 from dynamic_assets.cli.mirrors import run_mirrors
 from dynamic_assets.settings import Settings
 
@@ -108,6 +109,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     ]
     failures += [(p.dataset or "-", p.version or "-", p.path, p.reason) for p in plan.problems]
     failures += run_mirrors(db, decls, dataset, version)  # every declared S3 platform
+    failures += run_lifecycle(db, drive, decls)  # when a storage plan is declared
     if train:
         with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
             failures += _train(shell, db, decls, dataset)

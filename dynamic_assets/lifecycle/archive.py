@@ -51,6 +51,7 @@ from dynamic_assets.db.tables import (
 )
 from dynamic_assets.declarations.model import HNSW_MAX_DIM, Column
 from dynamic_assets.drive.base import Drive
+from dynamic_assets.provenance.checks import ArchiveCopy, ArchiveReader
 from dynamic_assets.provenance.fingerprint import FingerprintError
 
 CHUNK = 1024 * 1024
@@ -351,6 +352,29 @@ def restore_version(db: Database, drive: Drive, dataset: str, version: str) -> i
                 swap_partition(conn, CURATED_SCHEMA, dataset, version, table)
                 _record_tier(conn, reg, "core", None, drop_postgres=False)
         return rows
+
+
+def archive_reader(db: Database, drive: Drive) -> ArchiveReader:
+    """What the verifier reads an archived version with: its archive file downloaded from the
+    drive, its SHA-256 compared with the one recorded when it was archived, and its rows loaded
+    beside the version's partition and digested against the fingerprint `record` (whatever the
+    SHA-256 says: the digest is what proves the rows); nothing is kept."""
+
+    def read(dataset: str, version: str, record: dict[str, Any]) -> ArchiveCopy:
+        with db.connect() as conn:
+            reg = registered(conn, dataset, version)
+        found = reg.archive
+        if reg.tier != "archive" or not found:
+            raise ArchiveError(f"{reg.where} is in the {reg.tier} tier, not in the archive")
+        spool, sha256 = _download(drive, found["path"], f"{reg.where} (archive tier)")
+        with spool:
+            try:
+                check = check_copy(db, dataset, version, reg.columns, record, spool)
+            except (CopyError, FingerprintError) as exc:
+                return ArchiveCopy(found["path"], sha256 == found["sha256"], problem=str(exc))
+        return ArchiveCopy(found["path"], sha256 == found["sha256"], check.rows, check.digest)
+
+    return read
 
 
 def archived_versions(conn: psycopg.Connection) -> Iterator[tuple[str, str, dict]]:

@@ -22,6 +22,12 @@ class Pass:
     failed: list[str] = field(default_factory=list)
 
 
+def declared(decls: Declarations) -> bool:
+    """Whether the declarations hold a storage plan: a `storage` section or a dataset's
+    `lifecycle` policy (without either, nothing ever moves on its own)."""
+    return "storage" in decls.model_fields_set or any(d.lifecycle for d in decls.datasets)
+
+
 def current_plan(db: Database, decls: Declarations) -> Plan:
     with db.connect() as conn:
         usage = core_usage(conn, decls.storage.core)

@@ -6,7 +6,7 @@ the database and the proof-file verification (`verify`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.formats.hashing import sha256_stream
@@ -24,6 +24,7 @@ STEPS: dict[str, str] = {
     "record": "the fingerprint is the SHA-256 of its record (files, schema, rows)",
     "rows": "the curated table holds the recorded number of rows",
     "content": "the curated rows hash to the recorded content digest",
+    "archive": "the archive file in the drive is the one written when the version was archived",
     "files": "the recorded SHA-256 of each source file is the fingerprinted one",
     "source": "the files in the drive still have the fingerprinted bytes",
     "key": "the signing key is the pinned one",
@@ -93,6 +94,83 @@ class Report:
 def short(h: str | None) -> str:
     """The first 16 hex digits of a hash, for messages."""
     return f"{h[:16]}…" if h else "(none)"
+
+
+@dataclass(frozen=True)
+class ArchiveCopy:
+    """An archived version's Parquet file as read back from the drive: where it is, whether its
+    SHA-256 is the one recorded when it was archived, and its rows' count and content digest
+    recomputed in Postgres (`rows`/`digest` None, with `problem`, when it could not be loaded)."""
+
+    path: str
+    sha256_matches: bool
+    rows: int | None = None
+    digest: str | None = None
+    problem: str | None = None
+
+
+class ArchiveReader(Protocol):
+    """Reads an archived version's copy from the drive and digests its rows against `record`;
+    raises ValueError or OSError, with a message naming the version and tier, when it cannot."""
+
+    def __call__(self, dataset: str, version: str, record: dict[str, Any]) -> ArchiveCopy: ...
+
+
+def check_archive(
+    report: Report,
+    dataset: str,
+    version: str,
+    record: dict[str, Any],
+    reader: ArchiveReader | None,
+) -> None:
+    """The `rows`, `content` and `archive` steps of a version in the archive tier: its rows are
+    the archive file's, loaded and digested beside the (empty) core partition."""
+    if reader is None:
+        for name in ("rows", "content", "archive"):
+            report.add(name, SKIP, f"{dataset} {version} is archived: needs the drive's archive")
+        return
+    try:
+        copy = reader(dataset, version, record)
+    except (ValueError, OSError) as exc:
+        report.add("rows", FAIL, str(exc))
+        report.add("content", SKIP, "the archive file could not be read")
+        report.add("archive", SKIP, "the archive file could not be read")
+        return
+    where = f"the archive file {copy.path}"
+    want_rows = int(record["rows"]["count"])
+    want = record["rows"]["content_digest"]
+    if copy.rows is None or copy.digest is None:
+        report.add("rows", FAIL, f"{dataset} {version} (archive tier): {where} {copy.problem}")
+        report.add("content", SKIP, "no rows to digest")
+    else:
+        if copy.rows != want_rows:
+            report.add(
+                "rows",
+                FAIL,
+                f"{where} holds {copy.rows:,} rows of {dataset} {version}, the fingerprint "
+                f"recorded {want_rows:,}",
+            )
+        else:
+            report.add("rows", PASS, f"{copy.rows:,} rows in {where} (archive tier)")
+        if copy.digest != want:
+            report.add(
+                "content",
+                FAIL,
+                f"the rows of {where} (archive tier) digest to {short(copy.digest)}, the "
+                f"fingerprint recorded {short(want)}: an archived value was changed, added or "
+                "removed",
+            )
+        else:
+            report.add("content", PASS, f"content digest {short(want)} recomputed from {where}")
+    if copy.sha256_matches:
+        report.add("archive", PASS, f"{where} has the SHA-256 recorded when it was archived")
+    else:
+        report.add(
+            "archive",
+            FAIL,
+            f"{where} is not the file written when {dataset} {version} was archived (its "
+            "SHA-256 differs): read_curated and restore refuse it",
+        )
 
 
 def check_source(report: Report, record: dict[str, Any], drive: Drive | None) -> None:

@@ -23,6 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from dynamic_assets.datasets.registry import not_registered
 from dynamic_assets.db import Database
 from dynamic_assets.drive.base import Drive
@@ -31,8 +33,10 @@ from dynamic_assets.provenance.checks import (
     FAIL,
     PASS,
     SKIP,
+    ArchiveReader,
     Report,
     check_anchor,
+    check_archive,
     check_entry,
     check_head,
     check_proof_shape,
@@ -62,13 +66,15 @@ def verify_version(
     pinned_label: str = "pinned key",
     ton_client: TonCenterClient | None = None,
     head: Any = None,
+    archive: ArchiveReader | None = None,
 ) -> Report:
     """Verify a curated version from Postgres (and the drive with `drive`, TON with a client,
-    against a signed ledger head the auditor holds with `head`, a `ledger.Head` document)."""
+    against a signed ledger head the auditor holds with `head`, a `ledger.Head` document). The
+    rows of a version in the archive tier are the archive file's, read with `archive`."""
     report = Report(f"datasets/{dataset}/{version}", "database")
     with db.connect() as conn:
         row = conn.execute(
-            """SELECT fingerprint, fingerprint_record, status FROM public.datasets
+            """SELECT fingerprint, fingerprint_record, status, tier FROM public.datasets
                 WHERE name = %s AND version = %s""",
             (dataset, version),
         ).fetchone()
@@ -76,7 +82,7 @@ def verify_version(
             where = "the datasets registry"
             report.add("record", FAIL, not_registered(conn, dataset, version, where))
             return report
-        fp, record, status = row
+        fp, record, status, tier = row
         report.fingerprint = fp
         if status != "curated" or not fp or not record:
             report.add(
@@ -104,39 +110,11 @@ def verify_version(
                 f"{len(record['files'])} file(s), {record['rows']['count']:,} rows",
             )
 
-        # Rows and content, recomputed inside Postgres.
-        try:
-            content = content_digest(conn, dataset, version, record["schema"]["columns"])
-        except FingerprintError as exc:
-            report.add("rows", FAIL, str(exc))
-            report.add("content", SKIP, "no rows to digest")
+        # Rows and content, recomputed inside Postgres (from the archive file when archived).
+        if tier == "archive":
+            check_archive(report, dataset, version, record, archive)
         else:
-            want_rows = int(record["rows"]["count"])
-            if content.rows != want_rows:
-                diff = content.rows - want_rows
-                what = "added" if diff > 0 else "deleted"
-                report.add(
-                    "rows",
-                    FAIL,
-                    f"ai_curated.{dataset} version {version} has {content.rows:,} rows, the "
-                    f"fingerprint recorded {want_rows:,}: {abs(diff):,} row(s) {what}",
-                )
-            else:
-                report.add("rows", PASS, f"{content.rows:,} rows in ai_curated.{dataset}")
-            want = record["rows"]["content_digest"]
-            if content.digest != want:
-                report.add(
-                    "content",
-                    FAIL,
-                    f"the curated rows now digest to {short(content.digest)}, the fingerprint "
-                    f"recorded {short(want)}: a curated value was changed, added or removed",
-                )
-            else:
-                report.add(
-                    "content",
-                    PASS,
-                    f"content digest {short(want)} recomputed in {content.seconds:.2f} s",
-                )
+            _check_core(report, conn, dataset, version, record)
 
         # Source files: what was recorded when they streamed in.
         ingest = {
@@ -209,6 +187,44 @@ def verify_version(
     if entry is not None:
         check_anchor(report, entry, entry.anchor, ton_client)
     return report
+
+
+def _check_core(
+    report: Report, conn: psycopg.Connection, dataset: str, version: str, record: dict[str, Any]
+) -> None:
+    """The `rows` and `content` steps of a version in Postgres: its partition digested there."""
+    try:
+        content = content_digest(conn, dataset, version, record["schema"]["columns"])
+    except FingerprintError as exc:
+        report.add("rows", FAIL, str(exc))
+        report.add("content", SKIP, "no rows to digest")
+    else:
+        want_rows = int(record["rows"]["count"])
+        if content.rows != want_rows:
+            diff = content.rows - want_rows
+            what = "added" if diff > 0 else "deleted"
+            report.add(
+                "rows",
+                FAIL,
+                f"ai_curated.{dataset} version {version} has {content.rows:,} rows, the "
+                f"fingerprint recorded {want_rows:,}: {abs(diff):,} row(s) {what}",
+            )
+        else:
+            report.add("rows", PASS, f"{content.rows:,} rows in ai_curated.{dataset}")
+        want = record["rows"]["content_digest"]
+        if content.digest != want:
+            report.add(
+                "content",
+                FAIL,
+                f"the curated rows now digest to {short(content.digest)}, the fingerprint "
+                f"recorded {short(want)}: a curated value was changed, added or removed",
+            )
+        else:
+            report.add(
+                "content",
+                PASS,
+                f"content digest {short(want)} recomputed in {content.seconds:.2f} s",
+            )
 
 
 # ---------------------------------------------------------------- proof mode

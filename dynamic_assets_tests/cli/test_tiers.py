@@ -92,3 +92,67 @@ def test_tiers_exits_1_when_core_is_critical(curated, tmp_path, drive_root, db_u
     line = next(ln for ln in report.output.splitlines() if "core -> archive" in ln)
     assert "market 2024-06-01" in line and "core is critical" in line
     assert "embeddings" not in line
+
+
+def test_verify_an_archived_version_digests_its_archive_copy(
+    curated,  # noqa: F811
+    tmp_path,
+    drive_root,
+    db_url,
+    config,
+):
+    from dynamic_assets.provenance.attest import attest_pending
+    from dynamic_assets.provenance.signing import load_signing_key
+
+    env = _env(tmp_path, drive_root, db_url, config())
+    key = load_signing_key(tmp_path / "home")
+    with curated.connect() as conn:
+        assert attest_pending(conn, key) is not None
+        conn.execute(
+            "UPDATE public.datasets SET curated_at = now() - interval '40 days' "
+            "WHERE name = 'market' AND version = '2024-06-01'"
+        )
+    runner = CliRunner()
+    moved = runner.invoke(main, ["lifecycle"], env=env)
+    assert "moved market 2024-06-01 core -> archive: 560 rows" in moved.output
+
+    good = runner.invoke(main, ["verify", "market", "2024-06-01", "--json"], env=env)
+    assert good.exit_code == 0, good.output
+    steps = {s["name"]: s for s in yaml.safe_load(good.output)["steps"]}
+    assert steps["rows"]["status"] == "pass" and "archive" in steps["rows"]["detail"]
+    assert steps["content"]["status"] == "pass"
+
+    # One value of the archived file altered in the drive, the file rewritten whole.
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    (path,) = (drive_root / "archive" / "market" / "2024-06-01").glob("*_archive.parquet")
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("close")
+    table = table.set_column(i, "close", pc.add(table.column("close"), 1))
+    pq.write_table(table, path)
+    bad = runner.invoke(main, ["verify", "market", "2024-06-01"], env=env)
+    assert bad.exit_code == 1, bad.output
+    assert "FAILED at step content" in bad.output
+    assert "archive" in bad.output.split("FAILED at step content", 1)[1]
+
+
+def test_run_ends_with_a_lifecycle_pass_when_a_storage_plan_is_declared(
+    curated,  # noqa: F811
+    tmp_path,
+    drive_root,
+    db_url,
+    config,
+):
+    env = _env(tmp_path, drive_root, db_url, config())
+    with curated.connect() as conn:
+        conn.execute(
+            "UPDATE public.datasets SET curated_at = now() - interval '40 days' "
+            "WHERE name = 'market' AND version = '2024-06-01'"
+        )
+    ran = CliRunner().invoke(main, ["run", "--no-train"], env=env)
+    assert "moved market 2024-06-01 core -> archive: 560 rows" in ran.output, ran.output
+    with curated.connect() as conn:
+        assert conn.execute(
+            "SELECT tier FROM datasets WHERE name = 'market' AND version = '2024-06-01'"
+        ).fetchone() == ("archive",)
