@@ -16,6 +16,17 @@ from dynamic_assets.settings import Settings
 from dynamic_assets_tests.support.postgres import create_database, embedded_server
 
 
+@pytest.fixture(autouse=True)
+def _no_dagster_state_storage_from_an_earlier_test():
+    """Each test starts without a current Dagster defs-state storage: one left current by an
+    earlier test in the same process refers to an instance that may be gone by then ("Attempted
+    to resolve undefined DagsterInstance weakref" when definitions load)."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """One embedded PostgreSQL per test process, in a folder its server user can reach."""

@@ -151,6 +151,12 @@ def _missing_roles(conn: psycopg.Connection, roles: list[str]) -> list[str]:
     return [r for r in roles if r not in present]
 
 
+def _schema_usage(conn: psycopg.Connection, role: str) -> bool:
+    return bool(
+        scalar(conn, "SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, CURATED_SCHEMA))
+    )
+
+
 def apply_access(conn: psycopg.Connection, ds: Dataset) -> AccessChange:
     """Make the grants and row level security policies of `ai_curated.<dataset>` match its
     declared sensitivity and readers; returns what changed (nothing when already right).
@@ -203,14 +209,18 @@ def apply_access(conn: psycopg.Connection, ds: Dataset) -> AccessChange:
                     sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(role))
                 )
                 change.granted.append(role)
-            if not scalar(
-                conn, "SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, CURATED_SCHEMA)
-            ):
+            if not _schema_usage(conn, role):
+                # The schema's grants are one catalog row that every dataset shares: promotions
+                # of two datasets at once would both update it ("tuple concurrently updated").
                 conn.execute(
-                    sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                        sql.Identifier(CURATED_SCHEMA), sql.Identifier(role)
-                    )
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{CURATED_SCHEMA} usage",)
                 )
+                if not _schema_usage(conn, role):
+                    conn.execute(
+                        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                            sql.Identifier(CURATED_SCHEMA), sql.Identifier(role)
+                        )
+                    )
 
         # Policies: one FOR SELECT USING (true) per reader; any other policy of ours goes.
         wanted = {policy_name(r): r for r in readers}

@@ -39,7 +39,11 @@ from dynamic_assets.training.train import train_version
 
 AC = dg.AutomationCondition
 # What a model's description says of the versions it is trained on, by `versions`.
-TRAINED_ON = {"every": "every version", "latest": "the latest version"}
+TRAINED_ON = {
+    "every": "every version",
+    "latest": "the latest version",
+    "current": "the current version (dynamic-assets promote)",
+}
 
 
 def retrain_condition() -> dg.AutomationCondition:
