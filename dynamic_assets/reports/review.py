@@ -22,10 +22,11 @@ KIND = "report"
 NAME = "weekly-review"
 
 
-def report_name(at: datetime, ext: str) -> str:
-    """`dynamic-assets_report_weekly-review_<date>_<UTC time>Z.<ext>` (project, kind, name, date)."""
+def report_name(at: datetime, ext: str, suffix: str = "") -> str:
+    """`dynamic-assets_report_weekly-review_<date>_<UTC time>Z[-N].<ext>` (project, kind, name,
+    date; `-N` for a further review written within the same second)."""
     at = at.astimezone(UTC)
-    return f"{PROJECT}_{KIND}_{NAME}_{at:%Y-%m-%d}_{at:%H%M%S}Z.{ext}"
+    return f"{PROJECT}_{KIND}_{NAME}_{at:%Y-%m-%d}_{at:%H%M%S}Z{suffix}.{ext}"
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,21 @@ def write_review(
     with db.connect() as conn:
         figures = weekly_figures(conn, decls, since=now - window, until=now)
     charts = charts_.draw_all(figures)
-    html_path = f"{REPORTS_FOLDER}/{report_name(now, 'html')}"
-    md_path = f"{REPORTS_FOLDER}/{report_name(now, 'md')}"
-    summary = render.markdown(figures, html_path)
-    drive.write_bytes(html_path, render.html(figures, charts).encode("utf-8"))
-    drive.write_bytes(md_path, summary.encode("utf-8"))
-    return Review(figures, charts, summary, html_path, md_path)
+    page = render.html(figures, charts).encode("utf-8")
+    # A second review within the same second (another window, say) is written beside the first
+    # under the next free `-N`, never over it.
+    for n in range(1, 100):
+        suffix = "" if n == 1 else f"-{n}"
+        html_path = f"{REPORTS_FOLDER}/{report_name(now, 'html', suffix)}"
+        md_path = f"{REPORTS_FOLDER}/{report_name(now, 'md', suffix)}"
+        try:
+            drive.write_bytes(html_path, page)
+        except FileExistsError:
+            continue
+        summary = render.markdown(figures, html_path)
+        drive.write_bytes(md_path, summary.encode("utf-8"), overwrite=True)
+        return Review(figures, charts, summary, html_path, md_path)
+    raise FileExistsError(f"{REPORTS_FOLDER}: 99 reviews already written at {now:%H:%M:%S}Z")
 
 
 def review_event(review: Review) -> Event:

@@ -126,3 +126,19 @@ def test_window_excludes_older_weeks(db, drive_root, fresh_decls):
     # corpus had none yet.
     assert _line(old.markdown, "market").startswith("LATE (latest 2024-03-15")
     assert _line(old.markdown, "corpus").startswith("LATE (latest none")
+
+
+def test_two_reviews_in_the_same_second_are_both_kept(db, tmp_path, decls):
+    from datetime import UTC, datetime
+
+    drive = LocalDrive(tmp_path / "drive")
+    at = datetime(2026, 11, 30, 14, 44, 37, tzinfo=UTC)
+    first = write_review(db, drive, decls, now=at)
+    second = write_review(db, drive, decls, now=at, window=timedelta(days=35))
+    assert first.html_path.endswith("_2026-11-30_144437Z.html")
+    assert second.html_path.endswith("_2026-11-30_144437Z-2.html")
+    assert second.markdown_path.endswith("_2026-11-30_144437Z-2.md")
+    for review in (first, second):
+        for path in (review.html_path, review.markdown_path):
+            assert (tmp_path / "drive" / path).stat().st_size > 0
+    assert second.html_path in (tmp_path / "drive" / second.markdown_path).read_text()
