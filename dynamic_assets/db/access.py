@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from dynamic_assets.db.connection import scalar
+from dynamic_assets.db.migrate import LOCK_KEY
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.declarations.names import check_dataset_name, check_role_name
@@ -281,4 +282,8 @@ def secure_registry(conn: psycopg.Connection) -> int:
     """
     if not scalar(conn, "SELECT to_regprocedure('public.dai_secure_registry()') IS NOT NULL"):
         return 0
-    return int(scalar(conn, "SELECT public.dai_secure_registry()"))
+    # Processes starting at once would grant on the same tables side by side ("tuple
+    # concurrently updated"): they take turns under the migrations' lock.
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        return int(scalar(conn, "SELECT public.dai_secure_registry()"))
