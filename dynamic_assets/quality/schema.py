@@ -69,12 +69,25 @@ def _fits_declared(col: Column, value: sql.Composable) -> sql.Composable:
 
 
 def _observe_csv(conn: psycopg.Connection, ds: Dataset, part: sql.Composable) -> Observed:
+    # Each sampled value is tried against each candidate type once, in the inner query; the
+    # aggregates read those answers (pg_input_is_valid on free text costs microseconds a call).
+    inner: list[sql.Composable] = []
     aggregates: list[sql.Composable] = []
-    for col in ds.columns:
-        v = sql.SQL("NULLIF(btrim({}), '')").format(sql.Identifier(col.name))
-        good = _fits_declared(col, v)
-        fits = [
-            sql.SQL("pg_input_is_valid({}, {})").format(v, sql.Literal(pg)) for _, pg in CANDIDATES
+    for i, col in enumerate(ds.columns):
+        inner.append(
+            sql.SQL("NULLIF(btrim({}), '') AS {}").format(
+                sql.Identifier(col.name), sql.Identifier(f"v{i}")
+            )
+        )
+    fitted: list[sql.Composable] = []
+    for i, col in enumerate(ds.columns):
+        v = sql.Identifier(f"v{i}")
+        good = sql.Identifier(f"g{i}")
+        fitted += [v, sql.SQL("{} AS {}").format(_fits_declared(col, v), good)]
+        fits = [sql.Identifier(f"f{i}_{j}") for j in range(len(CANDIDATES))]
+        fitted += [
+            sql.SQL("pg_input_is_valid({}, {}) AS {}").format(v, sql.Literal(pg), fit)
+            for (_, pg), fit in zip(CANDIDATES, fits, strict=True)
         ]
         for fit in fits:
             aggregates += [
@@ -89,8 +102,15 @@ def _observe_csv(conn: psycopg.Connection, ds: Dataset, part: sql.Composable) ->
         ]
     values = one_row(
         conn,
-        sql.SQL("SELECT {} FROM (SELECT * FROM {} LIMIT {}) s").format(
-            sql.SQL(", ").join(aggregates), part, sql.Literal(SAMPLE_ROWS)
+        sql.SQL(
+            # OFFSET 0 keeps the planner from pulling the answers up into each aggregate.
+            "SELECT {} FROM (SELECT {} FROM (SELECT {} FROM {} LIMIT {}) s OFFSET 0) f"
+        ).format(
+            sql.SQL(", ").join(aggregates),
+            sql.SQL(", ").join(fitted),
+            sql.SQL(", ").join(inner),
+            part,
+            sql.Literal(SAMPLE_ROWS),
         ),
     )
     columns: dict[str, str] = {}
