@@ -366,7 +366,11 @@ def _build(
                     target=target,
                     cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
                     version=sql.Literal(version),
-                    exprs=sql.SQL(", ").join(cast_expression(ds, c) for c in ds.columns),
+                    exprs=sql.SQL(", ").join(
+                        # TimeZone is UTC for this transaction (SET LOCAL above).
+                        cast_expression(ds, c, session_utc=True)
+                        for c in ds.columns
+                    ),
                     schema_version=sql.Literal(ds.schema_version),
                     retain=retain,
                     source=source,

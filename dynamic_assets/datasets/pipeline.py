@@ -155,6 +155,10 @@ def stage(
     run_id: str | None = None,
 ) -> Staged:
     """Stream every file of the version into its `ai_raw` partition (all or nothing)."""
+    if ds.expectations:
+        from dynamic_assets.quality import judge
+
+        judge.prepare()  # Great Expectations loads in its own process while the files stream
     step = registry.EtlStep(run_id, ds.name, version, "stage")
     manifest = record_manifest(db, drive, decls, ds, version, run_id=run_id)
     sources = [
@@ -395,8 +399,9 @@ def validate(
     the typed table. A version whose blocking checks fail keeps no typed table."""
     from psycopg.types.json import Jsonb
 
+    from dynamic_assets.provenance.fingerprint import record_build_digest
     from dynamic_assets.quality import schema as schema_mod
-    from dynamic_assets.quality.expectations import run_expectations
+    from dynamic_assets.quality.judge import Judging
 
     parquet_types: dict[str, str] = {}
     for load in staged.loads if staged else []:
@@ -404,13 +409,19 @@ def validate(
             parquet_types.setdefault(name, typ)
     with db.connect(autocommit=True) as conn:
         problems, build = _build_typed(conn, ds, version)
+    # Without a typed table (values that do not cast), the expectations judge the staging cast
+    # on the fly, a value that does not cast read as NULL (`rows_castable` reports it).
+    judging = Judging(db.uri, ds, version, build.table if build else None)
+    # Meanwhile, on this connection: the schema observed, and the content digest of the typed
+    # table for the fingerprint (the table is not written again before its swap).
     with db.connect() as conn:
         observed = schema_mod.observe(conn, ds, version, parquet_types or None)
         change = schema_mod.compare(conn, ds.name, version, observed)
         schema_mod.store(conn, ds.name, version, observed)
-    # Without a typed table (values that do not cast), the expectations judge the staging cast
-    # on the fly, a value that does not cast read as NULL (`rows_castable` reports it).
-    outcomes = run_expectations(db.uri, ds, version, table=build.table if build else None)
+    if build is not None:
+        with db.connect(autocommit=True) as conn:
+            record_build_digest(conn, ds, version, build.table)
+    outcomes = judging.result()
 
     reasons: dict[int, list[str]] = {}
     for p in problems:

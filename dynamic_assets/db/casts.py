@@ -172,10 +172,12 @@ def bad_text_value(ds: Dataset, col: Column, *, validate: bool = True) -> sql.Co
     )
 
 
-def cast_expression(ds: Dataset, col: Column) -> sql.Composable:
+def cast_expression(ds: Dataset, col: Column, *, session_utc: bool = False) -> sql.Composable:
     """The SQL that turns the staged value of `col` into its declared type.
 
-    A text timestamp without a UTC offset is read as UTC, whatever the session's time zone."""
+    A text timestamp without a UTC offset is read as UTC, whatever the session's time zone;
+    `session_utc`: the statement runs with `TimeZone` set to UTC, where Postgres reads it so by
+    itself (one cast instead of a pattern test and one of two casts per value)."""
     pg_type = sql.SQL(col.pg_type)
     if ds.family == "parquet":
         src: sql.Composable = sql.SQL("s.{}").format(sql.Identifier(col.name))
@@ -187,6 +189,8 @@ def cast_expression(ds: Dataset, col: Column) -> sql.Composable:
     src = text_source(ds, col)
     if col.type == "string":
         return src
+    if col.type == "timestamp" and session_utc:
+        return sql.SQL("({})::timestamptz").format(src)
     if col.type == "timestamp":
         return sql.SQL(
             "(CASE WHEN {src} ~ {offset} THEN ({src})::timestamptz "

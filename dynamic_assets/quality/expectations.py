@@ -37,6 +37,10 @@ from dynamic_assets.db.tables import CURATED_SCHEMA, RAW_SCHEMA, ident, partitio
 from dynamic_assets.declarations.model import Column, Dataset, Expectation
 
 EXAMPLES = 10
+# A row's source file and row: as the staged rows and `built_select` name them, and as the
+# typed table built for a version holds them.
+LINEAGE_NAMES = ("_file_id", "_row")
+BUILT_LINEAGE_NAMES = ("_source_file_id", "_source_row")
 
 
 @dataclass
@@ -218,7 +222,18 @@ def run_expectations(
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_sql(name="dynamic_assets", connection_string=_gx_url(uri))
-    asset = source.add_query_asset(name=f"{ds.name}_staged", query=query)
+    # The typed table itself when the expectations name their columns and none is a vector:
+    # Great Expectations reads a table's columns from the catalog, where for a query it runs
+    # the query and fetches every row into memory to learn them.
+    lineage = LINEAGE_NAMES
+    asset: Any
+    if table and columns is not None and not any(ds.column(c).vector_dim for c in columns):
+        asset = source.add_table_asset(
+            name=f"{ds.name}_built", table_name=table, schema_name=CURATED_SCHEMA
+        )
+        lineage = BUILT_LINEAGE_NAMES
+    else:
+        asset = source.add_query_asset(name=f"{ds.name}_staged", query=query)
     batch = asset.add_batch_definition_whole_table("version").get_batch()
 
     outcomes: list[ExpectationOutcome] = []
@@ -256,7 +271,7 @@ def run_expectations(
             suite,
             result_format={
                 "result_format": "SUMMARY",
-                "unexpected_index_column_names": ["_file_id", "_row"],
+                "unexpected_index_column_names": list(lineage),
                 "partial_unexpected_count": EXAMPLES,
                 "return_unexpected_index_query": False,
             },
@@ -287,8 +302,9 @@ def run_expectations(
                     if column
                     else {k: v for k, v in item.items() if not k.startswith("_")},
                 }
-                for item in map(
-                    _by_name, (res.get("partial_unexpected_index_list") or [])[:EXAMPLES]
+                for item in (
+                    _by_name(found, lineage)
+                    for found in (res.get("partial_unexpected_index_list") or [])[:EXAMPLES]
                 )
             ]
             file_ids: list[int] = []
@@ -317,11 +333,12 @@ def run_expectations(
     return sorted(outcomes, key=lambda o: order[o.check_name])
 
 
-def _by_name(item: dict) -> dict[str, Any]:
-    """An unexpected row keyed by the exact column names: Great Expectations keys it by
-    case-insensitive strings, whose hash is that of the case-folded name, so `lifeExp` is not
-    found by `item.get("lifeExp")`."""
-    return {str(k): v for k, v in item.items()}
+def _by_name(item: dict, lineage: tuple[str, str] = LINEAGE_NAMES) -> dict[str, Any]:
+    """An unexpected row keyed by the exact column names, its source file and row as `_file_id`
+    and `_row`: Great Expectations keys it by case-insensitive strings, whose hash is that of the
+    case-folded name, so `lifeExp` is not found by `item.get("lifeExp")`."""
+    renamed = dict(zip(lineage, LINEAGE_NAMES, strict=True))
+    return {renamed.get(str(k), str(k)): v for k, v in item.items()}
 
 
 def _nul_argument(value: Any, where: str = "") -> str | None:
