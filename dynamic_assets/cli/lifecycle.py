@@ -21,6 +21,12 @@ def _context():
     return settings, decls, default_database(settings), Resources.from_settings(settings)
 
 
+def _signer(settings):
+    from dynamic_assets.defs.provenance.resources import build_attestation_resource
+
+    return build_attestation_resource(settings).signer()
+
+
 def _mb(n: int) -> str:
     return f"{n / MB:.1f} MB"
 
@@ -32,8 +38,9 @@ def lifecycle(dry_run: bool) -> None:
     verified against its fingerprint before its partition is dropped; print what moved."""
     from dynamic_assets.lifecycle.run import run_pass
 
-    _, decls, db, resources = _context()
-    done = run_pass(db, resources.drive.get(), decls, dry_run=dry_run)
+    settings, decls, db, resources = _context()
+    done = run_pass(db, resources.drive.get(), decls, dry_run=dry_run, key=_signer(settings))
+    _print_deletions(done, dry_run)
     if not done.plan.moves:
         click.echo("Nothing to move: every version is where the storage plan wants it.")
     for move in done.plan.moves:
@@ -47,6 +54,29 @@ def lifecycle(dry_run: bool) -> None:
         click.echo(f"not moved: {failure}", err=True)
     if done.failed:
         sys.exit(1)
+
+
+def _print_deletions(done, dry_run: bool) -> None:
+    found = done.deletions
+    if found is None:
+        return
+    for line in found.planned.held:
+        click.echo(line)
+    if dry_run:
+        for due in found.planned.due:
+            click.echo(
+                f"would delete {due.dataset} {due.version} from "
+                f"{', '.join(due.tiers) or 'no tier'}: {due.policy} ({due.reason})"
+            )
+        for dataset, version in found.planned.unfinished:
+            click.echo(f"would finish deleting {dataset} {version} (recorded deleted)")
+        return
+    for d in found.deleted:
+        entry = f", ledger entry {d.ledger_seq}" if d.ledger_seq is not None else ""
+        click.echo(
+            f"deleted {d.dataset} {d.version} from {', '.join(d.tiers) or 'no tier'}: "
+            f"{d.policy} ({d.reason}){entry}"
+        )
 
 
 def _print_moved(done) -> None:
@@ -65,7 +95,8 @@ def run_lifecycle(db, drive, decls) -> list[tuple[str, str, str, str]]:
 
     if not declared(decls):
         return []
-    done = run_pass(db, drive, decls)
+    done = run_pass(db, drive, decls, key=_signer(Settings.from_env()))
+    _print_deletions(done, dry_run=False)
     _print_moved(done)
     return [("-", "-", "lifecycle", failure) for failure in done.failed]
 

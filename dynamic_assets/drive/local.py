@@ -72,6 +72,13 @@ class LocalDrive:
         tmp.replace(target)
         return self.stat(path)
 
+    def delete(self, path: str) -> None:
+        """Remove a file (FileNotFoundError when it is not there)."""
+        target = self._resolve(path)
+        if target.is_dir():
+            raise IsADirectoryError(f"{path} is a folder of the drive, not a file")
+        target.unlink()
+
 
 def _item(rel: str, st: os.stat_result, is_folder: bool) -> DriveItem:
     """A file or folder of the local drive as listed. A local file has no drive item id: its path

@@ -1,4 +1,5 @@
-"""One lifecycle pass: measure core, plan the moves, archive each version in the plan.
+"""One lifecycle pass: delete the versions their policy makes due (`deletion`), measure core,
+plan the moves, archive each version in the plan.
 
 A move that fails (an unreachable drive, a copy that does not verify) leaves its version where
 it was and is reported; the pass goes on with the others, and the next pass plans it again."""
@@ -11,8 +12,10 @@ from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archive_version
+from dynamic_assets.lifecycle.deletion import DeletionPass, deletion_pass
 from dynamic_assets.lifecycle.plan import Plan, plan_pass
 from dynamic_assets.lifecycle.usage import core_usage
+from dynamic_assets.provenance.signing import SigningKey
 
 
 @dataclass
@@ -20,6 +23,7 @@ class Pass:
     plan: Plan
     moved: list[Archived] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    deletions: DeletionPass | None = None
 
 
 def declared(decls: Declarations) -> bool:
@@ -41,8 +45,12 @@ def run_pass(
     *,
     dry_run: bool = False,
     step: Step | None = None,
+    key: SigningKey | None = None,
 ) -> Pass:
-    done = Pass(current_plan(db, decls))
+    """One pass; `key` signs the ledger entries of deletions (without it, none is made)."""
+    deletions = deletion_pass(db, drive, decls, key, dry_run=dry_run)
+    done = Pass(current_plan(db, decls), deletions=deletions)
+    done.failed.extend(deletions.failed)
     if dry_run:
         return done
     for move in done.plan.moves:

@@ -21,6 +21,7 @@ STATES = (
     "curated",
     "attested",
     "anchored",
+    "deleted",  # by its lifecycle policy: nothing more to do
 )
 
 

@@ -1,7 +1,9 @@
 """`lifecycle/pass`: one lifecycle pass every day at 03:00 UTC, and whenever the sensor sees the
 core database cross its `warn_at` (or `critical_at`) share of the budget. Its metadata is the
 `dynamic-assets tiers` report (usage, % of budget, status, versions per tier) and what it moved;
-crossing a threshold sends a signed `storage.warn` / `storage.critical` alert."""
+crossing a threshold sends a signed `storage.warn` / `storage.critical` alert. Versions deleted
+by policy are recorded in the signed ledger; a deleted version's dynamic partition is removed
+once no tier holds a copy of it (`remove_deleted_partitions`)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -10,9 +12,13 @@ import dagster as dg
 
 from dynamic_assets.alerts.delivery import dispatch
 from dynamic_assets.alerts.events import storage_event
+from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.alerts.resources import WebhookResource
+from dynamic_assets.defs.datasets.partitions import partitions_name
+from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
+from dynamic_assets.lifecycle.deletion import held_by_no_tier
 from dynamic_assets.lifecycle.plan import Plan
 from dynamic_assets.lifecycle.run import current_plan, run_pass
 
@@ -44,6 +50,18 @@ def tiers_metadata(plan: Plan) -> dict[str, Any]:
     return figures
 
 
+def remove_deleted_partitions(instance: dg.DagsterInstance, db: Database) -> list[str]:
+    """Remove the dynamic partition of every version deleted by policy that no tier holds a
+    copy of any more (a deletion still under way keeps its partition); returns them."""
+    removed = []
+    for dataset, version in held_by_no_tier(db):
+        name = partitions_name(dataset)
+        if instance.has_dynamic_partition(name, version):
+            instance.delete_dynamic_partition(name, version)
+            removed.append(f"{dataset} {version}")
+    return removed
+
+
 def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
     @dg.asset(key=LIFECYCLE_KEY, group_name="lifecycle", kinds={"postgres"}, code_version="1")
     def lifecycle_pass(
@@ -51,6 +69,7 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
         postgres: PostgresResource,
         drive: DriveResource,
         webhooks: WebhookResource,
+        attestation: AttestationResource,
     ) -> dg.MaterializeResult:
         """One lifecycle pass: the versions the storage plan moves out of core archived to the
         drive, each verified against its fingerprint before its partition is dropped."""
@@ -61,8 +80,14 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
         if last is not None and last.asset_materialization is not None:
             seen = last.asset_materialization.metadata.get("status")
             was = str(seen.value) if seen is not None else "healthy"
-        done = run_pass(db, drive.get(), decls)
+        done = run_pass(db, drive.get(), decls, key=attestation.signer())
         moved = [f"{a.dataset} {a.version} core -> archive ({a.rows} rows)" for a in done.moved]
+        deleted = [
+            f"{d.dataset} {d.version} deleted by {d.policy} ({d.reason}) from "
+            f"{', '.join(d.tiers) or 'no tier'}"
+            for d in (done.deletions.deleted if done.deletions else [])
+        ]
+        unpartitioned = remove_deleted_partitions(context.instance, db)
         for failure in done.failed:
             context.log.error(f"not moved: {failure}")
         after = current_plan(db, decls)
@@ -94,6 +119,11 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
                     "\n".join(f"- {f}" for f in done.failed) or "none"
                 ),
                 "alert": alert,
+                "deleted": len(deleted),
+                "deletions": dg.MetadataValue.md("\n".join(f"- {d}" for d in deleted) or "none"),
+                "partitions_removed": dg.MetadataValue.md(
+                    "\n".join(f"- {p}" for p in unpartitioned) or "none"
+                ),
             }
         )
 
