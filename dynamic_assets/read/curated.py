@@ -15,8 +15,8 @@ numpy float32 arrays.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import psycopg
 import pyarrow as pa
 from psycopg import IsolationLevel, sql
@@ -28,6 +28,9 @@ from dynamic_assets.declarations.names import check_dataset_name, version_sort_k
 from dynamic_assets.drive import Drive, LocalDrive
 from dynamic_assets.read.frames import DatasetNotFound, to_pandas, typed_table
 from dynamic_assets.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class FingerprintMismatch(RuntimeError):

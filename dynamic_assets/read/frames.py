@@ -4,10 +4,13 @@ and as pandas."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from dynamic_assets.declarations.model import Column
 
@@ -50,20 +53,28 @@ def typed_table(table: pa.Table, cols: list[Column]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-_PANDAS_TYPES = {
-    pa.int64(): pd.Int64Dtype(),
-    pa.bool_(): pd.BooleanDtype(),
-    pa.string(): pd.StringDtype(),
-    pa.large_string(): pd.StringDtype(),
-}
+def _pandas_types() -> dict:
+    import pandas as pd
+
+    return {
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.string(): pd.StringDtype(),
+        pa.large_string(): pd.StringDtype(),
+    }
 
 
 def to_pandas(table: pa.Table, cols: list[Column]) -> pd.DataFrame:
     """The pandas frame trainers get: nullable Int64/boolean/string, datetime64, json as objects,
-    vectors as float32 arrays."""
+    vectors as float32 arrays. (pandas loads here, with the first frame asked for.)"""
+    import pandas as pd
+
     plain = [c.name for c in cols if c.type not in ("json",) and not c.vector_dim]
     frame = table.select(plain).to_pandas(
-        types_mapper=_PANDAS_TYPES.get, date_as_object=False, split_blocks=True, self_destruct=False
+        types_mapper=_pandas_types().get,
+        date_as_object=False,
+        split_blocks=True,
+        self_destruct=False,
     )
     for col in cols:
         if col.type == "date" and col.name in frame:
