@@ -282,3 +282,22 @@ def test_archive_from_main_and_restore_to_main(
     assert _tier(curated) == "main"
     assert _partitions(main_url) == [P1]
     assert _rows(curated, drive).equals(before)
+
+
+def test_vectors_and_json_travel_to_main_and_back_unchanged(curated, drive, main_url):
+    from dynamic_assets.db import Database
+    from dynamic_assets.lifecycle.main_tier import move_to_main, restore_from_main
+
+    def rows(dataset, version):
+        table = read_curated(dataset, version=version, as_arrow=True, database=curated)
+        return table.sort_by([(table.column_names[0], "ascending")])
+
+    before = {v: rows(*v) for v in (("embeddings", "v2.3"), ("corpus", "v1.0"))}
+    for dataset, version in before:
+        moved = move_to_main(
+            curated, Database(main_url, migrate=False), "MAIN_DB_URL", dataset, version
+        )
+        assert moved is not None and moved.rows == before[(dataset, version)].num_rows
+        assert rows(dataset, version).equals(before[(dataset, version)])
+        restore_from_main(curated, dataset, version)
+        assert rows(dataset, version).equals(before[(dataset, version)])

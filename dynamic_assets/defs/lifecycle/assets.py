@@ -1,6 +1,7 @@
 """`lifecycle/pass`: one lifecycle pass every day at 03:00 UTC, and whenever the sensor sees the
 core database cross its `warn_at` (or `critical_at`) share of the budget. Its metadata is the
-`dynamic-assets tiers` report (usage, % of budget, status, versions per tier) and what it moved;
+`dynamic-assets tiers` report (usage, % of budget, status, versions per tier, the main tier's
+size, each version's tier) and what it moved;
 crossing a threshold sends a signed `storage.warn` / `storage.critical` alert."""
 
 from datetime import UTC, datetime
@@ -10,9 +11,11 @@ import dagster as dg
 
 from dynamic_assets.alerts.delivery import dispatch
 from dynamic_assets.alerts.events import storage_event
+from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.alerts.resources import WebhookResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
+from dynamic_assets.lifecycle.main_tier import MainTierError, main_database, main_usage
 from dynamic_assets.lifecycle.plan import Plan
 from dynamic_assets.lifecycle.run import current_plan, run_pass
 
@@ -35,6 +38,10 @@ def tiers_metadata(plan: Plan) -> dict[str, Any]:
     }
     for tier in TIERS:
         figures[f"versions_{tier}"] = len(usage.in_tier(tier))
+    figures["version_tiers"] = dg.MetadataValue.md(
+        "| dataset | version | tier |\n|---|---|---|\n"
+        + "\n".join(f"| {v.dataset} | {v.version} | {v.tier} |" for v in usage.versions)
+    )
     figures["next_pass"] = dg.MetadataValue.md(
         "\n".join(
             f"- {m.dataset} {m.version} {m.source} -> {m.target}: {m.reason}" for m in plan.moves
@@ -42,6 +49,24 @@ def tiers_metadata(plan: Plan) -> dict[str, Any]:
         or "nothing to move"
     )
     return figures
+
+
+def main_metadata(db: Database, decls: Declarations) -> dict[str, Any]:
+    """The main tier's size and database (host, port, name) when one is declared; why not when
+    it cannot be reached."""
+    if decls.storage.main is None:
+        return {}
+    try:
+        main = main_database(decls.storage.main)
+        assert main is not None
+        found = main_usage(db, main)
+    except MainTierError as exc:
+        return {"main_tier": str(exc)}
+    return {
+        "main_tier": found.database,
+        "main_usage_mb": round(found.database_bytes / MB, 1),
+        "main_curated_mb": round(sum(found.partitions.values()) / MB, 1),
+    }
 
 
 def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
@@ -62,7 +87,12 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
             seen = last.asset_materialization.metadata.get("status")
             was = str(seen.value) if seen is not None else "healthy"
         done = run_pass(db, drive.get(), decls)
-        moved = [f"{a.dataset} {a.version} core -> archive ({a.rows} rows)" for a in done.moved]
+        sources = {(m.dataset, m.version): (m.source, m.target) for m in done.plan.moves}
+        moved = [
+            f"{a.dataset} {a.version} {' -> '.join(sources.get((a.dataset, a.version), ('?', '?')))}"
+            f" ({a.rows} rows)"
+            for a in done.moved
+        ]
         for failure in done.failed:
             context.log.error(f"not moved: {failure}")
         after = current_plan(db, decls)
@@ -87,6 +117,7 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 **tiers_metadata(after),
+                **main_metadata(db, decls),
                 "status_before_pass": before,
                 "moved": len(moved),
                 "moves": dg.MetadataValue.md("\n".join(f"- {m}" for m in moved) or "nothing"),
