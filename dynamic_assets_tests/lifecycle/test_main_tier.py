@@ -134,10 +134,11 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_main_tier_names_version_and_tier_and_drops_nothing(
-    curated, drive, db_url, main_decls, monkeypatch
+    curated, drive, db_url, main_url, main_decls, monkeypatch
 ):
     before = _rows(curated, drive)
-    monkeypatch.setenv("MAIN_DB_URL", f"postgresql://u:s3cret-pw@127.0.0.1:{_closed_port()}/main")
+    unreachable = f"postgresql://u:s3cret-pw@127.0.0.1:{_closed_port()}/main"
+    monkeypatch.setenv("MAIN_DB_URL", unreachable)
     done = run_pass(curated, drive, main_decls)
     assert done.moved == []
     [failure] = done.failed
@@ -145,6 +146,18 @@ def test_an_unreachable_main_tier_names_version_and_tier_and_drops_nothing(
     assert "s3cret-pw" not in failure
     assert _tier(curated) == "core"
     assert _partitions(db_url) == [P1, P2]
+    assert _rows(curated, drive).equals(before)
+
+    monkeypatch.setenv("MAIN_DB_URL", main_url)
+    resumed = run_pass(curated, drive, main_decls)
+    assert resumed.failed == [] and [(m.dataset, m.version) for m in resumed.moved] == [V]
+    monkeypatch.setenv("MAIN_DB_URL", unreachable)
+    from dynamic_assets.lifecycle.main_tier import MainTierError
+
+    with pytest.raises(MainTierError, match=r"market 2024-06-01 \(main tier\).*unreachable") as exc:
+        _rows(curated, drive)
+    assert "s3cret-pw" not in str(exc.value)
+    monkeypatch.setenv("MAIN_DB_URL", main_url)
     assert _rows(curated, drive).equals(before)
 
 
