@@ -80,10 +80,20 @@ def _print_deletions(done, dry_run: bool) -> None:
 
 
 def _print_moved(done) -> None:
-    for archived in done.moved:
+    from dynamic_assets.lifecycle.main_tier import MovedToMain
+
+    sources = {(m.dataset, m.version): m.source for m in done.plan.moves}
+    for moved in done.moved:
+        if isinstance(moved, MovedToMain):
+            click.echo(
+                f"moved {moved.dataset} {moved.version} core -> main: {moved.rows} rows, "
+                f"{moved.database}, verified against its fingerprint"
+            )
+            continue
+        source = sources.get((moved.dataset, moved.version), "core")
         click.echo(
-            f"moved {archived.dataset} {archived.version} core -> archive: {archived.rows} rows, "
-            f"{archived.path} ({archived.size_bytes / 1024:.0f} kB), verified against its fingerprint"
+            f"moved {moved.dataset} {moved.version} {source} -> archive: {moved.rows} rows, "
+            f"{moved.path} ({moved.size_bytes / 1024:.0f} kB), verified against its fingerprint"
         )
 
 
@@ -99,6 +109,28 @@ def run_lifecycle(db, drive, decls) -> list[tuple[str, str, str, str]]:
     _print_deletions(done, dry_run=False)
     _print_moved(done)
     return [("-", "-", "lifecycle", failure) for failure in done.failed]
+
+
+def _main_report(db, decls, count: int) -> dict[tuple[str, str], int]:
+    """Print the main tier's line (database, size, versions); the size of each version's
+    partition on main (empty when main is not declared or cannot be reached)."""
+    from dynamic_assets.lifecycle.main_tier import MainTierError, main_database, main_usage
+
+    if decls.storage.main is None:
+        click.echo("main     not configured")
+        return {}
+    try:
+        main = main_database(decls.storage.main)
+        assert main is not None
+        found = main_usage(db, main)
+    except MainTierError as exc:
+        click.echo(f"main     {count} version(s); {exc}")
+        return {}
+    click.echo(
+        f"main     {found.database}  {_mb(found.database_bytes)}  {count} version(s), "
+        f"curated partitions {_mb(sum(found.partitions.values()))}"
+    )
+    return found.partitions
 
 
 @click.command()
@@ -120,12 +152,7 @@ def tiers() -> None:
         f"         {len(usage.in_tier('core'))} version(s) in core, curated partitions "
         f"{_mb(usage.curated_bytes)}"
     )
-    main = decls.storage.main
-    click.echo(
-        "main     not configured"
-        if main is None
-        else f"main     {main.url_env}: declared, not used by this release's passes"
-    )
+    sizes = _main_report(db, decls, len(usage.in_tier("main")))
     click.echo(
         f"archive  drive folder {decls.storage.archive.folder}/  "
         f"{len(usage.in_tier('archive'))} version(s)"
@@ -134,6 +161,11 @@ def tiers() -> None:
         click.echo(
             f"  {v.tier:<8} {v.dataset} {v.version}"
             + (f"  {_mb(v.bytes)}" if v.tier == "core" else "")
+            + (
+                f"  {_mb(sizes[(v.dataset, v.version)])}"
+                if v.tier == "main" and (v.dataset, v.version) in sizes
+                else ""
+            )
         )
     click.echo("next pass:")
     if not plan.moves:
@@ -152,14 +184,47 @@ def tiers() -> None:
 @click.command()
 @click.argument("dataset")
 @click.argument("version")
-def restore(dataset: str, version: str) -> None:
-    """Bring an archived version back into core, verified against its fingerprint."""
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["core", "main"]),
+    default="core",
+    show_default=True,
+    help="The tier to bring it back to: core (from main or the archive), main (from the archive).",
+)
+def restore(dataset: str, version: str, target: str) -> None:
+    """Bring a version in the main tier or the archive back into core (or an archived one into
+    main), verified against its fingerprint."""
     from dynamic_assets.cli.errors import Failure
-    from dynamic_assets.lifecycle.archive import ArchiveError, restore_version
+    from dynamic_assets.lifecycle.archive import ArchiveError, registered, restore_version
+    from dynamic_assets.lifecycle.main_tier import (
+        main_database,
+        restore_archive_to_main,
+        restore_from_main,
+    )
 
-    _, _, db, resources = _context()
+    _, decls, db, resources = _context()
     try:
-        rows = restore_version(db, resources.drive.get(), dataset, version)
+        with db.connect() as conn:
+            source = registered(conn, dataset, version).tier
+        if target == "core" and source == "main":
+            rows = restore_from_main(db, dataset, version)
+        elif target == "core":
+            rows = restore_version(db, resources.drive.get(), dataset, version)
+        else:
+            if decls.storage.main is None:
+                raise Failure("restore --to main: no main tier is declared (storage.main)")
+            if source != "archive":
+                raise ArchiveError(
+                    f"{dataset} {version} is in the {source} tier, not in the archive"
+                )
+            main = main_database(decls.storage.main, f"{dataset} {version}")
+            assert main is not None
+            rows = restore_archive_to_main(
+                db, main, decls.storage.main.url_env, resources.drive.get(), dataset, version
+            )
     except ArchiveError as exc:
         raise Failure(f"restore failed: {exc}") from None
-    click.echo(f"restored {dataset} {version} archive -> core: {rows} rows, fingerprint verified")
+    click.echo(
+        f"restored {dataset} {version} {source} -> {target}: {rows} rows, fingerprint verified"
+    )

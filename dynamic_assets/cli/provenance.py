@@ -195,6 +195,14 @@ def verify(
             archive_drive = drive or Resources.from_settings(settings).drive.get()
             return archive_reader(db, archive_drive)(dataset, version, record)
 
+        def main_tier(dataset: str, version: str):
+            from dynamic_assets.lifecycle.archive import registered
+            from dynamic_assets.lifecycle.main_tier import main_connection, main_of
+
+            with db.connect() as conn:
+                found = main_of(registered(conn, dataset, version))
+            return main_connection(found, f"{dataset} {version}")
+
         report = verify_version(
             db,
             dataset,
@@ -205,6 +213,7 @@ def verify(
             ton_client=ton_client,
             head=head,
             archive=archive,
+            main=main_tier,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -196,15 +196,17 @@ def archive_version(
     version: str,
     *,
     step: Step | None = None,
+    source: Database | None = None,
 ) -> Archived | None:
-    """Move one curated version from core to the archive (see the module). Returns None when the
-    version is no longer in core. `step(name)` is called after `exported`, `uploaded`,
-    `verified` and `dropped`."""
+    """Move one curated version from core to the archive (see the module), or, with `source`
+    (the main tier's database), from main. Returns None when the version is no longer in that
+    tier. `step(name)` is called after `exported`, `uploaded`, `verified` and `dropped`."""
     step = step or (lambda _name: None)
+    rows_db = source or db
     with db.connect(autocommit=True) as lock_conn, version_lock(lock_conn, dataset, version):
         with db.connect() as conn:
             reg = registered(conn, dataset, version)
-        if reg.tier != "core":
+        if reg.tier != ("core" if source is None else "main"):
             return None
         if reg.sensitive:
             raise ArchiveError(
@@ -217,7 +219,9 @@ def archive_version(
                 "against its fingerprint (materialize its fingerprint first)"
             )
         path = archive_path(folder, dataset, version, reg.fingerprint)
-        with export_version(db, dataset, version, reg.columns, governance=GOVERNANCE) as exported:
+        with export_version(
+            rows_db, dataset, version, reg.columns, governance=GOVERNANCE
+        ) as exported:
             step("exported")
             if exported.rows != int(reg.record["rows"]["count"]):
                 raise ArchiveError(
@@ -231,24 +235,34 @@ def archive_version(
                     f"{reg.where} (archive tier): uploading {path} failed: {exc}"
                 ) from None
         step("uploaded")
-        verify_copy(db, reg, drive, path, exported.sha256)
+        verify_copy(rows_db, reg, drive, path, exported.sha256)
         step("verified")
         archived = Archived(
             dataset, version, path, exported.sha256, exported.size_bytes, exported.rows
         )
         with db.connect() as conn, conn.transaction():
-            dataset_lock(conn, CURATED_SCHEMA, dataset)
-            part = partition_name(dataset, version)
-            if partition_exists(conn, CURATED_SCHEMA, part):
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
-                        ident(CURATED_SCHEMA, dataset), ident(CURATED_SCHEMA, part)
-                    )
-                )
-                conn.execute(sql.SQL("DROP TABLE {}").format(ident(CURATED_SCHEMA, part)))
+            if source is None:
+                _drop_partition(conn, dataset, version)
             _record_tier(conn, reg, "archive", archived, drop_postgres=True)
+        if source is not None:
+            # After the registry's record: a process killed before this leaves a partition on
+            # main that no version refers to, never a version in no tier.
+            with source.connect() as conn, conn.transaction():
+                _drop_partition(conn, dataset, version)
         step("dropped")
         return archived
+
+
+def _drop_partition(conn: psycopg.Connection, dataset: str, version: str) -> None:
+    dataset_lock(conn, CURATED_SCHEMA, dataset)
+    part = partition_name(dataset, version)
+    if partition_exists(conn, CURATED_SCHEMA, part):
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                ident(CURATED_SCHEMA, dataset), ident(CURATED_SCHEMA, part)
+            )
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(ident(CURATED_SCHEMA, part)))
 
 
 def _record_tier(
@@ -260,6 +274,7 @@ def _record_tier(
     drop_postgres: bool,
 ) -> None:
     locations = dict(reg.locations)
+    locations.pop("main", None)
     if drop_postgres:
         locations.pop("postgres", None)
     else:

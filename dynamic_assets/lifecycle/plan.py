@@ -3,7 +3,10 @@
 By policy: a version beyond its dataset's newest `hot_versions` (in version order) that was
 curated more than `archive_after_days` ago goes to the archive. Over `critical_at`, the oldest
 versions beyond `hot_versions` go too, oldest curated first, until core is projected under
-`warn_at`. Versions of sensitive datasets stay in core (their archives would need encryption,
+`warn_at`. With a main tier declared (`storage.main`), a version beyond `hot_versions` goes
+from core to main instead (once curated more than `main_days` ago, when the policy sets it),
+and over `critical_at` the oldest go to main; a version in main goes on to the archive after
+`archive_after_days`. Versions of sensitive datasets stay in core (their archives would need encryption,
 which this plan does not apply), and the newest `hot_versions` of every dataset always stay.
 """
 
@@ -18,6 +21,7 @@ from dynamic_assets.declarations.storage import Lifecycle
 from dynamic_assets.lifecycle.usage import CoreUsage, VersionUsage, status_of
 
 ARCHIVE = "archive"
+MAIN = "main"
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,19 @@ def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None
         by_dataset.setdefault(v.dataset, []).append(v)
     beyond: list[tuple[VersionUsage, Lifecycle]] = []
     kept: list[str] = []
+    aged: list[Move] = []
+    main = decls.storage.main is not None
     for dataset, versions in by_dataset.items():
         policy = policy_of(decls, dataset)
         ordered = sorted(versions, key=lambda v: version_sort_key(v.version))
         older = ordered[: max(len(ordered) - policy.hot_versions, 0)]
         sensitive = dataset in decls.by_name() and decls.dataset(dataset).sensitive
         for v in older:
+            if v.tier == MAIN:
+                days = policy.archive_after_days
+                if days is not None and _age(v, now) > timedelta(days=days):
+                    aged.append(_aged_move(v, policy, MAIN))
+                continue
             if v.tier != "core":
                 continue
             if sensitive:
@@ -81,18 +92,24 @@ def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None
     for v, policy in beyond:
         days = policy.archive_after_days
         if days is not None and _age(v, now) > timedelta(days=days):
+            moves.append(_aged_move(v, policy, "core"))
+        elif main and (policy.main_days is None or _age(v, now) > timedelta(days=policy.main_days)):
             moves.append(
                 Move(
                     v.dataset,
                     v.version,
                     "core",
-                    ARCHIVE,
+                    MAIN,
                     v.bytes,
-                    f"beyond the {policy.hot_versions} hot version(s) and curated more than "
-                    f"{days} days ago (archive_after_days)",
+                    f"beyond the {policy.hot_versions} hot version(s)"
+                    + (
+                        ""
+                        if policy.main_days is None
+                        else f" and curated more than {policy.main_days} days ago (main_days)"
+                    ),
                 )
             )
-    plan = Plan(moves, usage, kept)
+    plan = Plan(moves + aged, usage, kept)
     if usage.status != "critical":
         return plan
     chosen = {(m.dataset, m.version) for m in moves}
@@ -107,15 +124,27 @@ def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None
                 v.dataset,
                 v.version,
                 "core",
-                ARCHIVE,
+                MAIN if main else ARCHIVE,
                 v.bytes,
                 f"core is critical ({usage.fraction:.0%} of {usage.budget_bytes // 1048576} MB "
                 f">= {usage.critical_at:.0%}): the oldest version beyond the "
                 f"{policy.hot_versions} hot version(s), until under {usage.warn_at:.0%}",
             )
         )
-        plan = Plan(moves, usage, kept)
+        plan = Plan(moves + aged, usage, kept)
     return plan
+
+
+def _aged_move(v: VersionUsage, policy: Lifecycle, source: str) -> Move:
+    return Move(
+        v.dataset,
+        v.version,
+        source,
+        ARCHIVE,
+        v.bytes if source == "core" else 0,
+        f"beyond the {policy.hot_versions} hot version(s) and curated more than "
+        f"{policy.archive_after_days} days ago (archive_after_days)",
+    )
 
 
 def _stamp(v: VersionUsage) -> datetime:

@@ -1,5 +1,6 @@
 """One lifecycle pass: delete the versions their policy makes due (`deletion`), measure core,
-plan the moves, archive each version in the plan.
+plan the moves, move each version in the plan: core -> main (`main_tier.move_to_main`), core ->
+archive or main -> archive (`archive.archive_version`).
 
 A move that fails (an unreachable drive, a copy that does not verify) leaves its version where
 it was and is reported; the pass goes on with the others, and the next pass plans it again."""
@@ -9,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dynamic_assets.db import Database
+from dynamic_assets.db.connection import DatabaseUnreachable
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archive_version
 from dynamic_assets.lifecycle.deletion import DeletionPass, deletion_pass
-from dynamic_assets.lifecycle.plan import Plan, plan_pass
+from dynamic_assets.lifecycle.main_tier import MovedToMain, main_database, move_to_main
+from dynamic_assets.lifecycle.plan import MAIN, Move, Plan, plan_pass
 from dynamic_assets.lifecycle.usage import core_usage
 from dynamic_assets.provenance.signing import SigningKey
 
@@ -21,7 +24,7 @@ from dynamic_assets.provenance.signing import SigningKey
 @dataclass
 class Pass:
     plan: Plan
-    moved: list[Archived] = field(default_factory=list)
+    moved: list[Archived | MovedToMain] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deletions: DeletionPass | None = None
 
@@ -55,12 +58,43 @@ def run_pass(
         return done
     for move in done.plan.moves:
         try:
-            archived = archive_version(
-                db, drive, decls.storage.archive.folder, move.dataset, move.version, step=step
-            )
+            moved = _move(db, drive, decls, move, step)
         except ArchiveError as exc:
             done.failed.append(str(exc))
             continue
-        if archived is not None:
-            done.moved.append(archived)
+        except DatabaseUnreachable as exc:
+            done.failed.append(
+                f"{move.dataset} {move.version} ({move.source} tier): {exc}; nothing was dropped"
+            )
+            continue
+        if moved is not None:
+            done.moved.append(moved)
     return done
+
+
+def _move(
+    db: Database, drive: Drive, decls: Declarations, move: Move, step: Step | None
+) -> Archived | MovedToMain | None:
+    where = f"{move.dataset} {move.version}"
+    if move.target == MAIN:
+        main = main_database(decls.storage.main, where)
+        assert main is not None and decls.storage.main is not None  # planned only when declared
+        return move_to_main(
+            db, main, decls.storage.main.url_env, move.dataset, move.version, step=step
+        )
+    source = None
+    if move.source == MAIN:
+        from dynamic_assets.lifecycle.archive import registered
+        from dynamic_assets.lifecycle.main_tier import main_of
+
+        with db.connect() as conn:
+            source = main_of(registered(conn, move.dataset, move.version))
+    return archive_version(
+        db,
+        drive,
+        decls.storage.archive.folder,
+        move.dataset,
+        move.version,
+        step=step,
+        source=source,
+    )

@@ -20,6 +20,8 @@ Each step passes, fails (with a message saying what differs and what that means)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +69,12 @@ def verify_version(
     ton_client: TonCenterClient | None = None,
     head: Any = None,
     archive: ArchiveReader | None = None,
+    main: Callable[[str, str], AbstractContextManager[psycopg.Connection]] | None = None,
 ) -> Report:
     """Verify a curated version from Postgres (and the drive with `drive`, TON with a client,
     against a signed ledger head the auditor holds with `head`, a `ledger.Head` document). The
-    rows of a version in the archive tier are the archive file's, read with `archive`."""
+    rows of a version in the archive tier are the archive file's, read with `archive`; those of
+    a version in the main tier are digested on the main database, connected with `main`."""
     report = Report(f"datasets/{dataset}/{version}", "database")
     with db.connect() as conn:
         row = conn.execute(
@@ -113,6 +117,8 @@ def verify_version(
         # Rows and content, recomputed inside Postgres (from the archive file when archived).
         if tier == "archive":
             check_archive(report, dataset, version, record, archive)
+        elif tier == "main":
+            _check_main(report, dataset, version, record, main)
         else:
             _check_core(report, conn, dataset, version, record)
 
@@ -189,8 +195,34 @@ def verify_version(
     return report
 
 
+def _check_main(
+    report: Report,
+    dataset: str,
+    version: str,
+    record: dict[str, Any],
+    main: Callable[[str, str], AbstractContextManager[psycopg.Connection]] | None,
+) -> None:
+    """The `rows` and `content` steps of a version in the main tier: its partition digested on
+    the main database."""
+    if main is None:
+        for name in ("rows", "content"):
+            report.add(name, SKIP, f"{dataset} {version} is in the main tier: needs its database")
+        return
+    try:
+        with main(dataset, version) as mconn:
+            _check_core(report, mconn, dataset, version, record, tier="main")
+    except (RuntimeError, ValueError, OSError, psycopg.Error) as exc:
+        report.add("rows", FAIL, str(exc))
+        report.add("content", SKIP, "the main tier could not be read")
+
+
 def _check_core(
-    report: Report, conn: psycopg.Connection, dataset: str, version: str, record: dict[str, Any]
+    report: Report,
+    conn: psycopg.Connection,
+    dataset: str,
+    version: str,
+    record: dict[str, Any],
+    tier: str = "core",
 ) -> None:
     """The `rows` and `content` steps of a version in Postgres: its partition digested there."""
     try:
@@ -206,11 +238,11 @@ def _check_core(
             report.add(
                 "rows",
                 FAIL,
-                f"ai_curated.{dataset} version {version} has {content.rows:,} rows, the "
-                f"fingerprint recorded {want_rows:,}: {abs(diff):,} row(s) {what}",
+                f"ai_curated.{dataset} version {version} ({tier} tier) has {content.rows:,} "
+                f"rows, the fingerprint recorded {want_rows:,}: {abs(diff):,} row(s) {what}",
             )
         else:
-            report.add("rows", PASS, f"{content.rows:,} rows in ai_curated.{dataset}")
+            report.add("rows", PASS, f"{content.rows:,} rows in ai_curated.{dataset} ({tier} tier)")
         want = record["rows"]["content_digest"]
         if content.digest != want:
             report.add(

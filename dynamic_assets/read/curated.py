@@ -96,7 +96,8 @@ def read_curated(
     too; the rows are then read in the same database snapshot as the check. Otherwise
     `FingerprintMismatch` says what differs.
 
-    A version in the archive tier is read from its Parquet file in `drive` (by default the local
+    A version in the main tier is read from the main database (the URL in the environment
+    variable `storage.main.url_env` names). A version in the archive tier is read from its Parquet file in `drive` (by default the local
     drive of the settings), its SHA-256 checked against the one recorded when it was archived.
     """
     if via == "rest" and database is None and expected_fingerprint is None:
@@ -145,7 +146,8 @@ def read_curated(
     query = sql.SQL("SELECT {} FROM {} WHERE dataset_version = {}").format(
         select, sql.Identifier("ai_curated", dataset), sql.Literal(version)
     )
-    with db.connect() as conn:
+    rows_db = _main_source(db, dataset, version) or db
+    with _rows_connection(rows_db, db, dataset, version) as conn:
         text = query.as_string(conn)
         set_snapshot = None
         if expected_fingerprint is not None:
@@ -153,12 +155,16 @@ def read_curated(
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             snapshot = scalar(conn, "SELECT pg_export_snapshot()")
-            _check_fingerprint(conn, dataset, version, expected_fingerprint)
+            if rows_db is db:
+                _check_fingerprint(conn, dataset, version, expected_fingerprint)
+            else:
+                with db.connect() as registry:
+                    _check_fingerprint(registry, dataset, version, expected_fingerprint, rows=conn)
             # SET takes no bind parameter: the snapshot id is quoted as a literal.
             set_snapshot = (
                 sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)).as_string(conn)
             )
-        with adbc.connect(db.uri) as aconn:
+        with adbc.connect(rows_db.uri) as aconn:
             cur = aconn.cursor()
             try:
                 if set_snapshot is not None:
@@ -209,8 +215,36 @@ def _archived_read(
     return read_archived(db, drive, dataset, version, columns)
 
 
-def _check_fingerprint(conn: psycopg.Connection, dataset: str, version: str, expected: str) -> None:
-    """Raise FingerprintMismatch unless the version is, in registry and in rows, `expected`."""
+def _main_source(db: Database, dataset: str, version: str) -> Database | None:
+    """The main tier's database when the version lives there, else None."""
+    from dynamic_assets.lifecycle.archive import registered
+    from dynamic_assets.lifecycle.main_tier import main_of
+
+    with db.connect() as conn:
+        reg = registered(conn, dataset, version)
+    return main_of(reg) if reg.tier == "main" else None
+
+
+def _rows_connection(rows_db: Database, db: Database, dataset: str, version: str):
+    """A connection to the database holding the version's rows: core, or the main tier (an
+    unreachable main tier named with the version)."""
+    if rows_db is db:
+        return db.connect()
+    from dynamic_assets.lifecycle.main_tier import main_connection
+
+    return main_connection(rows_db, f"{dataset} {version}", autocommit=False)
+
+
+def _check_fingerprint(
+    conn: psycopg.Connection,
+    dataset: str,
+    version: str,
+    expected: str,
+    *,
+    rows: psycopg.Connection | None = None,
+) -> None:
+    """Raise FingerprintMismatch unless the version is, in registry and in rows (on `rows`, the
+    main tier's connection, when given), `expected`."""
     from dynamic_assets.provenance.fingerprint import (
         FingerprintError,
         build_record,
@@ -238,7 +272,7 @@ def _check_fingerprint(conn: psycopg.Connection, dataset: str, version: str, exp
         )
     try:
         files = version_files(conn, dataset, version)
-        content = content_digest(conn, dataset, version, record["schema"]["columns"])
+        content = content_digest(rows or conn, dataset, version, record["schema"]["columns"])
     except FingerprintError as exc:
         raise FingerprintMismatch(f"{where}: cannot recompute its fingerprint: {exc}") from exc
     now = build_record(

@@ -1,9 +1,10 @@
 """`lifecycle/pass`: one lifecycle pass every day at 03:00 UTC, and whenever the sensor sees the
 core database cross its `warn_at` (or `critical_at`) share of the budget. Its metadata is the
-`dynamic-assets tiers` report (usage, % of budget, status, versions per tier) and what it moved;
-crossing a threshold sends a signed `storage.warn` / `storage.critical` alert. Versions deleted
-by policy are recorded in the signed ledger; a deleted version's dynamic partition is removed
-once no tier holds a copy of it (`remove_deleted_partitions`)."""
+`dynamic-assets tiers` report (usage, % of budget, status, versions per tier, the main tier's
+size, each version's tier) and what it moved; crossing a threshold sends a signed
+`storage.warn` / `storage.critical` alert. Versions deleted by policy are recorded in the signed
+ledger; a deleted version's dynamic partition is removed once no tier holds a copy of it
+(`remove_deleted_partitions`)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from dynamic_assets.defs.datasets.partitions import partitions_name
 from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.lifecycle.deletion import held_by_no_tier
+from dynamic_assets.lifecycle.main_tier import MainTierError, main_database, main_usage
 from dynamic_assets.lifecycle.plan import Plan
 from dynamic_assets.lifecycle.run import current_plan, run_pass
 
@@ -41,6 +43,10 @@ def tiers_metadata(plan: Plan) -> dict[str, Any]:
     }
     for tier in TIERS:
         figures[f"versions_{tier}"] = len(usage.in_tier(tier))
+    figures["version_tiers"] = dg.MetadataValue.md(
+        "| dataset | version | tier |\n|---|---|---|\n"
+        + "\n".join(f"| {v.dataset} | {v.version} | {v.tier} |" for v in usage.versions)
+    )
     figures["next_pass"] = dg.MetadataValue.md(
         "\n".join(
             f"- {m.dataset} {m.version} {m.source} -> {m.target}: {m.reason}" for m in plan.moves
@@ -62,6 +68,24 @@ def remove_deleted_partitions(instance: dg.DagsterInstance, db: Database) -> lis
     return removed
 
 
+def main_metadata(db: Database, decls: Declarations) -> dict[str, Any]:
+    """The main tier's size and database (host, port, name) when one is declared; why not when
+    it cannot be reached."""
+    if decls.storage.main is None:
+        return {}
+    try:
+        main = main_database(decls.storage.main)
+        assert main is not None
+        found = main_usage(db, main)
+    except MainTierError as exc:
+        return {"main_tier": str(exc)}
+    return {
+        "main_tier": found.database,
+        "main_usage_mb": round(found.database_bytes / MB, 1),
+        "main_curated_mb": round(sum(found.partitions.values()) / MB, 1),
+    }
+
+
 def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
     @dg.asset(key=LIFECYCLE_KEY, group_name="lifecycle", kinds={"postgres"}, code_version="1")
     def lifecycle_pass(
@@ -81,7 +105,12 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
             seen = last.asset_materialization.metadata.get("status")
             was = str(seen.value) if seen is not None else "healthy"
         done = run_pass(db, drive.get(), decls, key=attestation.signer())
-        moved = [f"{a.dataset} {a.version} core -> archive ({a.rows} rows)" for a in done.moved]
+        sources = {(m.dataset, m.version): (m.source, m.target) for m in done.plan.moves}
+        moved = [
+            f"{a.dataset} {a.version} {' -> '.join(sources.get((a.dataset, a.version), ('?', '?')))}"
+            f" ({a.rows} rows)"
+            for a in done.moved
+        ]
         deleted = [
             f"{d.dataset} {d.version} deleted by {d.policy} ({d.reason}) from "
             f"{', '.join(d.tiers) or 'no tier'}"
@@ -112,6 +141,7 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 **tiers_metadata(after),
+                **main_metadata(db, decls),
                 "status_before_pass": before,
                 "moved": len(moved),
                 "moves": dg.MetadataValue.md("\n".join(f"- {m}" for m in moved) or "nothing"),

@@ -103,3 +103,32 @@ def test_sensor_requests_a_pass_when_core_crosses_warn_at(
     ) as context:
         still = sensor(context)
     assert isinstance(still, dg.SkipReason) and "critical" in still.skip_message
+
+
+def test_pass_moves_to_the_main_tier_and_lists_each_versions_tier(
+    settings,
+    tier_decls,  # noqa: F811
+    curated,  # noqa: F811
+    pg_server,
+    instance,
+    monkeypatch,
+):
+    from dynamic_assets.declarations.storage import MainTier
+    from dynamic_assets.definitions import build_defs
+    from dynamic_assets_tests.support.postgres import create_database
+
+    main_url = pg_server.get_uri(create_database(pg_server, "main"))
+    monkeypatch.setenv("MAIN_DB_URL", main_url)
+    decls = _plan(tier_decls, budget_mb=500)
+    decls.storage.main = MainTier(url_env="MAIN_DB_URL")
+    defs = build_defs(settings, decls)
+    result = dg.materialize([defs.get_assets_def(KEY)], resources=defs.resources, instance=instance)
+    assert result.success
+
+    meta = result.asset_materializations_for_node("lifecycle__pass")[0].metadata
+    assert "market 2024-06-01 core -> main (560 rows)" in meta["moves"].value
+    assert meta["versions_main"].value == 1 and meta["versions_core"].value == 3
+    assert meta["main_usage_mb"].value > 0 and meta["main_curated_mb"].value > 0
+    assert main_url not in str(meta)
+    tiers = meta["version_tiers"].value
+    assert "| market | 2024-06-01 | main |" in tiers and "| market | 2024-07-01 | core |" in tiers
