@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from dynamic_assets.datasets.curated import (
 from dynamic_assets.datasets.deletions import settle_deletions
 from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import FileChanged, FileLoad, SourceFile, load_version
+from dynamic_assets.datasets.typed_build import TypedBuild, typed_build_possible
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import (
     RAW_SCHEMA,
@@ -134,6 +136,7 @@ class Staged:
     manifest: Manifest
     loads: list[FileLoad]
     seconds: float
+    build: Build | None = None  # the typed table built beside the staging (CSV), if it was
 
     @property
     def rows(self) -> int:
@@ -172,9 +175,10 @@ def stage(
         )
         for item, fmt in manifest.folder.files
     ]
-    with db.connect(autocommit=True) as conn:
+    typed = TypedBuild(db.uri, ds, version) if typed_build_possible(ds) else None
+    with db.connect(autocommit=True) as conn, _closing(typed):
         try:
-            loads = load_version(conn, ds, version, sources)
+            loads = load_version(conn, ds, version, sources, typed=typed)
         except LoadError as exc:
             bad = manifest.file_ids.get(exc.path)
             # A file that changed while it was read stays pending: the next run takes it as the
@@ -197,7 +201,17 @@ def stage(
                 rows_loaded=sum(f.rows for f in loads),
                 bytes_=sum(f.bytes for f in loads),
             )
-    return Staged(manifest, loads, step.seconds)
+        build = typed.commit([f.file_id for f in loads]) if typed is not None else None
+    return Staged(manifest, loads, step.seconds, build)
+
+
+@contextmanager
+def _closing(typed: TypedBuild | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if typed is not None:
+            typed.close()
 
 
 @dataclass
@@ -408,7 +422,7 @@ def validate(
         for name, typ in (load.source_types or {}).items():
             parquet_types.setdefault(name, typ)
     with db.connect(autocommit=True) as conn:
-        problems, build = _build_typed(conn, ds, version)
+        problems, build = _build_typed(conn, ds, version, staged.build if staged else None)
     # Without a typed table (values that do not cast), the expectations judge the staging cast
     # on the fly, a value that does not cast read as NULL (`rows_castable` reports it).
     judging = Judging(db.uri, ds, version, build.table if build else None)
@@ -490,9 +504,19 @@ def validate(
 
 
 def _build_typed(
-    conn: psycopg.Connection, ds: Dataset, version: str
+    conn: psycopg.Connection, ds: Dataset, version: str, beside: Build | None = None
 ) -> tuple[list[ValueProblem], Build | None]:
-    """The typed table of the staged version, or what keeps it from being built."""
+    """The typed table of the staged version, or what keeps it from being built. `beside`: the
+    one built while the version staged, taken while it is still the one recorded."""
+    if (
+        beside is not None
+        and conn.execute(
+            "SELECT 1 FROM public.curated_builds WHERE dataset = %s AND version = %s "
+            "AND table_name = %s",
+            (ds.name, version, beside.table),
+        ).fetchone()
+    ):
+        return [], beside
     try:
         return [], build_version(conn, ds, version)
     except PromotionError as exc:

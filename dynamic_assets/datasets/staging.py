@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
@@ -61,6 +62,9 @@ from dynamic_assets.formats.parquet import (
     parquet_batches,
     spool_parquet,
 )
+
+if TYPE_CHECKING:  # it builds on `curated`, which reads staging
+    from dynamic_assets.datasets.typed_build import TypedBuild
 
 LINEAGE = [("_file_id", "bigint"), ("_row", "bigint")]
 
@@ -172,15 +176,24 @@ class FileLoad:
 
 
 def load_version(
-    conn: psycopg.Connection, ds: Dataset, version: str, files: list[SourceFile]
+    conn: psycopg.Connection,
+    ds: Dataset,
+    version: str,
+    files: list[SourceFile],
+    *,
+    typed: TypedBuild | None = None,
 ) -> list[FileLoad]:
     """Load every file of one version into a new table and swap it in as the version's partition.
 
     `conn` must be in autocommit mode; everything happens in one transaction, so a failure on any
     file leaves the previous staging partition as it was. Raises `LoadError` naming the file.
+    `typed` (CSV): the version's typed table, streamed from the same batches on its own
+    connection and checked before the staging commits; its caller commits or closes it.
     """
     ensure_staging_table(conn, ds)
     loads: list[FileLoad] = []
+    if typed is not None:
+        typed.start()
     with conn.transaction():
         built = build_name(ds.name, version)
         conn.execute(
@@ -196,7 +209,9 @@ def load_version(
             )
         )
         for f in files:
-            loads.append(_load_file(conn, built, ds, f))
+            loads.append(_load_file(conn, built, ds, f, typed))
+        if typed is not None:
+            typed.finish([load.file_id for load in loads])
         conn.execute(
             sql.SQL("ALTER TABLE {} ALTER COLUMN dataset_version DROP DEFAULT").format(
                 ident(RAW_SCHEMA, built)
@@ -247,12 +262,18 @@ _NO_ROWS = {
 }
 
 
-def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile) -> FileLoad:
+def _load_file(
+    conn: psycopg.Connection,
+    table: str,
+    ds: Dataset,
+    f: SourceFile,
+    typed: TypedBuild | None = None,
+) -> FileLoad:
     """Load one file; refused as `FileChanged` when it moved since its listing, whether the read
     went through (its byte count or the drive's listing now differ) or failed (a half-written
     file often reads as a bad one: its refusal is then not the file's own)."""
     try:
-        load = _read_file(conn, table, ds, f)
+        load = _read_file(conn, table, ds, f, typed)
     except FileChanged:
         raise
     except LoadError as exc:
@@ -264,10 +285,16 @@ def _load_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile)
     return load
 
 
-def _read_file(conn: psycopg.Connection, table: str, ds: Dataset, f: SourceFile) -> FileLoad:
+def _read_file(
+    conn: psycopg.Connection,
+    table: str,
+    ds: Dataset,
+    f: SourceFile,
+    typed: TypedBuild | None = None,
+) -> FileLoad:
     started = time.perf_counter()
     if ds.family == "csv":
-        source = _csv_source(ds, f)
+        source = _csv_source(ds, f, typed)
     elif ds.family == "json":
         source = _json_source(ds, f)
     else:
@@ -407,9 +434,10 @@ def _lineage_schema(data: list[tuple[str, pa.DataType]]) -> pa.Schema:
     return pa.schema(data + [(n, pa.int64()) for n, _ in LINEAGE])
 
 
-def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
+def _csv_source(ds: Dataset, f: SourceFile, typed: TypedBuild | None = None) -> _Source:
     """The header names the columns by their `source` (`Adj. Close*`); they are staged under
-    their declared names (`adj_close`)."""
+    their declared names (`adj_close`). Each batch whose values are all in their written forms
+    goes to `typed` too."""
     schema = _lineage_schema([(c.name, pa.string()) for c in ds.columns])
     headers = [c.header for c in ds.columns]
     reader = CsvFile(
@@ -434,9 +462,13 @@ def _csv_source(ds: Dataset, f: SourceFile) -> _Source:
             judged = judged and all(
                 judge_forms(batch.column(i), form, non_finite=nf) for i, form, nf in forms
             )
-            rb = pa.RecordBatch.from_arrays(
-                batch.columns + _lineage(f.file_id, start, n), schema=schema
-            )
+            lineage = _lineage(f.file_id, start, n)
+            if typed is not None:
+                if judged:
+                    typed.send(batch.columns, lineage)
+                else:
+                    typed.give_up("a value out of its written form")
+            rb = pa.RecordBatch.from_arrays(batch.columns + lineage, schema=schema)
             yield enc.write_batch(rb), n
             start += n
         yield enc.finish(), 0
