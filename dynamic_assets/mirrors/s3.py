@@ -59,15 +59,23 @@ def credentials(name: str, environ: Mapping[str, str] | None = None) -> Credenti
     return None
 
 
-def s3_client(name: str, platform: S3Platform, environ: Mapping[str, str] | None = None) -> Any:
+def s3_client(
+    name: str,
+    platform: S3Platform,
+    environ: Mapping[str, str] | None = None,
+    *,
+    attempts: int = 6,
+) -> Any:
+    """A boto3 client of the platform; `attempts` bounds the retries of throttled or failed
+    requests (fewer for a quick look such as `status`)."""
     import boto3
     from botocore.config import Config
 
     creds = credentials(name, environ)
     config = Config(
-        retries={"max_attempts": 6, "mode": "standard"},
+        retries={"max_attempts": attempts, "mode": "standard"},
         s3={"addressing_style": "path"},
-        connect_timeout=10,
+        connect_timeout=10 if attempts > 1 else 3,
         read_timeout=60,
         # checksums only when the operation requires one: S3-compatible stores differ in support
         request_checksum_calculation="when_required",
