@@ -29,3 +29,16 @@ CREATE TABLE IF NOT EXISTS public.mirror_failures (
     failed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (platform, dataset, version)
 );
+
+-- The curated versions a caller may read (0002), with `pointed`: true for the version the
+-- dataset's pointer names (`promote` / `rollback`), so that a REST reader follows the current
+-- version as the database path does. The filter is unchanged.
+CREATE OR REPLACE VIEW public.curated_versions WITH (security_barrier = true) AS
+SELECT d.name, d.version, d.row_count, d.schema_version, d.schema, d.sensitivity,
+       d.fingerprint, d.curated_at,
+       EXISTS (SELECT 1 FROM public.dataset_pointers p
+                WHERE p.dataset = d.name AND p.version = d.version) AS pointed
+  FROM public.datasets d
+ WHERE d.status = 'curated'
+   AND to_regclass(format('ai_curated.%I', d.name)) IS NOT NULL
+   AND has_table_privilege(current_user, to_regclass(format('ai_curated.%I', d.name)), 'SELECT');
