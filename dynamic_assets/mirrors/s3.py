@@ -225,7 +225,8 @@ def put_multipart(
             upload_id, stored = u["UploadId"], _stored_parts(client, bucket, key, u["UploadId"])
         else:  # an older leftover of the same key: nothing resumes it
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=u["UploadId"])
-    parts, sent, number = [], 0, 0
+    parts: list[dict[str, Any]] = []
+    sent, number = 0, 0
     while data := body.read(chunk):
         number += 1
         etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
