@@ -28,6 +28,7 @@ def run_mirrors(
         pending = pending_mirrors(conn, decls, dataset, version)
     if not pending:
         return run_dvc(db, decls, dataset, version)
+    signer = _signer()
     table = Table(title="mirrors")
     for name in ("dataset", "version", "platform", "bytes", "status"):
         table.add_column(name, justify="right" if name == "bytes" else "left")
@@ -35,7 +36,7 @@ def run_mirrors(
     with console.status("Mirroring curated versions …"):
         for ds, ver, platform in pending:
             try:
-                done = mirror_version(db, decls, ds, ver, platform)
+                done = mirror_version(db, decls, ds, ver, platform, signer=signer)
             except MirrorError as exc:
                 failures.append((ds, ver, f"mirrors/{platform}", str(exc)))
                 table.add_row(ds, ver, platform, "-", "[red]failed[/]")
@@ -44,6 +45,14 @@ def run_mirrors(
             table.add_row(ds, ver, platform, f"{done.placed.size_bytes:,}", f"[green]{status}[/]")
     console.print(table)
     return failures + run_dvc(db, decls, dataset, version)
+
+
+def _signer():
+    """The pipeline's signing key, which signs the ledger entry of each object placed."""
+    from dynamic_assets.defs.provenance.resources import build_attestation_resource
+    from dynamic_assets.settings import Settings
+
+    return build_attestation_resource(Settings.from_env()).signer()
 
 
 def run_dvc(

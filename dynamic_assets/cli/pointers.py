@@ -68,7 +68,28 @@ def _move(dataset: str, version: str | None, reason: str | None) -> None:
         markup=False,
         highlight=False,
     )
+    _observe(settings, move)
     _follow(db, decls, dataset)
+
+
+def _observe(settings: Settings, move) -> None:
+    """Show the new current version on the curated asset in the Dagster UI: an observation of
+    `ai_curated/<dataset>` with `current_version` (and the move) in the home's instance."""
+    import dagster as dg
+
+    from dynamic_assets.defs.datasets.assets import curated_key
+    from dynamic_assets.defs.headless import dagster_instance
+
+    dagster_instance(settings).report_runless_asset_event(
+        dg.AssetObservation(
+            asset_key=curated_key(move.dataset),
+            metadata={
+                "current_version": move.to_version,
+                "previous_version": move.from_version or "-",
+                "moved_by": f"{move.action} by {move.actor}",
+            },
+        )
+    )
 
 
 def _follow(db, decls, dataset: str) -> None:

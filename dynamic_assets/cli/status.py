@@ -31,22 +31,46 @@ def status(as_json: bool) -> None:
     """Health of every dataset: latest and current version, checks, last runs, quarantined files, and each
     version not in its final state (attested, or anchored when TON anchoring is configured).
 
-    Exits 1 when a blocking check of any dataset is failing, a version is not final, or a
-    curated version has lost every source file.
+    With S3 platforms declared, also the state of each version on each platform: mirrored,
+    missing, changed (behind our back) or failed (with the reason).
+
+    Exits 1 when a blocking check of any dataset is failing, a version is not final, a
+    curated version has lost every source file, or a mirror failed or changed.
     """
     from dynamic_assets.declarations.model import load_declarations
+    from dynamic_assets.mirrors.state import mirror_states
     from dynamic_assets.quality.status import health
     from dynamic_assets.read.curated import default_database
 
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
-    report = health(default_database(settings), decls, anchoring=settings.provenance.anchoring)
+    db = default_database(settings)
+    report = health(db, decls, anchoring=settings.provenance.anchoring)
+    mirrors = mirror_states(db, decls)
     if as_json:
-        click.echo(json.dumps([h.as_dict() for h in report], default=str, indent=2))
+        rows = [
+            h.as_dict() | {"mirrors": [m.as_dict() for m in mirrors if m.dataset == h.dataset]}
+            for h in report
+        ]
+        click.echo(json.dumps(rows, default=str, indent=2))
     else:
         _print(report)
-    if not all(h.green for h in report):
+        _print_mirrors(mirrors)
+    if not all(h.green for h in report) or any(m.problem for m in mirrors):
         sys.exit(1)
+
+
+def _print_mirrors(mirrors: list) -> None:
+    """One line per version and platform; failed and changed ones on stderr."""
+    if not mirrors:
+        return
+    console.print("mirrors:", highlight=False)
+    for m in mirrors:
+        line = f"  {m.dataset} {m.version}  {m.platform} {m.state}: {m.detail}"
+        if m.problem:
+            _problem(line)
+        else:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print(report: list) -> None:

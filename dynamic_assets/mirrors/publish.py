@@ -3,8 +3,11 @@
 The version is exported as Parquet (`export.export_version`), uploaded under its deterministic
 key unless the object already holds those bytes (`s3.put_file`), the dataset's `latest` pointer
 follows when the version is the dataset's current one, and `datasets.platform_locations.<name>`
-records `{"url", "sha256", "size_bytes", "fingerprint"}`. Any failure of the store is a
-`MirrorError` naming platform, dataset and version.
+records `{"url", "sha256", "size_bytes", "fingerprint"}`. The object itself is recorded once in
+`public.mirror_objects` (platform, key, SHA-256, size, fingerprint, the store's ETag) and as one
+signed ledger entry whose leaf carries the version's fingerprint and the object; placing the same
+bytes again records nothing. Any failure of the store is a `MirrorError` naming platform, dataset
+and version, kept in `public.mirror_failures` until the mirror next succeeds (`status` shows it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dynamic_assets.declarations.names import version_sort_key
 from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform, declared_platform
 from dynamic_assets.mirrors import s3
 from dynamic_assets.mirrors.export import PARQUET_MEDIA_TYPE, export_version
+from dynamic_assets.provenance import ledger, merkle
+from dynamic_assets.provenance.signing import SigningKey
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,98 @@ def recorded_location(
     return row[0] if row is not None and isinstance(row[0], dict) else None
 
 
+def record_failure(db: Database, name: str, dataset: str, version: str, reason: str) -> None:
+    """Keep the mirror's last failure of the version (its reason names no credential)."""
+    with db.connect() as conn:
+        conn.execute(
+            """INSERT INTO public.mirror_failures (platform, dataset, version, reason)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (platform, dataset, version)
+               DO UPDATE SET reason = EXCLUDED.reason, failed_at = now()""",
+            (name, dataset, version, reason),
+        )
+
+
+def object_leaf(
+    name: str, dataset: str, version: str, fingerprint: str, placed: s3.Placed
+) -> dict[str, Any]:
+    """The ledger leaf of a mirrored object: the version's fingerprint leaf and the object."""
+    return {
+        "dataset": dataset,
+        "version": version,
+        "fingerprint": fingerprint,
+        "mirror": {
+            "platform": name,
+            "key": placed.key,
+            "sha256": placed.sha256,
+            "size_bytes": placed.size_bytes,
+        },
+    }
+
+
+def record_object(
+    conn: psycopg.Connection,
+    name: str,
+    dataset: str,
+    version: str,
+    fingerprint: str,
+    placed: s3.Placed,
+    etag: str | None,
+    signer: SigningKey | None,
+) -> int | None:
+    """Record the object once (platform, key, SHA-256) with a signed ledger entry; the entry's
+    sequence number, or None when the object was already in the ledger (or no signer was given:
+    the next mirror with one writes its entry)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LEDGER_LOCK,))
+        row = conn.execute(
+            "SELECT id, ledger_seq FROM public.mirror_objects "
+            "WHERE platform = %s AND object_key = %s AND sha256 = %s",
+            (name, placed.key, placed.sha256),
+        ).fetchone()
+        if row is not None and (row[1] is not None or signer is None):
+            return None
+        seq = None
+        if signer is not None:
+            leaf = object_leaf(name, dataset, version, fingerprint, placed)
+            root = merkle.root(ledger.leaf_hashes([leaf])).hex()
+            seq = ledger.append(conn, root, [leaf], signer).seq
+        if row is not None:
+            conn.execute(
+                "UPDATE public.mirror_objects SET ledger_seq = %s WHERE id = %s", (seq, row[0])
+            )
+        else:
+            conn.execute(
+                """INSERT INTO public.mirror_objects
+                       (platform, dataset, version, object_key, sha256, size_bytes, fingerprint,
+                        etag, ledger_seq)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    name,
+                    dataset,
+                    version,
+                    placed.key,
+                    placed.sha256,
+                    placed.size_bytes,
+                    fingerprint,
+                    etag,
+                    seq,
+                ),
+            )
+        return seq
+
+
+def _known_object(conn: psycopg.Connection, name: str, placed: s3.Placed) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM public.mirror_objects "
+            "WHERE platform = %s AND object_key = %s AND sha256 = %s",
+            (name, placed.key, placed.sha256),
+        ).fetchone()
+        is not None
+    )
+
+
 def mirror_version(
     db: Database,
     decls: Declarations,
@@ -89,8 +186,39 @@ def mirror_version(
     environ: Mapping[str, str] | None = None,
     multipart_threshold: int = s3.MULTIPART_THRESHOLD,
     multipart_chunk: int = s3.MULTIPART_CHUNK,
+    signer: SigningKey | None = None,
 ) -> Mirrored:
-    """Mirror `dataset` `version` to the S3 platform `name`."""
+    """Mirror `dataset` `version` to the S3 platform `name`; `signer` signs the ledger entry of
+    an object placed for the first time. A failure is kept for `status` and raised."""
+    try:
+        return _mirror_version(
+            db,
+            decls,
+            dataset,
+            version,
+            name,
+            environ=environ,
+            multipart_threshold=multipart_threshold,
+            multipart_chunk=multipart_chunk,
+            signer=signer,
+        )
+    except s3.MirrorError as exc:
+        record_failure(db, name, dataset, version, str(exc))
+        raise
+
+
+def _mirror_version(
+    db: Database,
+    decls: Declarations,
+    dataset: str,
+    version: str,
+    name: str,
+    *,
+    environ: Mapping[str, str] | None,
+    multipart_threshold: int,
+    multipart_chunk: int,
+    signer: SigningKey | None,
+) -> Mirrored:
     platform = s3_platform(decls, name)
     where = f"mirror {name}: {dataset} {version}"
     with db.connect() as conn:
@@ -118,6 +246,8 @@ def mirror_version(
             rows = out.rows
         with db.connect() as conn:
             current = current_version(conn, dataset)
+            known = _known_object(conn, name, placed)
+        etag = None if known else (s3.head(client, platform.bucket, key) or {}).get("ETag")
         moved = False
         if current == version:
             moved = s3.put_bytes(
@@ -148,6 +278,12 @@ def mirror_version(
                 "fingerprint": fingerprint,
             },
         )
+        conn.execute(
+            "DELETE FROM public.mirror_failures "
+            "WHERE platform = %s AND dataset = %s AND version = %s",
+            (name, dataset, version),
+        )
+        record_object(conn, name, dataset, version, fingerprint, placed, etag, signer)
     return Mirrored(name, dataset, version, placed, rows, moved)
 
 

@@ -5,7 +5,8 @@ convention `dynamic-assets_dataset_<dataset>-<version>_<fingerprint[:12]>_<platf
 the same curated rows always give the same key and the same bytes. The object's SHA-256 rides in
 its metadata (`x-amz-meta-sha256`), so an upload is skipped when the object already holds those
 exact bytes. `<prefix>/<dataset>/latest` is a small JSON object naming the current version's
-object (S3 has no symbolic links). Large files go up in parts; `503 SlowDown` and other
+object (S3 has no symbolic links). Large files go up in parts (`put_multipart`), and an upload
+an interrupted run left unfinished is resumed from its stored parts; `503 SlowDown` and other
 throttling answers are retried by botocore.
 """
 
@@ -59,15 +60,23 @@ def credentials(name: str, environ: Mapping[str, str] | None = None) -> Credenti
     return None
 
 
-def s3_client(name: str, platform: S3Platform, environ: Mapping[str, str] | None = None) -> Any:
+def s3_client(
+    name: str,
+    platform: S3Platform,
+    environ: Mapping[str, str] | None = None,
+    *,
+    attempts: int = 6,
+) -> Any:
+    """A boto3 client of the platform; `attempts` bounds the retries of throttled or failed
+    requests (fewer for a quick look such as `status`)."""
     import boto3
     from botocore.config import Config
 
     creds = credentials(name, environ)
     config = Config(
-        retries={"max_attempts": 6, "mode": "standard"},
+        retries={"max_attempts": attempts, "mode": "standard"},
         s3={"addressing_style": "path"},
-        connect_timeout=10,
+        connect_timeout=10 if attempts > 1 else 3,
         read_timeout=60,
         # checksums only when the operation requires one: S3-compatible stores differ in support
         request_checksum_calculation="when_required",
@@ -164,6 +173,9 @@ def put_file(
         and int(found.get("ContentLength", -1)) == size
     ):
         return False
+    if size >= threshold:
+        put_multipart(client, platform, key, body, sha256, content_type=content_type, chunk=chunk)
+        return True
     client.upload_fileobj(
         body,
         platform.bucket,
@@ -174,6 +186,70 @@ def put_file(
         ),
     )
     return True
+
+
+def _stored_parts(client: Any, bucket: str, key: str, upload_id: str) -> dict[int, tuple[str, int]]:
+    parts: dict[int, tuple[str, int]] = {}
+    for page in client.get_paginator("list_parts").paginate(
+        Bucket=bucket, Key=key, UploadId=upload_id
+    ):
+        for p in page.get("Parts", []):
+            parts[int(p["PartNumber"])] = (str(p["ETag"]), int(p["Size"]))
+    return parts
+
+
+def put_multipart(
+    client: Any,
+    platform: S3Platform,
+    key: str,
+    body: IO[bytes],
+    sha256: str,
+    *,
+    content_type: str,
+    chunk: int = MULTIPART_CHUNK,
+) -> int:
+    """Upload `body` to `key` in parts of `chunk` bytes, resuming an upload of the key left
+    unfinished by an interrupted run: its stored parts whose MD5 ETag and size match the same
+    part of `body` are kept, the others sent. (The export is deterministic, so an interrupted
+    upload of a key holds a prefix of the same bytes; an upload holding other bytes is aborted
+    and started again.) A failure leaves the upload in the store for the next run to resume.
+    Returns the number of parts sent."""
+    bucket = platform.bucket
+    listed = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+    unfinished = sorted(
+        (u for u in listed if u["Key"] == key), key=lambda u: u["Initiated"], reverse=True
+    )
+    upload_id, stored = None, {}
+    for u in unfinished:
+        if upload_id is None:
+            upload_id, stored = u["UploadId"], _stored_parts(client, bucket, key, u["UploadId"])
+        else:  # an older leftover of the same key: nothing resumes it
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=u["UploadId"])
+    parts: list[dict[str, Any]] = []
+    sent, number = 0, 0
+    while data := body.read(chunk):
+        number += 1
+        etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+        if upload_id is not None and stored.get(number) not in (None, (etag, len(data))):
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            upload_id, stored = None, {}
+            body.seek(0)
+            parts, sent, number = [], 0, 0
+            continue
+        if upload_id is None:
+            upload_id = client.create_multipart_upload(
+                Bucket=bucket, Key=key, Metadata={"sha256": sha256}, ContentType=content_type
+            )["UploadId"]
+        if stored.get(number) != (etag, len(data)):
+            etag = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )["ETag"]
+            sent += 1
+        parts.append({"PartNumber": number, "ETag": etag})
+    client.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+    return sent
 
 
 def pointer_bytes(dataset: str, version: str, url: str, sha256: str, size: int) -> bytes:

@@ -9,7 +9,8 @@
 What the key may read is decided by Postgres, not here: PostgREST runs each request as the key's
 role, so grants and row level security (dynamic_assets.db.access) apply. The key finds the
 versions it may read in the `public.curated_versions` view (a dataset it may not read does not
-appear, not even by name), with their declared columns, and reads rows from
+appear, not even by name), with their declared columns and which one is current (`pointed`:
+without a version, the pointer's version is read, else the newest), and reads rows from
 `ai_curated.<dataset>` page by page (`.range()`, i.e. PostgREST's limit and offset) in a stable
 order (source file, row), counting with `Prefer: count=exact`. The result has the same types as
 the database path (ADBC): integer -> Int64, float -> float64, date -> datetime64[s],
@@ -71,11 +72,18 @@ def _field(name: str) -> str:
 def _catalog(client, dataset: str) -> list[dict[str, Any]]:
     resp = (
         client.table(CATALOG_VIEW)
-        .select("version,schema,row_count,fingerprint,curated_at")
+        .select("version,schema,row_count,fingerprint,curated_at,pointed")
         .eq("name", dataset)
         .execute()
     )
     return list(resp.data or [])
+
+
+def current_version(catalog: dict[str, dict[str, Any]]) -> str:
+    """The version the dataset's pointer names (`promote` / `rollback`), else the newest: the
+    version `read_curated` reads without one on the database path too."""
+    pointed = [v for v, row in catalog.items() if row.get("pointed")]
+    return pointed[0] if pointed else max(catalog, key=version_sort_key)
 
 
 def _float(v: Any) -> float | None:
@@ -145,7 +153,7 @@ def read_curated_rest(
             "(it does not exist, or the key's role is not among its readers)"
         )
     if version is None:
-        version = max(catalog, key=version_sort_key)
+        version = current_version(catalog)
     elif version not in catalog:
         raise DatasetNotFound(
             f"dataset {dataset!r} has no curated version {version!r} this key may read; "

@@ -64,7 +64,7 @@ def test_pages_use_postgrest_request_shapes(api):
     assert len(df) == 560 and list(df.columns) == ["date", "symbol", "close"]
     [catalog, catalog_again] = api.gets("curated_versions")
     assert dict(catalog.params) == {
-        "select": "version,schema,row_count,fingerprint,curated_at",
+        "select": "version,schema,row_count,fingerprint,curated_at,pointed",
         "name": "eq.market",
     }
     assert catalog.headers["accept-profile"] == "public"  # the view lives in `public`
@@ -175,3 +175,36 @@ def test_unknown_versions_and_columns_name_what_exists(api):
         read_curated_rest("market", "2023-01-01", client=client)
     with pytest.raises(KeyError, match="no column"):
         read_curated_rest("market", columns=["close", "bogus"], client=client)
+
+
+def test_rest_reads_follow_the_current_version_pointer_like_the_database(
+    api, curated_url, monkeypatch
+):
+    from dynamic_assets.datasets.pointers import promote, rollback
+    from dynamic_assets.demo.seed import SEED_VERSIONS
+    from dynamic_assets.provenance.fingerprint import compute_fingerprint, store_fingerprint
+
+    monkeypatch.setenv("SUPABASE_URL", api.url)
+    monkeypatch.setenv("SUPABASE_KEY", make_key("dai_trainer"))
+    db = Database(curated_url)
+    older, newest = SEED_VERSIONS["market"][0], SEED_VERSIONS["market"][-1]
+    assert older != newest
+    market = load_declarations(DEMO_CONFIG).dataset("market")
+    with db.connect() as conn:
+        for version in (older, newest):
+            store_fingerprint(conn, compute_fingerprint(conn, market, version))
+
+    def dates(frame) -> set[str]:
+        return {str(d)[:10] for d in frame["date"]}
+
+    with db.connect() as conn, conn.transaction():
+        promote(conn, "market", older, reason="a bad newest version")
+    direct = read_curated("market", columns=["date"], database=db)
+    rest = read_curated("market", columns=["date"], via="rest")
+    assert dates(rest) == dates(direct) == dates(read_curated("market", older, database=db))
+    assert dates(rest) != dates(read_curated("market", newest, database=db))
+
+    with db.connect() as conn, conn.transaction():
+        rollback(conn, "market")
+    rest = read_curated("market", columns=["date"], via="rest")
+    assert dates(rest) == dates(read_curated("market", newest, database=db))

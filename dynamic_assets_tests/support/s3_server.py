@@ -2,7 +2,8 @@
 
 `S3Server` serves moto's backends on an ephemeral port, logs every request it answers
 (method, path, query) so that a test can count uploads, can answer the next N uploads with
-`503 SlowDown`, and can enforce credentials: `require_keys()` creates an IAM user with an access
+`503 SlowDown`, can refuse the upload of one part of a multipart upload (an interruption
+mid-upload), and can enforce credentials: `require_keys()` creates an IAM user with an access
 key and a policy allowing S3, then turns moto's request authentication on, so any other key is
 refused.
 """
@@ -28,6 +29,7 @@ REGION = "us-east-1"
 class RequestLog:
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     slow_down: int = 0
+    fail_part: int = 0  # the next upload of this part number is refused once (400), unretried
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def uploads(self) -> list[str]:
@@ -53,6 +55,25 @@ class S3Server(ThreadedMotoServer):
                 refuse = method == "PUT" and log.slow_down > 0 and not path.startswith("/moto-api")
                 if refuse:
                     log.slow_down -= 1
+                query = environ.get("QUERY_STRING", "")
+                broken = (
+                    method == "PUT"
+                    and log.fail_part > 0
+                    and (f"partNumber={log.fail_part}&" in query + "&")
+                )
+                if broken:
+                    log.fail_part = 0
+            if broken:
+                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                body = (
+                    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InjectedFailure</Code>'
+                    b"<Message>The connection broke mid-upload.</Message></Error>"
+                )
+                start_response(
+                    "400 Bad Request",
+                    [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))],
+                )
+                return [body]
             if refuse:
                 environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 body = (

@@ -13,7 +13,7 @@ import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 from psycopg import sql
 
-from dynamic_assets.datasets import pipeline
+from dynamic_assets.datasets import pipeline, pointers
 from dynamic_assets.datasets.checks import Problem
 from dynamic_assets.db.casts import WITHHELD, describe_example
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
@@ -312,6 +312,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         meta["gating_checks"] = dg.MetadataValue.md(_gating_results(context.instance, ds, version))
         with db.connect() as conn:
             states = version_states(conn, ds.name, version)
+            meta["current_version"] = pointers.current_version(conn, ds.name) or "-"
         meta["state"] = states[0].state if states else "unknown"
         if ds.sensitivity == "sensitive":
             meta["preview"] = dg.MetadataValue.md(

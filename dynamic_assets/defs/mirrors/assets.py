@@ -13,6 +13,7 @@ from dynamic_assets.declarations.model import Dataset, Declarations
 from dynamic_assets.declarations.platforms import S3Platform
 from dynamic_assets.defs.datasets.asset_args import dataset_asset_args
 from dynamic_assets.defs.provenance.keys import fingerprint_key
+from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import PostgresResource
 from dynamic_assets.mirrors.publish import mirror_version
 from dynamic_assets.mirrors.s3 import MirrorError
@@ -44,11 +45,20 @@ def build_mirror_asset(ds: Dataset, decls: Declarations, platform: str) -> dg.As
         **dataset_asset_args(ds),
     )
     def mirror(
-        context: dg.AssetExecutionContext, postgres: PostgresResource
+        context: dg.AssetExecutionContext,
+        postgres: PostgresResource,
+        attestation: AttestationResource,
     ) -> dg.MaterializeResult:
         version = context.partition_key
         try:
-            done = mirror_version(postgres.database(), decls, ds.name, version, platform)
+            done = mirror_version(
+                postgres.database(),
+                decls,
+                ds.name,
+                version,
+                platform,
+                signer=attestation.signer(),
+            )
         except MirrorError as exc:
             raise dg.Failure(
                 description=str(exc),

@@ -7,6 +7,7 @@ import pytest
 
 from dynamic_assets.defs.datasets.partitions import partitions_name
 from dynamic_assets.defs.mirrors.assets import build_mirror_asset, mirror_key, mirrors_defs
+from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import PostgresResource
 from dynamic_assets_tests.mirrors.conftest import BUCKET
 from dynamic_assets_tests.support.staging import curate_and_fingerprint
@@ -15,7 +16,7 @@ V = "2024-06-01"
 
 
 def test_the_mirror_asset_uploads_and_reports_where(
-    db, db_url, drive, decls, mirror_decls, s3, instance
+    tmp_path, db, db_url, drive, decls, mirror_decls, s3, instance
 ):
     fp = curate_and_fingerprint(db, drive, decls, "market", V)
     asset = build_mirror_asset(mirror_decls.dataset("market"), mirror_decls, "spaces")
@@ -27,7 +28,10 @@ def test_the_mirror_asset_uploads_and_reports_where(
         [asset],
         partition_key=V,
         instance=instance,
-        resources={"postgres": PostgresResource(url=db_url)},
+        resources={
+            "postgres": PostgresResource(url=db_url),
+            "attestation": AttestationResource(key_home=str(tmp_path)),
+        },
     )
     assert result.success
     meta = result.asset_materializations_for_node(asset.op.name)[0].metadata
@@ -41,7 +45,7 @@ def test_the_mirror_asset_uploads_and_reports_where(
 
 
 def test_a_failing_store_fails_the_asset_with_the_named_version(
-    db, db_url, drive, decls, mirror_decls, s3, instance
+    tmp_path, db, db_url, drive, decls, mirror_decls, s3, instance
 ):
     curate_and_fingerprint(db, drive, decls, "market", V)
     s3.client().delete_bucket(Bucket=BUCKET)
@@ -54,5 +58,8 @@ def test_a_failing_store_fails_the_asset_with_the_named_version(
             [asset],
             partition_key=V,
             instance=instance,
-            resources={"postgres": PostgresResource(url=db_url)},
+            resources={
+                "postgres": PostgresResource(url=db_url),
+                "attestation": AttestationResource(key_home=str(tmp_path)),
+            },
         )
