@@ -6,6 +6,7 @@ from __future__ import annotations
 from psycopg.types.json import Jsonb
 
 from dynamic_assets.db import Database
+from dynamic_assets.drive.base import Drive
 from dynamic_assets.drive.graph.http import SyncEvent, SyncRecorder
 
 
@@ -26,3 +27,13 @@ def database_recorder(db: Database, drive: str) -> SyncRecorder:
         store_event(db, drive, event)
 
     return record
+
+
+def recording(drive: Drive, db: Database) -> Drive:
+    """`drive`, recording its sync events in `db` from now on when it is a Graph drive that records
+    them nowhere yet (the process's shared `GraphDrive` keeps the recorder it was given first)."""
+    from dynamic_assets.drive.graph.drive import GraphDrive
+
+    if isinstance(drive, GraphDrive) and drive.recorder is None:
+        drive.recorder = database_recorder(db, drive.label)
+    return drive
