@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from dynamic_assets.reports.figures import Figures
+from dynamic_assets.reports.health import Quota
 
 TITLE = "dynamic-assets weekly review"
 
@@ -38,6 +39,17 @@ def percent(rate: float) -> str:
     return f"{100 * rate:.1f}%"
 
 
+def quota_text(q: Quota | None) -> str:
+    """The drive's quota in one line: used of total (share), remaining, Graph's state."""
+    if q is None:
+        return "not recorded (OneDrive only)"
+    used = human_bytes(q.used) if q.used is not None else "?"
+    total = human_bytes(q.total) if q.total is not None else "?"
+    share = f" ({percent(q.fraction)})" if q.fraction is not None else ""
+    remaining = human_bytes(q.remaining) if q.remaining is not None else "?"
+    return f"{used} used of {total}{share}, {remaining} remaining, state {q.state or '?'}"
+
+
 def _when(f: Figures) -> tuple[str, str]:
     return f.since.strftime("%Y-%m-%d %H:%M"), f.until.strftime("%Y-%m-%d %H:%M")
 
@@ -54,6 +66,7 @@ def html(figures: Figures, charts: Mapping[str, bytes]) -> str:
         bytes=human_bytes,
         seconds=seconds,
         pct=percent,
+        quota=quota_text,
     )
 
 
@@ -81,6 +94,7 @@ def markdown(figures: Figures, report_path: str | None = None) -> str:
         f"- Graph requests throttled (429/503, retried): {s.throttled}",
         f"- seconds waited for Graph: {seconds(s.throttle_seconds)}",
         f"- delta resyncs after 410: {s.resyncs}",
+        f"- drive quota: {quota_text(f.health.quota)}",
     ]
     if s.quarantine_reasons:
         lines.append("- top quarantine reasons:")

@@ -12,6 +12,7 @@ from dynamic_assets.alerts.events import Event
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
+from dynamic_assets.drive.sync_events import record_quota
 from dynamic_assets.reports import charts as charts_
 from dynamic_assets.reports import render
 from dynamic_assets.reports.figures import Figures, weekly_figures
@@ -48,8 +49,10 @@ def write_review(
     window: timedelta = timedelta(days=7),
     now: datetime | None = None,
 ) -> Review:
-    """Compute the figures of the `window` before `now`, draw the charts, and write the HTML page
-    and the Markdown summary into the drive's `reports/` folder."""
+    """Record the drive's quota (OneDrive), compute the figures of the `window` before `now`, draw
+    the charts, and write the HTML page and the Markdown summary into the drive's `reports/`
+    folder."""
+    record_quota(db, drive)  # read before the window closes, so this review shows it
     now = (now or datetime.now(UTC)).astimezone(UTC)
     with db.connect() as conn:
         figures = weekly_figures(conn, decls, since=now - window, until=now)
