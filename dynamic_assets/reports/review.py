@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from dynamic_assets.alerts.delivery import dispatch
+from dynamic_assets.alerts.endpoints import WebhookConfig
 from dynamic_assets.alerts.events import Event
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
@@ -111,3 +113,14 @@ def review_event(review: Review) -> Event:
         },
         occurred_at=f.until,
     )
+
+
+def announce(
+    db: Database, config: WebhookConfig | None, review: Review, *, budget_seconds: float = 30.0
+) -> str:
+    """Send the signed `weekly_review` alert to the configured webhooks; one line saying what
+    became of it per endpoint (`webhooks not configured` without any)."""
+    if config is None:
+        return "webhooks not configured"
+    results = dispatch(db, config, [review_event(review)], budget_seconds=budget_seconds)
+    return ", ".join(f"{r.endpoint}: {r.status}" for r in results) or "none due"
