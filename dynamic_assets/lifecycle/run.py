@@ -12,7 +12,7 @@ from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archive_version
 from dynamic_assets.lifecycle.plan import Plan, plan_pass
-from dynamic_assets.lifecycle.usage import core_usage
+from dynamic_assets.lifecycle.usage import core_usage, record_snapshot
 
 
 @dataclass
@@ -55,4 +55,6 @@ def run_pass(
             continue
         if archived is not None:
             done.moved.append(archived)
+    with db.connect() as conn:
+        record_snapshot(conn, "lifecycle")  # the size history the weekly review projects
     return done

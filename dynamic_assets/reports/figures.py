@@ -450,5 +450,5 @@ def weekly_figures(
         training=training_figures(conn, since, until),
         provenance=provenance_figures(conn, since, until),
         freshness=freshness_figures(conn, decls, until),
-        health=health_figures(conn, until),
+        health=health_figures(conn, decls.storage.core, until),
     )

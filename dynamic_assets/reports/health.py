@@ -1,5 +1,6 @@
 """The platform's health in the weekly review: the drive's quota as last read before the window's
-end (`public.sync_events`, kind `quota`)."""
+end (`public.sync_events`, kind `quota`) and the database's size history against the core budget
+(`storage_trend`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+
+from dynamic_assets.declarations.storage import CoreTier
+from dynamic_assets.reports.storage_trend import StorageTrend, storage_trend
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Quota:
 @dataclass
 class Health:
     quota: Quota | None = None
+    storage: StorageTrend | None = None
 
 
 def _int(value) -> int | None:
@@ -55,5 +60,5 @@ def quota_figure(conn: psycopg.Connection, until: datetime) -> Quota | None:
     )
 
 
-def health_figures(conn: psycopg.Connection, until: datetime) -> Health:
-    return Health(quota=quota_figure(conn, until))
+def health_figures(conn: psycopg.Connection, core: CoreTier, until: datetime) -> Health:
+    return Health(quota=quota_figure(conn, until), storage=storage_trend(conn, core, until))
