@@ -28,19 +28,29 @@ def parse_window(text: str) -> timedelta:
 @click.option("--open", "open_", is_flag=True, help="Open the HTML page (a local drive only).")
 def report(window: str, open_: bool) -> None:
     """Write the weekly review (an HTML page with charts and a Markdown summary) into the
-    drive's reports/ folder and print the paths it wrote."""
+    drive's reports/ folder, print the paths it wrote, and send the signed weekly_review alert
+    when webhooks are configured."""
+    from dynamic_assets.alerts.endpoints import WebhookConfigError
     from dynamic_assets.declarations.model import load_declarations
+    from dynamic_assets.defs.alerts.resources import build_webhook_resource
     from dynamic_assets.defs.resources import Resources
     from dynamic_assets.read.curated import default_database
-    from dynamic_assets.reports import write_review
+    from dynamic_assets.reports import announce, write_review
 
     span = parse_window(window)
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
     drive = Resources.from_settings(settings).drive.get()
-    review = write_review(default_database(settings), drive, decls, window=span)
+    try:
+        config = build_webhook_resource(settings).config()
+    except WebhookConfigError as exc:
+        raise click.ClickException(f"webhooks: {exc}") from None
+    db = default_database(settings)
+    review = write_review(db, drive, decls, window=span)
     click.echo(review.html_path)
     click.echo(review.markdown_path)
+    if config is not None:
+        click.echo(f"weekly_review alert: {announce(db, config, review)}", err=True)
     if open_:
         if drive.kind == "local":
             webbrowser.open((settings.drive_root / review.html_path).as_uri())

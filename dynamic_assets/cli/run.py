@@ -37,6 +37,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         raise click.UsageError("--version needs --dataset")
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.defs import headless
+    from dynamic_assets.lifecycle.usage import record_snapshot
 
     settings = Settings.from_env()
     decls = load_declarations(settings.config_path)
@@ -110,6 +111,8 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     failures += [(p.dataset or "-", p.version or "-", p.path, p.reason) for p in plan.problems]
     failures += run_mirrors(db, decls, dataset, version)  # every declared S3 platform
     failures += run_lifecycle(db, drive, decls)  # when a storage plan is declared
+    with db.connect() as conn:
+        record_snapshot(conn, "run")  # the size history the weekly review projects
     if train:
         with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
             failures += _train(shell, db, decls, dataset)

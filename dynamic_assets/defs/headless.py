@@ -176,16 +176,18 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 def settings_drive(settings: Settings) -> Drive:
     """The drive of these settings, as the code location's drive resource opens it
     (`defs.resources.DriveResource.get`), without Dagster: the local folder, or OneDrive through
-    Graph (the process's shared `GraphDrive` for the same configuration)."""
+    Graph (the process's shared `GraphDrive` for the same configuration, recording its sync
+    events in the settings' database)."""
     od = settings.onedrive
     if od is None:
         from dynamic_assets.drive import LocalDrive
 
         return LocalDrive(settings.drive_root)
     from dynamic_assets.drive.graph import GraphConfig, graph_drive
+    from dynamic_assets.drive.sync_events import recording
 
     secret = os.environ.get("ONEDRIVE_CLIENT_SECRET") if od.client_secret_set else None
-    return graph_drive(
+    drive = graph_drive(
         GraphConfig.with_defaults(
             tenant_id=od.tenant_id,
             client_id=od.client_id,
@@ -199,6 +201,8 @@ def settings_drive(settings: Settings) -> Drive:
             graph_scope=od.graph_scope,
         )
     )
+    # Throttling and resyncs are recorded as the sensor's and the run workers' drive records them.
+    return recording(drive, settings_database(settings))
 
 
 def settings_database(settings: Settings) -> Database:

@@ -52,6 +52,11 @@ class DriveResource(dg.ConfigurableResource):
     token_cache: str | None = Field(
         default=None, description="onedrive, delegated: MSAL token cache file."
     )
+    postgres: PostgresResource | None = Field(
+        default=None,
+        description="onedrive: the database that records Graph throttling and delta resyncs "
+        "(public.sync_events) wherever the drive is used.",
+    )
 
     def get(self) -> Drive:
         if self.kind == "local":
@@ -64,7 +69,9 @@ class DriveResource(dg.ConfigurableResource):
                 if isinstance(self.client_secret, dg.EnvVar)
                 else self.client_secret
             )
-            return graph_drive(
+            from dynamic_assets.drive.sync_events import recording
+
+            drive = graph_drive(
                 GraphConfig.with_defaults(
                     tenant_id=self.tenant_id or "",
                     client_id=self.client_id or "",
@@ -78,6 +85,7 @@ class DriveResource(dg.ConfigurableResource):
                     graph_scope=self.graph_scope,
                 )
             )
+            return recording(drive, self.postgres.database()) if self.postgres else drive
         raise ValueError(f"unknown drive kind {self.kind!r}: use local or onedrive")
 
 
@@ -97,7 +105,7 @@ class Resources:
             postgres = PostgresResource(pgdata=str(settings.pgdata))
         return cls(
             postgres=postgres,
-            drive=_drive_resource(settings),
+            drive=_drive_resource(settings, postgres),
             mlflow=build_mlflow_resource(settings),
         )
 
@@ -111,7 +119,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return Resources.from_settings(settings).by_key()
 
 
-def _drive_resource(settings: Settings) -> DriveResource:
+def _drive_resource(settings: Settings, postgres: PostgresResource) -> DriveResource:
     od = settings.onedrive
     if od is None:
         return DriveResource(root=str(settings.drive_root))
@@ -127,4 +135,5 @@ def _drive_resource(settings: Settings) -> DriveResource:
         authority_host=od.authority_host,
         graph_scope=od.graph_scope,
         token_cache=str(od.token_cache),
+        postgres=postgres,
     )

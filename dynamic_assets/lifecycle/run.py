@@ -17,7 +17,7 @@ from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archi
 from dynamic_assets.lifecycle.deletion import DeletionPass, deletion_pass
 from dynamic_assets.lifecycle.main_tier import MovedToMain, main_database, move_to_main
 from dynamic_assets.lifecycle.plan import MAIN, Move, Plan, plan_pass
-from dynamic_assets.lifecycle.usage import core_usage
+from dynamic_assets.lifecycle.usage import core_usage, record_snapshot
 from dynamic_assets.provenance.signing import SigningKey
 
 
@@ -69,6 +69,8 @@ def run_pass(
             continue
         if moved is not None:
             done.moved.append(moved)
+    with db.connect() as conn:
+        record_snapshot(conn, "lifecycle")  # the size history the weekly review projects
     return done
 
 

@@ -85,3 +85,20 @@ def core_usage(conn: psycopg.Connection, core: CoreTier) -> CoreUsage:
         critical_at=core.critical_at,
         versions=versions,
     )
+
+
+def record_snapshot(conn: psycopg.Connection, source: str) -> tuple[int, int]:
+    """One row of `public.storage_snapshots`: the database's size and the curated partitions'
+    now, measured by `source` (`lifecycle` or `run`); returns (database, curated) bytes."""
+    row = conn.execute(
+        """INSERT INTO public.storage_snapshots (source, database_bytes, curated_bytes)
+           SELECT %(source)s, pg_database_size(current_database()),
+                  coalesce((SELECT sum(pg_total_relation_size(t.relid))
+                              FROM pg_catalog.pg_class c, pg_partition_tree(c.oid) t
+                             WHERE c.relnamespace = %(schema)s::regnamespace
+                               AND c.relkind IN ('r', 'p') AND NOT c.relispartition), 0)
+           RETURNING database_bytes, curated_bytes""",
+        {"source": source, "schema": CURATED_SCHEMA},
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

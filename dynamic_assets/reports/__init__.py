@@ -5,9 +5,17 @@ folder and announced by a signed `weekly_review` alert (`review`)."""
 from dynamic_assets.reports.review import (
     REPORTS_FOLDER,
     Review,
+    announce,
     report_name,
     review_event,
     write_review,
 )
 
-__all__ = ["REPORTS_FOLDER", "Review", "report_name", "review_event", "write_review"]
+__all__ = [
+    "REPORTS_FOLDER",
+    "Review",
+    "announce",
+    "report_name",
+    "review_event",
+    "write_review",
+]

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from matplotlib.axes import Axes  # noqa: E402 - after choosing the backend
+from matplotlib.dates import DateFormatter, date2num  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dynamic_assets.reports.figures import Figures  # noqa: E402
@@ -105,11 +106,50 @@ def metric_per_version(fig_: Figures) -> bytes:
     return _png(fig)
 
 
+def size_projection(fig_: Figures) -> bytes:
+    """Measured sizes as points and a line; the projection at the current growth dashed; the
+    budget's warn_at and critical_at as horizontal lines."""
+    t = fig_.health.storage
+    fig, ax = _figure(
+        "Database size: measured (snapshots) and projected at the last 28 days' growth"
+    )
+    if t is None or t.latest is None:
+        _empty(ax, "no size snapshot in the last 8 weeks")
+        return _png(fig)
+    mib = 1024 * 1024
+    ax.plot(
+        [date2num(s.at) for s in t.snapshots],
+        [s.database_bytes / mib for s in t.snapshots],
+        marker="o",
+        label="measured",
+    )
+    ahead = [th.on for th in t.thresholds if th.on is not None]
+    if ahead:
+        end = max(ahead)
+        rate = t.growth_per_week or 0.0
+        weeks = (end - t.latest.at).total_seconds() / (7 * 24 * 3600)
+        ax.plot(
+            [date2num(t.latest.at), date2num(end)],
+            [t.latest.database_bytes / mib, (t.latest.database_bytes + rate * weeks) / mib],
+            linestyle="--",
+            color="0.4",
+            label="projected (current growth)",
+        )
+    for th, color in zip(t.thresholds, ("tab:orange", "tab:red"), strict=False):
+        ax.axhline(th.bytes / mib, color=color, linewidth=1, label=f"{th.name} ({th.fraction:.0%})")
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
+    ax.set_ylabel("MiB")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
 CHARTS = {
     "ingested_per_day": ingested_per_day,
     "check_pass_rate": check_pass_rate,
     "staged_growth": staged_growth,
     "metric_per_version": metric_per_version,
+    "size_projection": size_projection,
 }
 
 

@@ -22,6 +22,7 @@ from psycopg import sql
 from dynamic_assets.alerts.events import WITHHELD
 from dynamic_assets.db.connection import one_row, scalar
 from dynamic_assets.declarations.model import Declarations
+from dynamic_assets.reports.health import Health, health_figures
 
 TOP_REASONS = 10
 GROWTH_WEEKS = 8
@@ -175,6 +176,7 @@ class Figures:
     training: Training
     provenance: Provenance
     freshness: list[Freshness]
+    health: Health = field(default_factory=Health)
 
 
 def _sensitive(decls: Declarations) -> list[str]:
@@ -448,4 +450,5 @@ def weekly_figures(
         training=training_figures(conn, since, until),
         provenance=provenance_figures(conn, since, until),
         freshness=freshness_figures(conn, decls, until),
+        health=health_figures(conn, decls.storage.core, until),
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from datetime import UTC
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from dynamic_assets.reports.figures import Figures
+from dynamic_assets.reports.health import Quota
+from dynamic_assets.reports.storage_trend import StorageTrend, Threshold
 
 TITLE = "dynamic-assets weekly review"
 
@@ -38,6 +41,52 @@ def percent(rate: float) -> str:
     return f"{100 * rate:.1f}%"
 
 
+def quota_text(q: Quota | None) -> str:
+    """The drive's quota in one line: used of total (share), remaining, Graph's state."""
+    if q is None:
+        return "not recorded (OneDrive only)"
+    used = human_bytes(q.used) if q.used is not None else "?"
+    total = human_bytes(q.total) if q.total is not None else "?"
+    share = f" ({percent(q.fraction)})" if q.fraction is not None else ""
+    remaining = human_bytes(q.remaining) if q.remaining is not None else "?"
+    return f"{used} used of {total}{share}, {remaining} remaining, state {q.state or '?'}"
+
+
+def growth_text(t: StorageTrend | None) -> str:
+    """The current growth per week, or why there is none."""
+    if t is None or t.latest is None:
+        return "no size history yet"
+    if t.growth_per_week is None:
+        return "one snapshot only"
+    return human_bytes(round(t.growth_per_week))
+
+
+def threshold_text(th: Threshold) -> str:
+    """When the current growth reaches the threshold."""
+    if th.reached:
+        return "already reached"
+    if th.on is None:
+        return "not at the current growth"
+    return f"{th.on.astimezone(UTC):%Y-%m-%d}"
+
+
+def storage_lines(t: StorageTrend | None) -> list[str]:
+    """The Storage section's size-history lines of the summary."""
+    if t is None:
+        return []
+    lines = [
+        f"- core budget: {human_bytes(t.budget_bytes)}",
+        f"- growth per week (last 28 days of snapshots): {growth_text(t)}",
+    ]
+    if t.latest is not None:
+        lines += [
+            f"- reaches {th.name} ({percent(th.fraction)}, {human_bytes(th.bytes)}): "
+            f"{threshold_text(th)}"
+            for th in t.thresholds
+        ]
+    return lines
+
+
 def _when(f: Figures) -> tuple[str, str]:
     return f.since.strftime("%Y-%m-%d %H:%M"), f.until.strftime("%Y-%m-%d %H:%M")
 
@@ -54,6 +103,9 @@ def html(figures: Figures, charts: Mapping[str, bytes]) -> str:
         bytes=human_bytes,
         seconds=seconds,
         pct=percent,
+        quota=quota_text,
+        growth=growth_text,
+        threshold=threshold_text,
     )
 
 
@@ -81,6 +133,7 @@ def markdown(figures: Figures, report_path: str | None = None) -> str:
         f"- Graph requests throttled (429/503, retried): {s.throttled}",
         f"- seconds waited for Graph: {seconds(s.throttle_seconds)}",
         f"- delta resyncs after 410: {s.resyncs}",
+        f"- drive quota: {quota_text(f.health.quota)}",
     ]
     if s.quarantine_reasons:
         lines.append("- top quarantine reasons:")
@@ -100,7 +153,9 @@ def markdown(figures: Figures, report_path: str | None = None) -> str:
         "## Storage",
         f"- database size: {f.storage.database_bytes} ({human_bytes(f.storage.database_bytes)})",
         f"- curated tables: {len(f.storage.curated_tables)}",
-        "- storage tiers and their budgets: not yet reported",
+    ]
+    lines += storage_lines(f.health.storage)
+    lines += [
         "",
         "## Training",
     ]

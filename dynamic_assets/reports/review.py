@@ -8,10 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from dynamic_assets.alerts.delivery import dispatch
+from dynamic_assets.alerts.endpoints import WebhookConfig
 from dynamic_assets.alerts.events import Event
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
+from dynamic_assets.drive.sync_events import record_quota
 from dynamic_assets.reports import charts as charts_
 from dynamic_assets.reports import render
 from dynamic_assets.reports.figures import Figures, weekly_figures
@@ -48,8 +51,10 @@ def write_review(
     window: timedelta = timedelta(days=7),
     now: datetime | None = None,
 ) -> Review:
-    """Compute the figures of the `window` before `now`, draw the charts, and write the HTML page
-    and the Markdown summary into the drive's `reports/` folder."""
+    """Record the drive's quota (OneDrive), compute the figures of the `window` before `now`, draw
+    the charts, and write the HTML page and the Markdown summary into the drive's `reports/`
+    folder."""
+    record_quota(db, drive)  # read before the window closes, so this review shows it
     now = (now or datetime.now(UTC)).astimezone(UTC)
     with db.connect() as conn:
         figures = weekly_figures(conn, decls, since=now - window, until=now)
@@ -108,3 +113,14 @@ def review_event(review: Review) -> Event:
         },
         occurred_at=f.until,
     )
+
+
+def announce(
+    db: Database, config: WebhookConfig | None, review: Review, *, budget_seconds: float = 30.0
+) -> str:
+    """Send the signed `weekly_review` alert to the configured webhooks; one line saying what
+    became of it per endpoint (`webhooks not configured` without any)."""
+    if config is None:
+        return "webhooks not configured"
+    results = dispatch(db, config, [review_event(review)], budget_seconds=budget_seconds)
+    return ", ".join(f"{r.endpoint}: {r.status}" for r in results) or "none due"

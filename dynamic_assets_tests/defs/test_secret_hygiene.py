@@ -132,9 +132,9 @@ def test_no_secret_appears_anywhere_the_pipeline_writes_or_shows(
         on_failure = defs.get_sensor_def("alert_on_run_failure")
 
         def tick(sensor, cursor=None):
-            ctx = sensor_context(defs, instance, cursor)
-            out = sensor(ctx)
-            cursors.append(str(getattr(out, "cursor", None) or ctx.cursor or ""))
+            with sensor_context(defs, instance, cursor) as ctx:
+                out = sensor(ctx)
+                cursors.append(str(getattr(out, "cursor", None) or ctx.cursor or ""))
             return out
 
         # Every demo version, from OneDrive to curated, fingerprinted, attested, anchored.
@@ -153,15 +153,14 @@ def test_no_secret_appears_anywhere_the_pipeline_writes_or_shows(
         bad = run_all(defs, instance, second)
         assert [r.success for r in bad.values()] == [False]
         for res in bad.values():
-            on_failure(
-                dg.build_run_status_sensor_context(
-                    sensor_name="alert_on_run_failure",
-                    dagster_event=res.get_run_failure_event(),
-                    dagster_instance=instance,
-                    dagster_run=res.dagster_run,
-                    resources=resources,
-                ).for_run_failure()
-            )
+            with dg.build_run_status_sensor_context(
+                sensor_name="alert_on_run_failure",
+                dagster_event=res.get_run_failure_event(),
+                dagster_instance=instance,
+                dagster_run=res.dagster_run,
+                resources=resources,
+            ) as context:
+                on_failure(context.for_run_failure())
         tick(alerts, cursors[-1])
         received = hooks.wait_for(9)
         types = sorted({r.event["type"] for r in received})

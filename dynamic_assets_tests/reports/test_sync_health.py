@@ -103,3 +103,42 @@ def test_the_drive_sensor_records_throttling_and_resyncs_of_the_code_locations_d
             None,
         ),
     ]
+
+
+def test_the_drives_quota_is_recorded_when_a_review_is_written_and_shown_in_its_sync_section(
+    server, db, decls
+):
+    drive = graph_drive(server)
+    drive.recorder = database_recorder(db, drive.label)
+    gib = 1024**3
+    server.drive.quota.update(
+        total=1024 * gib, used=922 * gib, remaining=102 * gib, deleted=3 * gib, state="nearing"
+    )
+    review = write_review(db, drive, decls)
+    assert _line(review.markdown, "drive quota") == (
+        "922.0 GiB used of 1.0 TiB (90.0%), 102.0 GiB remaining, state nearing"
+    )
+    assert review.html_path.startswith("reports/")
+    assert server.drive.node_at(f"{ROOT}/{review.html_path}") is not None
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT kind, drive, detail FROM public.sync_events WHERE kind = 'quota'"
+        ).fetchall()
+    assert rows == [
+        (
+            "quota",
+            f"drive {DRIVE_ID}",
+            {
+                "total": 1024 * gib,
+                "used": 922 * gib,
+                "remaining": 102 * gib,
+                "deleted": 3 * gib,
+                "state": "nearing",
+            },
+        )
+    ]
+
+
+def test_a_local_drive_has_no_quota_to_report(db, decls, tmp_path):
+    md = write_review(db, LocalDrive(tmp_path), decls).markdown
+    assert _line(md, "drive quota") == "not recorded (OneDrive only)"

@@ -88,7 +88,7 @@ def test_report_files_are_in_the_drive_under_the_naming_convention(reviewed):
     assert re.fullmatch(rf"reports/{name}\.md", review.markdown_path)
     html = (root / review.html_path).read_text()
     assert "<script" not in html.lower()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
     assert (root / review.markdown_path).read_text() == review.markdown
 
 
@@ -99,6 +99,7 @@ def test_each_chart_is_a_png_of_the_size_that_is_not_blank(reviewed):
         "check_pass_rate",
         "staged_growth",
         "metric_per_version",
+        "size_projection",
     }
     for name, png in review.charts.items():
         assert png[:8] == b"\x89PNG\r\n\x1a\n", name

@@ -63,6 +63,19 @@ class FakeDrive:
         self.token_generation = 0  # delta tokens of an older generation answer 410
         self.report_sha256 = False
         self._snapshots: dict = {}
+        # The drive resource's `quota` facet (GET /drives/{id}); `used` is set by the test, not
+        # summed from the items.
+        self.quota = {
+            "total": 1_099_511_627_776,
+            "used": 0,
+            "remaining": 1_099_511_627_776,
+            "deleted": 0,
+            "state": "normal",
+        }
+
+    def drive_json(self) -> dict:
+        """The drive resource as Graph returns it: id, type and quota."""
+        return {"id": self.drive_id, "driveType": "business", "quota": dict(self.quota)}
 
     # -- changes
 

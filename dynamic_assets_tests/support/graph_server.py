@@ -391,6 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
         drive = self.app.drive
         path = unquote(raw_path)
         for prefix in (f"/drives/{drive.drive_id}", f"/users/{USER}/drive", "/me/drive"):
+            if path == prefix and self.command == "GET":
+                with drive.lock:
+                    return self._json(200, drive.drive_json())
             if path.startswith(prefix + "/"):
                 rest = path[len(prefix) :]
                 break

@@ -23,8 +23,10 @@ def tick(
     sensor: str = "drive_sensor",
     resources=None,
 ):
-    """One evaluation of the named sensor (the drive sensor by default) from `cursor`."""
-    return defs.get_sensor_def(sensor)(sensor_context(defs, instance, cursor, resources))
+    """One evaluation of the named sensor (the drive sensor by default) from `cursor`, its
+    resources open for the evaluation (the drive resource holds the database resource)."""
+    with sensor_context(defs, instance, cursor, resources) as context:
+        return defs.get_sensor_def(sensor)(context)
 
 
 def run_all(

@@ -38,8 +38,7 @@ from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.drive.changes import DELTA_BUDGET_SECONDS, plan_changes
 from dynamic_assets.drive.discovery import DATASETS_FOLDER, Discovery, discover
-from dynamic_assets.drive.graph import GraphDrive
-from dynamic_assets.drive.sync_events import database_recorder
+from dynamic_assets.drive.sync_events import recording
 
 CURSOR_VERSION = 1
 
@@ -273,9 +272,8 @@ def _delta_tick(
     """One tick over the drive's change feed: list what changed, run the versions it touched."""
     state = decode_delta_cursor(context.cursor)
     db = postgres.database()
-    if isinstance(source, GraphDrive) and source.recorder is None:
-        # The process's shared drive records its throttled requests and resyncs from now on.
-        source.recorder = database_recorder(db, source.label)
+    # The process's shared drive records its throttled requests and resyncs from now on.
+    recording(source, db)
     changes = source.delta(state["delta"], budget_seconds=DELTA_BUDGET_SECONDS)
     full = changes.full or bool(state.get("full"))
     if changes.resync:

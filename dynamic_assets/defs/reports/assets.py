@@ -6,11 +6,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from dynamic_assets.alerts.delivery import dispatch
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.alerts.resources import WebhookResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
-from dynamic_assets.reports import review_event, write_review
+from dynamic_assets.reports import announce, write_review
 from dynamic_assets.settings import Settings
 
 REVIEW_KEY = dg.AssetKey(["reports", "weekly_review"])
@@ -34,11 +33,7 @@ def build_review_asset(decls: Declarations) -> dg.AssetsDefinition:
         with charts, written into the drive's reports/ folder (HTML and a Markdown summary)."""
         db = postgres.database()
         review = write_review(db, drive.get(), decls, window=timedelta(days=7))
-        delivered = "webhooks not configured"
-        config = webhooks.config()
-        if config is not None:
-            results = dispatch(db, config, [review_event(review)], budget_seconds=30.0)
-            delivered = ", ".join(f"{r.endpoint}: {r.status}" for r in results) or "none due"
+        delivered = announce(db, webhooks.config(), review)
         context.log.info(f"weekly review written to {review.html_path}; alert: {delivered}")
         f = review.figures
         return dg.MaterializeResult(

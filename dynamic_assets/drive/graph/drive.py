@@ -35,6 +35,7 @@ from dynamic_assets.drive.graph.upload import DEFAULT_UPLOAD_CHUNK, Uploads
 
 KIND = "onedrive"
 DEFAULT_ROOT = "DynamicCapital/ai-training"
+QUOTA_FIELDS = ("total", "used", "remaining", "deleted", "state")
 
 
 class GraphDrive:
@@ -150,6 +151,12 @@ class GraphDrive:
     ) -> DeltaResult:
         """Changes under the root folder since `link`; see `DeltaFeed.delta`."""
         return self.feed.delta(link, budget_seconds=budget_seconds, max_pages=max_pages)
+
+    def quota(self) -> dict:
+        """The drive's `quota` facet (`GET /drive`): bytes `total`, `used`, `remaining`,
+        `deleted` (in the recycle bin) and `state` (normal, nearing, critical, exceeded)."""
+        quota = self.http.get_json(self.drive_url).get("quota") or {}
+        return {k: quota[k] for k in QUOTA_FIELDS if k in quota}
 
     # -- content
 

@@ -42,20 +42,20 @@ def run(defs, instance, dataset: str, version: str):
 
 def run_failure_tick(defs, instance, result) -> None:
     sensor = defs.get_sensor_def("alert_on_run_failure")
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name="alert_on_run_failure",
         dagster_event=result.get_run_failure_event(),
         dagster_instance=instance,
         dagster_run=result.dagster_run,
         resources=defs.resources,
-    ).for_run_failure()
-    sensor(context)
+    ) as context:
+        sensor(context.for_run_failure())
 
 
 def alerts_tick(defs, instance, cursor=None, resources=None):
-    context = sensor_context(defs, instance, cursor, resources)
-    skip = defs.get_sensor_def("alerts_sensor")(context)
-    return skip, context.cursor
+    with sensor_context(defs, instance, cursor, resources) as context:
+        skip = defs.get_sensor_def("alerts_sensor")(context)
+        return skip, context.cursor
 
 
 def test_the_alert_sensors_run_by_default_and_skip_without_webhooks(defs, instance):

@@ -198,12 +198,12 @@ def test_the_reconcile_schedule_retries_a_version_left_without_fingerprint_each_
     schedule = defs.get_schedule_def("hourly_reconcile_market")
 
     def evaluate(instance, hour: int) -> list[dg.RunRequest]:
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2024, 7, 1, hour, tzinfo=UTC),
             resources=defs.resources,
-        )
-        result = schedule(context)
+        ) as context:
+            result = schedule(context)
         return [] if isinstance(result, dg.SkipReason) else list(result)
 
     with dg.instance_for_test() as instance:

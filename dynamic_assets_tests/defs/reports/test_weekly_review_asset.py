@@ -122,3 +122,35 @@ def test_cli_report_prints_the_paths_it_wrote(settings, db, drive_root, tmp_path
     bad = CliRunner().invoke(main, ["report", "--since", "soon"])
     assert bad.exit_code == 2
     assert "use a number and h, d or w" in bad.output
+
+
+def test_cli_report_sends_the_signed_weekly_review_alert_when_webhooks_are_configured(
+    settings, db, drive_root, tmp_path, monkeypatch
+):
+    _week(db)
+    monkeypatch.setenv("DYNAMIC_ASSETS_DRIVE", str(drive_root))
+    monkeypatch.setenv("DYNAMIC_ASSETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DYNAMIC_ASSETS_WEBHOOK_SECRET", SECRET)
+    with receiver(SECRET) as rec:
+        monkeypatch.setenv("DYNAMIC_ASSETS_WEBHOOK_URLS", rec.url)
+        result = CliRunner().invoke(main, ["report"])
+        received = rec.wait_for(1)
+    assert result.exit_code == 0, result.output
+    html_path = result.stdout.split()[0]
+    assert len(received) == 1
+    req = received[0]
+    fields = dict(p.split("=", 1) for p in req.headers[SIGNATURE_HEADER].split(","))
+    expected = hmac.new(
+        SECRET.encode(), fields["t"].encode() + b"." + req.body, hashlib.sha256
+    ).hexdigest()
+    assert hmac.compare_digest(expected, fields["v1"])
+    event = json.loads(req.body)
+    assert event["type"] == "weekly_review"
+    assert event["data"]["report_path"] == html_path
+    assert event["data"]["versions_curated"] == 2
+    assert "delivered" in result.stderr
+    with db.connect() as conn:
+        status = conn.execute(
+            "SELECT status FROM public.webhook_deliveries WHERE event_type = 'weekly_review'"
+        ).fetchall()
+    assert status == [("delivered",)]
