@@ -162,7 +162,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
 
     @dg.asset(
         key=manifest_key(ds.name),
-        kinds={"onedrive"},
+        kinds={"onedrive", "files"},
         code_version=PIPELINE_CODE_VERSION,
         description=f"{ds.name} files: one version folder of the drive "
         f"(`datasets/{ds.name}/<version>/`), its files recorded in `onedrive_ingest`.\n\n"
@@ -199,7 +199,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         key=raw_key(ds.name),
         deps=[manifest_key(ds.name)],
         pool=dataset_pool(ds.name),
-        kinds={"postgres"},
+        kinds={"postgres", "staging"},
         code_version=PIPELINE_CODE_VERSION,
         description=f"{ds.name} staging: table `ai_raw.{ds.name}`, the version's files streamed in "
         f"with binary COPY ({ds.family} staging), one partition per version, with the source file "
@@ -259,7 +259,9 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         key=curated_key(ds.name),
         deps=[raw_key(ds.name)],
         pool=dataset_pool(ds.name),
-        kinds={"postgres", "pgvector"} if ds.embeddings else {"postgres"},
+        # The step is a kind: the asset graph names all three nodes by the key's last part
+        # (the dataset) and shows the kinds beneath it by default.
+        kinds={"postgres", "curated"} | ({"pgvector"} if ds.embeddings else set()),
         code_version=PIPELINE_CODE_VERSION,
         freshness_policy=(
             dg.FreshnessPolicy.time_window(
