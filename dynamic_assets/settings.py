@@ -108,6 +108,19 @@ def _max_concurrent_runs(value: str | None) -> int:
     return int(text)
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{name} is {text!r}: use a number of seconds greater than 0")
+    return seconds
+
+
 def _time_zone(value: str | None) -> str:
     name = (value or "").strip() or "UTC"
     try:
@@ -178,10 +191,14 @@ class WebhookSettings:
     |---|---|
     | DYNAMIC_ASSETS_WEBHOOK_URLS | comma-separated http(s) endpoints that receive the events |
     | DYNAMIC_ASSETS_WEBHOOK_SECRET | the HMAC-SHA256 signing secret shared with the receivers |
+    | DYNAMIC_ASSETS_WEBHOOK_CONNECT_TIMEOUT | seconds to connect to an endpoint (default 3) |
+    | DYNAMIC_ASSETS_WEBHOOK_READ_TIMEOUT | seconds to wait for its response (default 5) |
     """
 
     urls_set: bool = False
     secret_set: bool = False
+    connect_timeout: float = 3.0
+    read_timeout: float = 5.0
 
     @property
     def enabled(self) -> bool:
@@ -192,6 +209,8 @@ class WebhookSettings:
         return cls(
             urls_set=bool((env.get("DYNAMIC_ASSETS_WEBHOOK_URLS") or "").strip(" ,")),
             secret_set=bool(env.get("DYNAMIC_ASSETS_WEBHOOK_SECRET")),
+            connect_timeout=_seconds(env, "DYNAMIC_ASSETS_WEBHOOK_CONNECT_TIMEOUT", 3.0),
+            read_timeout=_seconds(env, "DYNAMIC_ASSETS_WEBHOOK_READ_TIMEOUT", 5.0),
         )
 
 

@@ -39,3 +39,20 @@ def test_module_level_defs_load_from_the_packaged_demo(monkeypatch, tmp_path):
     }
     # Nothing happened at import: no Postgres data folder, no drive written.
     assert not (tmp_path / "home").exists()
+
+
+def test_each_node_of_a_group_reads_alone(defs, decls):
+    """The asset graph names a node by the last part of its key (`market` three times in a
+    group); beneath the name it shows the asset's kinds, and its description's first line when
+    the description facet is on. Each node carries the step it is in both."""
+    graph = defs.get_repository_def().asset_graph
+    for ds in decls.datasets:
+        for key, step in (
+            (manifest_key(ds.name), "files"),
+            (raw_key(ds.name), "staging"),
+            (curated_key(ds.name), "curated"),
+        ):
+            node = graph.get(key)
+            assert step in node.kinds, (key, node.kinds)
+            first_line = (node.description or "").splitlines()[0]
+            assert first_line.startswith(f"{ds.name} {step}"), (key, first_line)

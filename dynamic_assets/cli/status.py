@@ -106,6 +106,8 @@ def _print(report: list) -> None:
             _problem(f"  {h.dataset} {h.checked_version}  check {name} failing: {detail}")
         for q in h.quarantined:
             _problem(f"  {h.dataset} {q['version']}  {q['path']} quarantined: {q['error']}")
+        for p in h.passed_over:
+            _problem(f"  {h.dataset}  {p['path']} passed over: {p['error']}")
         for version in h.sources_deleted:
             _problem(f"  {h.dataset} {version}  every source file was deleted from the drive")
 

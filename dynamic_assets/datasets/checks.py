@@ -58,6 +58,8 @@ class Problem:
     message: str
     examples: list[dict] = field(default_factory=list)
     file_ids: list[int] = field(default_factory=list)
+    # The message of each file at fault (by path): its own count and its first example.
+    by_file: dict[str, str] = field(default_factory=dict)
 
 
 def _server_version(conn: psycopg.Connection) -> int:
@@ -98,32 +100,44 @@ def staging_problems(conn: psycopg.Connection, ds: Dataset, version: str) -> lis
             if not n:
                 continue
             examples = _examples(conn, ds, part, cond, col)
-            if kind == "cast":
-                what = f"vector({col.vector_dim})" if col.vector_dim else col.type
-                msg = f"column {col.name}: {n} value(s) are not a valid {what}"
-            elif kind == "non_finite":
-                msg = (
-                    f"column {col.name}: {n} value(s) are NaN or infinite, which the declaration does not allow "
-                    "(set allow_non_finite: true to accept them)"
-                )
-            else:
-                msg = f"column {col.name}: {n} row(s) have no value but the column is declared not nullable"
-            if examples:
-                first = examples[0]
-                msg += f" (first: {describe_example(first)})"
-            if kind == "cast":
-                msg += _accepted(ds, col)
-            file_ids = [
-                r[0]
-                for r in conn.execute(
-                    sql.SQL("SELECT DISTINCT s._file_id FROM {} s WHERE {}").format(part, cond)
-                ).fetchall()
-            ]
-            problems.append(Problem(kind, col.name, int(n), msg, examples, file_ids))
+            per_file = conn.execute(
+                sql.SQL(
+                    "SELECT s._file_id, i.path, count(*) FROM {} s "
+                    "LEFT JOIN public.onedrive_ingest i ON i.id = s._file_id WHERE {} "
+                    "GROUP BY s._file_id, i.path ORDER BY s._file_id"
+                ).format(part, cond)
+            ).fetchall()
+            by_file = {
+                path: _message(ds, kind, col, count, [e for e in examples if e["file"] == path])
+                for _, path, count in per_file
+                if path is not None
+            }
+            msg = _message(ds, kind, col, int(n), examples)
+            file_ids = [fid for fid, _, _ in per_file]
+            problems.append(Problem(kind, col.name, int(n), msg, examples, file_ids, by_file))
     if ds.primary_key:
         problems.extend(_oversized_keys(conn, ds, version, part))
         problems.extend(_duplicate_keys(conn, ds, part))
     return problems
+
+
+def _message(ds: Dataset, kind: str, col: Column, n: int, examples: list[dict]) -> str:
+    """What is wrong with `n` values of a column, and the first of `examples` when there is one."""
+    if kind == "cast":
+        what = f"vector({col.vector_dim})" if col.vector_dim else col.type
+        msg = f"column {col.name}: {n} value(s) are not a valid {what}"
+    elif kind == "non_finite":
+        msg = (
+            f"column {col.name}: {n} value(s) are NaN or infinite, which the declaration does not "
+            "allow (set allow_non_finite: true to accept them)"
+        )
+    else:
+        msg = f"column {col.name}: {n} row(s) have no value but the column is declared not nullable"
+    if examples:
+        msg += f" (first: {describe_example(examples[0])})"
+    if kind == "cast":
+        msg += _accepted(ds, col)
+    return msg
 
 
 def key_bytes_limit(ds: Dataset) -> int:

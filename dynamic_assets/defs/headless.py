@@ -352,7 +352,7 @@ def _alert(
     if not isinstance(webhooks, WebhookResource):
         return ""
     try:
-        config = webhooks.config()
+        config = webhooks.run_config()
     except WebhookConfigError as exc:
         return f"alerts not sent: {exc}"
     run = instance.get_run_by_id(result.run_id)
@@ -367,7 +367,7 @@ def _alert(
         decls,
         failure.message if failure else None,
         quarantined_since=started,
-        budget_seconds=webhooks.budget_seconds,
+        budget_seconds=webhooks.run_budget_seconds,
     )
     if all(r.status == "delivered" for r in results):
         return ""

@@ -54,6 +54,8 @@ class ExpectationOutcome:
     examples: list[dict] = field(default_factory=list)
     error: str | None = None
     file_ids: list[int] = field(default_factory=list)  # files holding unexpected rows
+    file_counts: dict[str, int] = field(default_factory=dict)  # unexpected rows per file path
+    first_rows: dict[str, int] = field(default_factory=dict)  # first unexpected row per file path
     unattributed: str | None = None  # why a failed check names no file
 
     @property
@@ -73,10 +75,25 @@ class ExpectationOutcome:
             parts.append(
                 f"{self.unexpected_count} unexpected value(s) ({self.unexpected_percent or 0:.2f}%)"
             )
+        return self._described(parts, self.examples)
+
+    def message_in_file(self, path: str) -> str:
+        """The failure as one file holds it: that file's unexpected rows and first example."""
+        if self.success or self.error or path not in self.file_counts:
+            return self.message
+        exp = self.expectation
+        target = f" on {exp.kwargs['column']}" if "column" in exp.kwargs else ""
+        parts = [
+            f"{exp.type}{target} failed",
+            f"{self.file_counts[path]} unexpected value(s) in this file",
+        ]
+        return self._described(parts, [e for e in self.examples if e.get("file") == path])
+
+    def _described(self, parts: list[str], examples: list[dict]) -> str:
         if self.observed is not None:
             parts.append(f"observed {self.observed!r}")
-        if self.examples:
-            parts.append(f"first: {describe_example(self.examples[0])}")
+        if examples:
+            parts.append(f"first: {describe_example(examples[0])}")
         if self.unattributed:
             parts.append(f"files at fault not identified: {self.unattributed}")
         return "; ".join(parts)
@@ -307,10 +324,10 @@ def run_expectations(
                     for found in (res.get("partial_unexpected_index_list") or [])[:EXAMPLES]
                 )
             ]
-            file_ids: list[int] = []
+            file_counts: dict[int, tuple[int, int]] = {}
             unattributed = None
             if not r.success and error is None and res.get("unexpected_count") is not None:
-                file_ids, unattributed = _files_at_fault(
+                file_counts, unattributed = _files_at_fault(
                     uri, typed, configured, res["unexpected_count"]
                 )
             outcomes.append(
@@ -318,7 +335,13 @@ def run_expectations(
                     name,
                     exp,
                     bool(r.success) and error is None,
-                    file_ids=file_ids,
+                    file_ids=list(file_counts),
+                    file_counts={
+                        paths.get(fid, f"file #{fid}"): n for fid, (n, _) in file_counts.items()
+                    },
+                    first_rows={
+                        paths.get(fid, f"file #{fid}"): row for fid, (_, row) in file_counts.items()
+                    },
                     unattributed=unattributed,
                     observed=WITHHELD
                     if sensitive and res.get("observed_value") is not None
@@ -364,24 +387,25 @@ def _nul_argument(value: Any, where: str = "") -> str | None:
 
 def _files_at_fault(
     uri: str, typed: sql.Composed, configured: Any, unexpected_count: int
-) -> tuple[list[int], str | None]:
-    """The files holding a failed expectation's unexpected rows, or why they are not named.
+) -> tuple[dict[int, tuple[int, int]], str | None]:
+    """The files holding a failed expectation's unexpected rows (file id -> their number and
+    the first of them), or why they are not named.
 
     The rows come from `unexpected_rows`; they are named only when they are as many as
     Great Expectations counted, so that a file is never blamed on a condition that disagrees
     with the check's own result."""
     query = unexpected_rows(typed, configured)
     if query is None:
-        return [], f"{configured.expectation_type} is not traced to rows"
+        return {}, f"{configured.expectation_type} is not traced to rows"
     try:
         with psycopg.connect(uri) as conn:
             conn.read_only = True
             rows = conn.execute(query.statement, query.params).fetchall()
     except psycopg.Error as exc:
-        return [], f"tracing the rows failed ({type(exc).__name__})"
-    if sum(n for _, n in rows) != unexpected_count:
-        return [], "tracing the rows found a different number of them"
-    return [fid for fid, _ in rows], None
+        return {}, f"tracing the rows failed ({type(exc).__name__})"
+    if sum(n for _, n, _ in rows) != unexpected_count:
+        return {}, "tracing the rows found a different number of them"
+    return {fid: (int(n), int(first)) for fid, n, first in rows}, None
 
 
 @dataclass(frozen=True)
@@ -462,7 +486,7 @@ UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_un
 
 
 def unexpected_rows(typed: sql.Composed, configured: Any) -> RowsQuery | None:
-    """The number of unexpected rows per file (`_file_id`, count) of a column-map expectation, as
+    """The unexpected rows per file (`_file_id`, count, first `_row`) of a column-map expectation, as
     Great Expectations counts them: NULL is unexpected only to the NULL checks, and otherwise set
     apart; a repeated value makes every row holding it unexpected; `mostly` changes whether the
     check passes, not which rows are unexpected. None for an expectation type, or arguments
@@ -474,7 +498,8 @@ def unexpected_rows(typed: sql.Composed, configured: Any) -> RowsQuery | None:
         names = [configured.column] if exp_type == UNIQUE[0] else list(configured.column_list)
         cols = [sql.Identifier("q", n) for n in names]
         statement = sql.SQL(
-            "SELECT w._file_id, count(*) FROM (SELECT q._file_id, {complete} AS _complete, "
+            "SELECT w._file_id, count(*), min(w._row) FROM (SELECT q._file_id, q._row, "
+            "{complete} AS _complete, "
             "count(*) OVER (PARTITION BY {cols}) AS _repeats FROM ({typed}) q) w "
             "WHERE w._complete AND w._repeats > 1 GROUP BY w._file_id ORDER BY w._file_id"
         ).format(
@@ -496,7 +521,7 @@ def unexpected_rows(typed: sql.Composed, configured: Any) -> RowsQuery | None:
         condition = sql.SQL("{} IS NOT NULL AND NOT ({})").format(col, expected[0])
         params = expected[1]
     statement = sql.SQL(
-        "SELECT q._file_id, count(*) FROM ({typed}) q WHERE {condition} "
+        "SELECT q._file_id, count(*), min(q._row) FROM ({typed}) q WHERE {condition} "
         "GROUP BY q._file_id ORDER BY q._file_id"
     ).format(typed=typed, condition=condition)
     return RowsQuery(statement, params)

@@ -26,6 +26,8 @@ class DatasetHealth:
     last_success: dict | None = None
     last_failure: dict | None = None
     quarantined: list[dict] = field(default_factory=list)
+    # Folders and files of the dataset not taken (`ignored`): path, error; a folder's files omitted
+    passed_over: list[dict] = field(default_factory=list)
     stale: bool | None = None
     freshness_days: int | None = None
     final_state: str = "attested"
@@ -128,6 +130,7 @@ def health(
                     (ds.name,),
                 ).fetchall()
             ]
+            h.passed_over = _passed_over(conn, ds.name)
             h.sources_deleted = _sources_deleted(conn, ds.name)
             if ds.freshness:
                 h.freshness_days = ds.freshness.max_days_between_versions
@@ -135,6 +138,23 @@ def health(
                 h.stale = last is None or (now - last).total_seconds() > h.freshness_days * 86400
             out.append(h)
     return out
+
+
+def _passed_over(conn, dataset: str) -> list[dict]:
+    """The recorded folders and files of the dataset that the pipeline passes over (a folder
+    whose name is not a version, a file outside a version folder), a passed-over folder's own
+    files left out."""
+    rows = conn.execute(
+        """SELECT path, error FROM public.onedrive_ingest
+            WHERE dataset = %s AND status = 'ignored' ORDER BY path""",
+        (dataset,),
+    ).fetchall()
+    paths = {path for path, _ in rows}
+    return [
+        {"path": path, "error": error}
+        for path, error in rows
+        if path.rsplit("/", 1)[0] not in paths
+    ]
 
 
 def _sources_deleted(conn, dataset: str) -> list[str]:

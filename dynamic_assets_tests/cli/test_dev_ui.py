@@ -44,6 +44,7 @@ PARTITIONS = """
 query ($path: [String!]!) {
   assetNodes(assetKeys: [{path: $path}]) {
     description
+    kinds
     partitionStats { numMaterialized numFailed numMaterializing numPartitions }
     assetPartitionStatuses {
       ... on DefaultPartitionStatuses {
@@ -179,6 +180,17 @@ def test_the_ui_shows_each_version_true_after_the_sensor_curated_the_demo(tmp_pa
         examples = meta["examples"]["mdStr"]
         assert f"| {BAD_FILE} | {BAD_ROW} |" in examples, examples
         assert "close" in failed["description"] and "between" in failed["description"]
+
+        # The graph names the three nodes of the group `market`; each carries its step as a
+        # kind (drawn beneath the name) and on its description's first line.
+        for key, step in (
+            ("onedrive/market", "files"),
+            ("ai_raw/market", "staging"),
+            ("ai_curated/market", "curated"),
+        ):
+            node = asset_node(ui, key)
+            assert step in node["kinds"], (key, node["kinds"])
+            assert node["description"].startswith(f"market {step}"), node["description"]
 
         curated = asset_node(ui, "ai_curated/market")["description"]
         assert "(rows_castable, close_between, volume_between, symbol_match_regex)" in curated

@@ -52,3 +52,20 @@ def test_run_names_each_refused_version_folder_and_curates_nothing_for_it(tmp_pa
         for path in (f"datasets/market/{name}", f"datasets/market/{name}/xnas.csv"):
             assert recorded[path].startswith("quarantined: "), (path, recorded[path])
             assert says in recorded[path]
+
+
+def test_status_names_a_folder_the_drive_sensor_passed_over(tmp_path, db_url, defs, instance):
+    from dynamic_assets_tests.support.runs import tick
+
+    folder = tmp_path / "drive" / "datasets" / "market" / "v1x"  # the `defs` fixture's drive
+    folder.mkdir(parents=True)
+    (folder / "xnas.csv").write_text(CSV, encoding="utf-8")
+    tick(defs, instance)
+
+    result = CliRunner().invoke(main, ["status"], env=env(tmp_path, db_url))
+
+    lines = [ln for ln in result.output.splitlines() if "datasets/market/v1x" in ln]
+    assert lines == [
+        "  market  datasets/market/v1x passed over: 'v1x' is not a version: use a date "
+        "(2024-06-01) or v1 / v1.2 / v1.2.3"
+    ], result.output

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from dynamic_assets.cli import main
 from dynamic_assets_tests.cli.test_cli import env
-from dynamic_assets_tests.support.webhook_receiver import receiver
+from dynamic_assets_tests.support.webhook_receiver import hung_endpoint, receiver
 
 SECRET = "whsec-headless-test"
 HEADER = "date,symbol,exchange,open,high,low,close,volume,note\n"
@@ -81,3 +81,57 @@ def test_runs_failure_line_names_file_row_column_and_reason(tmp_path, db_url):
         "value 'lots': 1 value(s) are not a valid integer; expected decimal digits with an "
         "optional leading - (coerce: true on the column takes other forms)"
     ], failures
+
+
+def test_each_failure_line_counts_the_values_of_the_file_it_names(tmp_path, db_url):
+    folder = tmp_path / "drive" / "datasets" / "market" / "2024-06-03"
+    folder.mkdir(parents=True)
+    (folder / "xnas.csv").write_text(HEADER + GOOD + BAD + BAD.replace("06-04", "06-05"))
+    (folder / "xnys.csv").write_text(HEADER + BAD.replace("ACME,XNAS", "BETA,XNYS"))
+
+    result = CliRunner().invoke(
+        main, ["run", "--dataset", "market", "--no-train"], env=env(tmp_path, db_url)
+    )
+
+    assert result.exit_code == 1, result.output
+    failures = [ln for ln in result.output.splitlines() if ln.startswith("  market 2024-06-03  ")]
+    reason = (
+        "value 'lots': {n} value(s) are not a valid integer; expected decimal digits with an "
+        "optional leading - (coerce: true on the column takes other forms)"
+    )
+    assert failures == [
+        "  market 2024-06-03  datasets/market/2024-06-03/xnas.csv: row 2: column volume: "
+        + reason.format(n=2),
+        "  market 2024-06-03  datasets/market/2024-06-03/xnys.csv: row 1: column volume: "
+        + reason.format(n=1),
+    ], failures
+
+
+def test_a_webhook_that_never_answers_holds_the_run_one_read_timeout(tmp_path, db_url, db):
+    folder = tmp_path / "drive" / "datasets" / "market" / "2024-06-03"
+    folder.mkdir(parents=True)
+    (folder / "xnas.csv").write_text(HEADER + GOOD + BAD, encoding="utf-8")
+
+    with hung_endpoint() as url:
+        result = CliRunner().invoke(
+            main,
+            ["run", "--dataset", "market", "--no-train"],
+            env={
+                **env(tmp_path, db_url),
+                "DYNAMIC_ASSETS_WEBHOOK_URLS": url,
+                "DYNAMIC_ASSETS_WEBHOOK_SECRET": SECRET,
+                "DYNAMIC_ASSETS_WEBHOOK_READ_TIMEOUT": "1.5",
+            },
+        )
+
+    assert result.exit_code == 1, result.output
+    assert "alerts not all delivered" in result.output, result.output
+    # One attempt, given up after the configured read timeout; the sensor retries the rest.
+    assert "no response within 1.5 s" in result.output, result.output
+    with db.connect() as conn:
+        deliveries = conn.execute(
+            "SELECT status, attempts, last_error FROM public.webhook_deliveries"
+        ).fetchall()
+    assert {status for status, _, _ in deliveries} == {"retrying", "pending"}, deliveries
+    tried = [(attempts, error) for status, attempts, error in deliveries if status == "retrying"]
+    assert tried == [(1, "no response within 1.5 s")], deliveries

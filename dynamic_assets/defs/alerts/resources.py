@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 from pydantic import Field
 
@@ -33,6 +35,24 @@ class WebhookResource(dg.ConfigurableResource):
     budget_seconds: float = Field(
         default=30.0, description="Time a sensor tick may spend delivering (ticks have 60 s)."
     )
+    run_budget_seconds: float = Field(
+        default=10.0,
+        description="Time a `dynamic-assets run` may spend delivering a failed run's alerts: one "
+        "attempt per delivery, an endpoint that fails is left to the alerts sensor.",
+    )
+
+    def run_config(self) -> WebhookConfig | None:
+        """`config()` for a run that waits on its alerts: one attempt per delivery, within one
+        connect and one read timeout."""
+        config = self.config()
+        if config is None:
+            return None
+        policy = replace(
+            config.policy,
+            attempts_per_call=1,
+            call_seconds=self.connect_timeout + self.read_timeout,
+        )
+        return replace(config, policy=policy)
 
     def config(self) -> WebhookConfig | None:
         """The endpoints, secret and policy; None when no endpoint is configured.
@@ -61,4 +81,6 @@ def build_webhook_resource(settings: Settings) -> WebhookResource:
     return WebhookResource(
         urls=dg.EnvVar("DYNAMIC_ASSETS_WEBHOOK_URLS") if w.urls_set else None,
         secret=dg.EnvVar("DYNAMIC_ASSETS_WEBHOOK_SECRET") if w.secret_set else None,
+        connect_timeout=w.connect_timeout,
+        read_timeout=w.read_timeout,
     )

@@ -6,8 +6,9 @@ ai_curated/<dataset> typed rows promoted inside Postgres, registered in `dataset
 """
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
@@ -28,7 +29,7 @@ from dynamic_assets.provenance.fingerprint import (
     fingerprint_table,
     store_fingerprint,
 )
-from dynamic_assets.quality.expectations import check_names
+from dynamic_assets.quality.expectations import ExpectationOutcome, check_names
 from dynamic_assets.quality.states import version_states
 
 PIPELINE_CODE_VERSION = "1"
@@ -78,26 +79,43 @@ def dataset_pool(dataset: str) -> str:
     return f"dataset/{dataset}"
 
 
-def _failure(exc: pipeline.VersionFailed, problems: Sequence[Problem] = ()) -> dg.Failure:
+def _failure(
+    exc: pipeline.VersionFailed,
+    problems: Sequence[Problem] = (),
+    outcomes: Sequence[ExpectationOutcome] = (),
+    *,
+    state: str | None = None,
+) -> dg.Failure:
     """The step's failure, with `failures` as JSON: one {path, line, row, column, reason} per
     problem (line or row and column when the refusal locates it), for the UI and the command
-    line to show without parsing text."""
-    return dg.Failure(
-        description=str(exc),
-        metadata={
-            "dataset": exc.dataset,
-            "version": exc.version,
-            "failures": dg.MetadataValue.json(located_failures(exc, problems)),
-        },
-    )
+    line to show without parsing text; and the version's `state` after it when given."""
+    metadata: dict[str, dg.MetadataValue | str] = {
+        "dataset": exc.dataset,
+        "version": exc.version,
+        "failures": dg.MetadataValue.json(located_failures(exc, problems, outcomes)),
+    }
+    if state is not None:
+        metadata["state"] = state
+    return dg.Failure(description=str(exc), metadata=metadata)
 
 
-def located_failures(exc: pipeline.VersionFailed, problems: Sequence[Problem] = ()) -> list[dict]:
+def _state(db, dataset: str, version: str) -> str:
+    """The version's state (`quality.states`), as its partition's metadata shows it."""
+    with db.connect() as conn:
+        states = version_states(conn, dataset, version)
+    return states[0].state if states else "unknown"
+
+
+def located_failures(
+    exc: pipeline.VersionFailed,
+    problems: Sequence[Problem] = (),
+    outcomes: Sequence[ExpectationOutcome] = (),
+) -> list[dict]:
     """Each failure of a version as {path, line, row, column, reason}: from the `LoadError` that
     refused a file (its line or row), the `PromotionError` that refused rows (one entry per
-    column), or the `rows_castable` problems (`datasets.checks.Problem`: one entry per file at
-    fault, at the row of its first bad value, with the column), then the (path, reason) the
-    pipeline gave for what these do not account for."""
+    column), or the blocking checks (`rows_castable` problems and failed ERROR expectations: one
+    entry per file at fault, at the row of its first example, with the column and what that file
+    holds), then the (path, reason) the pipeline gave for what these do not account for."""
     from dynamic_assets.datasets.errors import PromotionError
     from dynamic_assets.formats.errors import LoadError
 
@@ -110,19 +128,39 @@ def located_failures(exc: pipeline.VersionFailed, problems: Sequence[Problem] = 
             _located(path, str(p.get("message") or cause), column=p.get("column"))
             for p in cause.problems
         ]
+    # (examples, column, the message of a file at fault, the version's message) of each
+    # blocking failure; a failed expectation's files beyond its examples are located at their
+    # first unexpected row.
+    failed: list[tuple[list[dict], str | None, Callable[[str], str], str]] = [
+        (p.examples, p.column, partial(_message_in_file, p), p.message) for p in problems
+    ]
+    failed += [
+        (
+            o.examples + [{"file": f, "row": r} for f, r in o.first_rows.items()],
+            o.expectation.kwargs.get("column"),
+            o.message_in_file,
+            o.message,
+        )
+        for o in outcomes
+        if not o.success and o.severity == "error"
+    ]
     located: list[dict] = []
-    for p in problems:
+    explained: list[str] = []
+    for examples, column, message_in, whole in failed:
         seen: set[str] = set()
-        for example in p.examples:
+        for example in examples:
             file = example.get("file")
             if not file or file in seen or example.get("row") is None:
                 continue
             seen.add(file)
-            located.append(_located(file, _reason(p, example), row=example["row"], column=p.column))
-    messages = [p.message for p in problems if any(e.get("file") for e in p.examples)]
+            reason = _reason(message_in(file), column, example)
+            located.append(_located(file, reason, row=example["row"], column=column))
+        if seen:
+            explained.append(whole)
+    # The pipeline's reasons quote the version's messages: what is left is not located above.
     for path, reason in exc.failures:
         rest = reason
-        for message in messages:
+        for message in explained:
             rest = rest.replace(message, "")
         rest = rest.strip("; ")
         if rest:
@@ -130,12 +168,16 @@ def located_failures(exc: pipeline.VersionFailed, problems: Sequence[Problem] = 
     return located
 
 
-def _reason(problem: Problem, example: dict) -> str:
-    """A problem's message for one example: without the column it names first and without the
-    first example (the entry carries both), led by the value when it is shown."""
-    reason = problem.message.removeprefix(f"column {problem.column}: ")
-    if problem.examples:
-        reason = reason.replace(f" (first: {describe_example(problem.examples[0])})", "")
+def _message_in_file(problem: Problem, path: str) -> str:
+    return problem.by_file.get(path, problem.message)
+
+
+def _reason(message: str, column: str | None, example: dict) -> str:
+    """A file's failure message for its first example: without the column it names first and
+    without that example (the entry carries both), led by the value when it is shown."""
+    reason = message.removeprefix(f"column {column}: ")
+    first = describe_example(example)
+    reason = reason.replace(f" (first: {first})", "").replace(f"; first: {first}", "")
     value = example.get("value")
     if value is not None and value != WITHHELD:
         reason = f"value {value!r}: {reason}"
@@ -162,7 +204,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
 
     @dg.asset(
         key=manifest_key(ds.name),
-        kinds={"onedrive"},
+        kinds={"onedrive", "files"},
         code_version=PIPELINE_CODE_VERSION,
         description=f"{ds.name} files: one version folder of the drive "
         f"(`datasets/{ds.name}/<version>/`), its files recorded in `onedrive_ingest`.\n\n"
@@ -199,7 +241,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         key=raw_key(ds.name),
         deps=[manifest_key(ds.name)],
         pool=dataset_pool(ds.name),
-        kinds={"postgres"},
+        kinds={"postgres", "staging"},
         code_version=PIPELINE_CODE_VERSION,
         description=f"{ds.name} staging: table `ai_raw.{ds.name}`, the version's files streamed in "
         f"with binary COPY ({ds.family} staging), one partition per version, with the source file "
@@ -215,7 +257,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         try:
             staged = pipeline.stage(db, drive.get(), decls, ds, version, run_id=context.run.run_id)
         except pipeline.VersionFailed as exc:
-            raise _failure(exc) from None
+            raise _failure(exc, state=_state(db, ds.name, version)) from None
         checked = pipeline.validate(db, ds, version, staged, run_id=context.run.run_id)
         if checked.quarantined:
             context.log.error(
@@ -233,7 +275,12 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
                 for message in checked.blocking_failures
                 if not any(message in reason for _, reason in failures)
             ]
-            raise _failure(pipeline.VersionFailed(ds.name, version, failures), checked.problems)
+            raise _failure(
+                pipeline.VersionFailed(ds.name, version, failures),
+                checked.problems,
+                checked.expectations,
+                state=_state(db, ds.name, version),
+            )
         seconds = staged.seconds
         yield dg.MaterializeResult(
             metadata={
@@ -259,7 +306,9 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         key=curated_key(ds.name),
         deps=[raw_key(ds.name)],
         pool=dataset_pool(ds.name),
-        kinds={"postgres", "pgvector"} if ds.embeddings else {"postgres"},
+        # The step is a kind: the asset graph names all three nodes by the key's last part
+        # (the dataset) and shows the kinds beneath it by default.
+        kinds={"postgres", "curated"} | ({"pgvector"} if ds.embeddings else set()),
         code_version=PIPELINE_CODE_VERSION,
         freshness_policy=(
             dg.FreshnessPolicy.time_window(
@@ -311,9 +360,8 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
         }
         meta["gating_checks"] = dg.MetadataValue.md(_gating_results(context.instance, ds, version))
         with db.connect() as conn:
-            states = version_states(conn, ds.name, version)
             meta["current_version"] = pointers.current_version(conn, ds.name) or "-"
-        meta["state"] = states[0].state if states else "unknown"
+        meta["state"] = _state(db, ds.name, version)
         if ds.sensitivity == "sensitive":
             meta["preview"] = dg.MetadataValue.md(
                 "_No value preview: the dataset is declared sensitive._\n\n" + schema_md

@@ -205,3 +205,30 @@ def test_a_hostile_value_set_is_compared_as_data_and_blames_the_file_at_fault(
             "SELECT path FROM onedrive_ingest WHERE status = 'quarantined'"
         ).fetchall()
     assert quarantined == [("datasets/market/2024-06-01/nasdaq.csv",)]  # every NYSE row is in set
+
+
+def test_a_quarantined_versions_staging_partition_fails_naming_its_state(settings, instance):
+    decls = declarations(
+        [
+            {
+                "type": "expect_column_values_to_be_between",
+                "column": "volume",
+                "max_value": 1000,
+                "severity": "error",
+            }
+        ]
+    )
+    result = run_market(build_defs(settings, decls), instance)
+    assert not result.success
+    # What the UI reads of the failed partition: the step failure in the instance's event log.
+    records = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+    ).records
+    [failure] = [r.event_log_entry.dagster_event for r in records]
+    assert failure.step_key == "ai_raw__market"
+    meta = failure.step_failure_data.user_failure_data.metadata
+    assert meta["state"].value == "quarantined"
+    located = meta["failures"].value
+    assert located and all(f["path"].startswith("datasets/market/2024-06-01/") for f in located)
+    assert all(f["row"] is not None and f["column"] == "volume" for f in located), located
+    assert all("between" in f["reason"] or "1000" in f["reason"] for f in located), located
