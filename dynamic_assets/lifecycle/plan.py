@@ -3,8 +3,9 @@
 By policy: a version beyond its dataset's newest `hot_versions` (in version order) that was
 curated more than `archive_after_days` ago goes to the archive. Over `critical_at`, the oldest
 versions beyond `hot_versions` go too, oldest curated first, until core is projected under
-`warn_at`. Versions of sensitive datasets stay in core (their archives would need encryption,
-which this plan does not apply), and the newest `hot_versions` of every dataset always stay.
+`warn_at`. Versions of sensitive datasets are archived encrypted (`lifecycle.encryption`), so
+they stay in core while no archive key is configured (`encrypts` false); the newest
+`hot_versions` of every dataset always stay.
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ def policy_of(decls: Declarations, dataset: str) -> Lifecycle:
     return declared or Lifecycle()
 
 
-def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None) -> Plan:
+def plan_pass(
+    decls: Declarations, usage: CoreUsage, now: datetime | None = None, *, encrypts: bool = False
+) -> Plan:
+    """The moves of the next pass; `encrypts`: whether an archive key is configured, without
+    which versions of sensitive datasets stay in core."""
     now = now or datetime.now(UTC)
     by_dataset: dict[str, list[VersionUsage]] = {}
     for v in usage.versions:
@@ -70,10 +75,10 @@ def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None
         for v in older:
             if v.tier != "core":
                 continue
-            if sensitive:
+            if sensitive and not encrypts:
                 kept.append(
-                    f"{dataset} {v.version}: stays in core (sensitive: archives of sensitive "
-                    "datasets need encryption)"
+                    f"{dataset} {v.version}: stays in core (sensitive: its archive is encrypted, "
+                    "and DYNAMIC_ASSETS_ARCHIVE_KEY is not set)"
                 )
                 continue
             beyond.append((v, policy))

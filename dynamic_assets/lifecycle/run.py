@@ -13,6 +13,7 @@ from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archive_version
 from dynamic_assets.lifecycle.deletion import DeletionPass, deletion_pass
+from dynamic_assets.lifecycle.encryption import key_configured
 from dynamic_assets.lifecycle.plan import Plan, plan_pass
 from dynamic_assets.lifecycle.usage import core_usage
 from dynamic_assets.provenance.signing import SigningKey
@@ -35,7 +36,7 @@ def declared(decls: Declarations) -> bool:
 def current_plan(db: Database, decls: Declarations) -> Plan:
     with db.connect() as conn:
         usage = core_usage(conn, decls.storage.core)
-    return plan_pass(decls, usage)
+    return plan_pass(decls, usage, encrypts=key_configured())
 
 
 def run_pass(
