@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import logging
+import os
 import struct
 
 import pyarrow as pa
@@ -25,6 +26,15 @@ from dynamic_assets.lifecycle.archive import (
     archive_version,
     registered,
     restore_version,
+)
+from dynamic_assets.lifecycle.encryption import (
+    ArchiveKeys,
+    Corrupt,
+    EncryptionError,
+    KeyMissing,
+    archive_keys,
+    decrypt_stream,
+    encrypt_stream,
 )
 from dynamic_assets.lifecycle.run import run_pass
 from dynamic_assets.read.curated import read_curated
@@ -259,3 +269,87 @@ def test_sensitive_versions_are_planned_once_a_key_is_configured(curated, tier_d
     assert any("DYNAMIC_ASSETS_ARCHIVE_KEY is not set" in k for k in without.kept)
     keyed = plan_pass(tier_decls, usage, now=later, encrypts=True)
     assert [(m.dataset, m.version) for m in keyed.moves] == [("market", "2024-06-01")]
+
+
+def test_verify_decrypts_the_archive_with_the_key_and_fails_without(
+    curated,  # noqa: F811
+    tmp_path,
+    drive_root,
+    db_url,
+    config,  # noqa: F811
+):
+    import yaml
+
+    from dynamic_assets.provenance.attest import attest_pending
+    from dynamic_assets.provenance.signing import load_signing_key
+
+    env = _env(tmp_path, drive_root, db_url, config())
+    keyed = {**env, "DYNAMIC_ASSETS_ARCHIVE_KEY": KEY_B64}
+    with curated.connect() as conn:
+        assert attest_pending(conn, load_signing_key(tmp_path / "home")) is not None
+        conn.execute(
+            "UPDATE public.datasets SET sensitivity = 'sensitive', "
+            "curated_at = now() - interval '40 days' "
+            "WHERE name = 'market' AND version = '2024-06-01'"
+        )
+    runner = CliRunner()
+    moved = runner.invoke(main, ["lifecycle"], env=keyed)
+    assert "moved market 2024-06-01 core -> archive: 560 rows" in moved.output
+    assert "_archive.parquet.enc" in moved.output
+
+    good = runner.invoke(main, ["verify", "market", "2024-06-01", "--json"], env=keyed)
+    assert good.exit_code == 0, good.output
+    steps = {s["name"]: s for s in yaml.safe_load(good.output)["steps"]}
+    assert steps["content"]["status"] == "pass"
+
+    bad = runner.invoke(main, ["verify", "market", "2024-06-01"], env=env)
+    assert bad.exit_code == 1, bad.output
+    assert "market 2024-06-01 (archive tier)" in bad.output
+    assert "DYNAMIC_ASSETS_ARCHIVE_KEY is not set" in bad.output
+    assert _leaks(good.output + bad.output + moved.output) == []
+
+
+def _independent_encrypt(data: bytes, key: bytes, chunk: int) -> bytes:
+    prefix = os.urandom(7)
+    header = b"DAENC001" + hashlib.sha256(key).digest()[:8] + chunk.to_bytes(4, "big") + prefix
+    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
+    out = [header]
+    for i, piece in enumerate(pieces):
+        final = b"\x01" if i == len(pieces) - 1 else b"\x00"
+        out.append(AESGCM(key).encrypt(prefix + i.to_bytes(4, "big") + final, piece, header))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 4097, 10_000])
+def test_envelope_against_an_independent_implementation(size):
+    data = os.urandom(size)
+    sealed = io.BytesIO()
+    encrypt_stream(io.BytesIO(data), sealed, KEY, chunk_bytes=4096)
+    assert _independent_decrypt(sealed.getvalue(), KEY) == data
+    opened = io.BytesIO()
+    decrypt_stream(io.BytesIO(_independent_encrypt(data, KEY, 4096)), opened, ArchiveKeys(KEY))
+    assert opened.getvalue() == data
+
+
+def test_envelope_refuses_dropped_reordered_or_relabelled_chunks():
+    data = os.urandom(5 * 1024)
+    sealed = io.BytesIO()
+    encrypt_stream(io.BytesIO(data), sealed, KEY, chunk_bytes=1024)
+    whole = sealed.getvalue()
+    head, size = whole[:27], 1024 + 16
+    chunks = [whole[27 + i * size : 27 + (i + 1) * size] for i in range(5)]
+    damaged = {
+        "last chunk dropped": head + b"".join(chunks[:4]),
+        "chunks swapped": head + chunks[1] + chunks[0] + b"".join(chunks[2:]),
+        "header's chunk size changed": head[:16] + (2048).to_bytes(4, "big") + whole[20:],
+        "only the header": head,
+        "cut inside the header": head[:20],
+    }
+    for damage in damaged.values():
+        with pytest.raises(Corrupt, match="truncated|altered|not an encrypted"):
+            decrypt_stream(io.BytesIO(damage), io.BytesIO(), ArchiveKeys(KEY))
+    with pytest.raises(KeyMissing, match="key is wrong or missing"):
+        decrypt_stream(io.BytesIO(whole), io.BytesIO(), ArchiveKeys(OTHER))
+    with pytest.raises(EncryptionError, match="ARCHIVE_KEY encodes 16 bytes") as refused:
+        archive_keys({"DYNAMIC_ASSETS_ARCHIVE_KEY": base64.b64encode(KEY[:16]).decode()})
+    assert _leaks(str(refused.value) + repr(ArchiveKeys(KEY, OTHER))) == []
