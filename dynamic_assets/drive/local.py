@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from dynamic_assets.drive.base import DriveItem
+
+CHUNK = 1024 * 1024
 
 
 class LocalDrive:
@@ -70,6 +74,34 @@ class LocalDrive:
         tmp = target.with_name(f".{target.name}.partial")
         tmp.write_bytes(data)
         tmp.replace(target)
+        return self.stat(path)
+
+    def upload(
+        self, path: str, stream: BinaryIO, size: int, *, overwrite: bool = False
+    ) -> DriveItem:
+        """Write `size` bytes from `stream`, read in chunks into a temporary file beside the
+        target (hidden, `.<name>.<random>.partial`), then renamed into place: the target is the
+        whole stream or is left as it was (a stream that fails or ends early leaves no file)."""
+        target = self._resolve(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists in the drive")
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                written = 0
+                while chunk := stream.read(CHUNK):
+                    out.write(chunk)
+                    written += len(chunk)
+                if written != size:
+                    raise OSError(f"the stream for {path} held {written} of {size} bytes")
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return self.stat(path)
 
     def delete(self, path: str) -> None:

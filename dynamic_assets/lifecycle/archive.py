@@ -14,6 +14,11 @@ version in core or in the archive, never in neither; the next pass starts over.
 `read_archived` reads an archived version from the drive without restoring it (the file's SHA-256
 checked against the one recorded when it was archived); `restore_version` loads it back into
 core, verified against the fingerprint like an archive.
+
+A version of a sensitive dataset is archived encrypted (`lifecycle.encryption`: an AES-256-GCM
+envelope around the Parquet file, `..._archive.parquet.enc`, under `DYNAMIC_ASSETS_ARCHIVE_KEY`;
+the registry records the envelope's format and key id, never the key); without the key it stays
+in core. Reading, verifying and restoring decrypt it into a spooled temporary file first.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -30,7 +36,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dynamic_assets.copies.export import GOVERNANCE, SPOOL_BYTES, export_version
+from dynamic_assets.copies.export import GOVERNANCE, SPOOL_BYTES, Export, export_version
 from dynamic_assets.copies.load import (
     ContentCheck,
     CopyError,
@@ -51,6 +57,7 @@ from dynamic_assets.db.tables import (
 )
 from dynamic_assets.declarations.model import HNSW_MAX_DIM, Column
 from dynamic_assets.drive.base import Drive
+from dynamic_assets.lifecycle import encryption
 from dynamic_assets.provenance.checks import ArchiveCopy, ArchiveReader
 from dynamic_assets.provenance.fingerprint import FingerprintError
 
@@ -106,12 +113,44 @@ def registered(conn: psycopg.Connection, dataset: str, version: str) -> Register
     )
 
 
-def archive_name(dataset: str, version: str, fingerprint: str) -> str:
-    return f"dynamic-assets_dataset_{dataset}-{version}_{fingerprint[:12]}_archive.parquet"
+def archive_name(dataset: str, version: str, fingerprint: str, *, encrypted: bool = False) -> str:
+    name = f"dynamic-assets_dataset_{dataset}-{version}_{fingerprint[:12]}_archive.parquet"
+    return f"{name}.enc" if encrypted else name
 
 
-def archive_path(folder: str, dataset: str, version: str, fingerprint: str) -> str:
-    return f"{folder}/{dataset}/{version}/{archive_name(dataset, version, fingerprint)}"
+def archive_path(
+    folder: str, dataset: str, version: str, fingerprint: str, *, encrypted: bool = False
+) -> str:
+    name = archive_name(dataset, version, fingerprint, encrypted=encrypted)
+    return f"{folder}/{dataset}/{version}/{name}"
+
+
+def _keys(where: str) -> encryption.ArchiveKeys:
+    try:
+        return encryption.archive_keys()
+    except encryption.EncryptionError as exc:
+        raise ArchiveError(f"{where}: {exc}") from None
+
+
+@contextmanager
+def _plaintext(
+    spool: IO[bytes], encrypted: dict[str, Any] | None, where: str, path: str
+) -> Iterator[IO[bytes]]:
+    """The Parquet bytes of an archive file read into `spool`: the spool itself, or, for an
+    encrypted archive, its plaintext decrypted into a spooled temporary file."""
+    if not encrypted:
+        yield spool
+        return
+    keys = _keys(where)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as plain:
+        try:
+            encryption.decrypt_stream(spool, plain, keys)
+        except encryption.EncryptionError as exc:
+            raise ArchiveError(
+                f"{where}: the archive file {path} {exc}; nothing was changed"
+            ) from None
+        plain.seek(0)
+        yield plain
 
 
 def _upload(drive: Drive, path: str, spool: IO[bytes], size: int) -> None:
@@ -159,22 +198,31 @@ def _check_matches(reg: Registered, check: ContentCheck) -> None:
         )
 
 
-def verify_copy(db: Database, reg: Registered, drive: Drive, path: str, sha256: str) -> None:
+def verify_copy(
+    db: Database,
+    reg: Registered,
+    drive: Drive,
+    path: str,
+    sha256: str,
+    encrypted: dict[str, Any] | None = None,
+) -> None:
     """Read the archive file back from the drive and check it against what was written (its
     SHA-256) and against the version's fingerprint (row count and content digest, recomputed
     in Postgres from the file's rows); nothing is kept."""
-    spool, got = _download(drive, path, f"{reg.where} (archive tier)")
+    where = f"{reg.where} (archive tier)"
+    spool, got = _download(drive, path, where)
     with spool:
         if got != sha256:
             raise ArchiveError(
-                f"{reg.where} (archive tier): {path} read back from the drive differs from the "
+                f"{where}: {path} read back from the drive differs from the "
                 "file written (SHA-256); nothing was dropped"
             )
         assert reg.record is not None
-        try:
-            check = check_copy(db, reg.dataset, reg.version, reg.columns, reg.record, spool)
-        except (CopyError, FingerprintError) as exc:
-            raise _copy_error(reg, exc) from None
+        with _plaintext(spool, encrypted, where, path) as plain:
+            try:
+                check = check_copy(db, reg.dataset, reg.version, reg.columns, reg.record, plain)
+            except (CopyError, FingerprintError) as exc:
+                raise _copy_error(reg, exc) from None
         _check_matches(reg, check)
 
 
@@ -186,6 +234,7 @@ class Archived:
     sha256: str
     size_bytes: int
     rows: int
+    encryption: dict[str, str] | None = None
 
 
 def archive_version(
@@ -208,20 +257,26 @@ def archive_version(
             reg = registered(conn, dataset, version)
         if reg.tier != ("core" if source is None else "main"):
             return None
+        key = None
         if reg.sensitive:
-            raise ArchiveError(
-                f"{reg.where} (core tier) belongs to a sensitive dataset: its archive would "
-                "need encryption at rest, which the archive tier does not apply; it stays in core"
-            )
+            key = _keys(f"{reg.where} (core tier)").current
+            if key is None:
+                raise ArchiveError(
+                    f"{reg.where} (core tier) belongs to a sensitive dataset: its archive is "
+                    f"encrypted at rest and {encryption.KEY_ENV} is not set; it stays in core"
+                )
         if not reg.fingerprint or not reg.record:
             raise ArchiveError(
                 f"{reg.where} (core tier) has no fingerprint yet: a version is archived only "
                 "against its fingerprint (materialize its fingerprint first)"
             )
-        path = archive_path(folder, dataset, version, reg.fingerprint)
-        with export_version(
-            rows_db, dataset, version, reg.columns, governance=GOVERNANCE
-        ) as exported:
+        path = archive_path(folder, dataset, version, reg.fingerprint, encrypted=key is not None)
+        with (
+            export_version(
+                rows_db, dataset, version, reg.columns, governance=GOVERNANCE
+            ) as exported,
+            _sealed(exported, key) as (file, sha256, size, sealed),
+        ):
             step("exported")
             if exported.rows != int(reg.record["rows"]["count"]):
                 raise ArchiveError(
@@ -229,17 +284,15 @@ def archive_version(
                     f"records {reg.record['rows']['count']}; nothing was archived"
                 )
             try:
-                _upload(drive, path, exported.file, exported.size_bytes)
+                _upload(drive, path, file, size)
             except OSError as exc:
                 raise ArchiveError(
                     f"{reg.where} (archive tier): uploading {path} failed: {exc}"
                 ) from None
         step("uploaded")
-        verify_copy(rows_db, reg, drive, path, exported.sha256)
+        verify_copy(rows_db, reg, drive, path, sha256, sealed)
         step("verified")
-        archived = Archived(
-            dataset, version, path, exported.sha256, exported.size_bytes, exported.rows
-        )
+        archived = Archived(dataset, version, path, sha256, size, exported.rows, sealed)
         with db.connect() as conn, conn.transaction():
             if source is None:
                 _drop_partition(conn, dataset, version)
@@ -265,6 +318,25 @@ def _drop_partition(conn: psycopg.Connection, dataset: str, version: str) -> Non
         conn.execute(sql.SQL("DROP TABLE {}").format(ident(CURATED_SCHEMA, part)))
 
 
+@contextmanager
+def _sealed(
+    exported: Export, key: bytes | None
+) -> Iterator[tuple[IO[bytes], str, int, dict[str, str] | None]]:
+    """What is uploaded: the exported Parquet file, or with `key` its envelope in a spooled
+    temporary file; with its SHA-256, size and the envelope's record (format, key id)."""
+    if key is None:
+        yield exported.file, exported.sha256, exported.size_bytes, None
+        return
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as sealed:
+        kid = encryption.encrypt_stream(exported.file, sealed, key)
+        exported.file.seek(0)
+        size = sealed.tell()
+        sealed.seek(0)
+        sha256 = hashlib.file_digest(sealed, "sha256").hexdigest()
+        sealed.seek(0)
+        yield sealed, sha256, size, {"format": encryption.FORMAT_NAME, "key_id": kid}
+
+
 def _record_tier(
     conn: psycopg.Connection,
     reg: Registered,
@@ -287,6 +359,8 @@ def _record_tier(
             "rows": archived.rows,
             "fingerprint": reg.fingerprint,
         }
+        if archived.encryption:
+            locations["archive"]["encryption"] = archived.encryption
     conn.execute(
         "UPDATE public.datasets SET tier = %s, platform_locations = %s, updated_at = now() "
         "WHERE name = %s AND version = %s AND status = 'curated'",
@@ -329,9 +403,10 @@ def read_archived(
     with db.connect() as conn:
         reg = registered(conn, dataset, version)
     found, spool = _archived_file(drive, reg, "refusing to read it")
-    with spool:
+    where = f"{reg.where} (archive tier)"
+    with spool, _plaintext(spool, found.get("encryption"), where, found["path"]) as plain:
         try:
-            table = pq.read_table(spool, columns=columns)
+            table = pq.read_table(plain, columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ArchiveError(
                 f"{reg.where} (archive tier): {found['path']} is not readable Parquet: {exc}"
@@ -346,13 +421,14 @@ def restore_version(db: Database, drive: Drive, dataset: str, version: str) -> i
     with db.connect(autocommit=True) as lock_conn, version_lock(lock_conn, dataset, version):
         with db.connect() as conn:
             reg = registered(conn, dataset, version)
-        _, spool = _archived_file(drive, reg, "nothing was restored")
-        with spool:
+        found, spool = _archived_file(drive, reg, "nothing was restored")
+        where = f"{reg.where} (archive tier)"
+        with spool, _plaintext(spool, found.get("encryption"), where, found["path"]) as plain:
             table = scratch_table(dataset, version)
             assert reg.record is not None
             with db.connect() as conn, conn.transaction():
                 try:
-                    rows = load_copy(conn, dataset, version, reg.columns, spool, table)
+                    rows = load_copy(conn, dataset, version, reg.columns, plain, table)
                     check = check_content(conn, dataset, version, reg.record, table)
                 except (CopyError, FingerprintError) as exc:
                     raise _copy_error(reg, exc) from None
@@ -381,13 +457,16 @@ def archive_reader(db: Database, drive: Drive) -> ArchiveReader:
         found = reg.archive
         if reg.tier != "archive" or not found:
             raise ArchiveError(f"{reg.where} is in the {reg.tier} tier, not in the archive")
-        spool, sha256 = _download(drive, found["path"], f"{reg.where} (archive tier)")
+        where = f"{reg.where} (archive tier)"
+        spool, sha256 = _download(drive, found["path"], where)
+        same = sha256 == found["sha256"]
         with spool:
             try:
-                check = check_copy(db, dataset, version, reg.columns, record, spool)
-            except (CopyError, FingerprintError) as exc:
-                return ArchiveCopy(found["path"], sha256 == found["sha256"], problem=str(exc))
-        return ArchiveCopy(found["path"], sha256 == found["sha256"], check.rows, check.digest)
+                with _plaintext(spool, found.get("encryption"), where, found["path"]) as plain:
+                    check = check_copy(db, dataset, version, reg.columns, record, plain)
+            except (CopyError, FingerprintError, ArchiveError) as exc:
+                return ArchiveCopy(found["path"], same, problem=str(exc))
+        return ArchiveCopy(found["path"], same, check.rows, check.digest)
 
     return read
 

@@ -6,8 +6,10 @@ versions beyond `hot_versions` go too, oldest curated first, until core is proje
 `warn_at`. With a main tier declared (`storage.main`), a version beyond `hot_versions` goes
 from core to main instead (once curated more than `main_days` ago, when the policy sets it),
 and over `critical_at` the oldest go to main; a version in main goes on to the archive after
-`archive_after_days`. Versions of sensitive datasets stay in core (their archives would need encryption,
-which this plan does not apply), and the newest `hot_versions` of every dataset always stay.
+`archive_after_days`. Versions of sensitive datasets never go to main (it applies neither their
+readers' grants nor row level security); they are archived encrypted (`lifecycle.encryption`),
+so they stay in core while no archive key is configured (`encrypts` false). The newest
+`hot_versions` of every dataset always stay.
 """
 
 from __future__ import annotations
@@ -59,7 +61,11 @@ def policy_of(decls: Declarations, dataset: str) -> Lifecycle:
     return declared or Lifecycle()
 
 
-def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None) -> Plan:
+def plan_pass(
+    decls: Declarations, usage: CoreUsage, now: datetime | None = None, *, encrypts: bool = False
+) -> Plan:
+    """The moves of the next pass; `encrypts`: whether an archive key is configured, without
+    which versions of sensitive datasets stay in core."""
     now = now or datetime.now(UTC)
     by_dataset: dict[str, list[VersionUsage]] = {}
     for v in usage.versions:
@@ -68,6 +74,7 @@ def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None
     kept: list[str] = []
     aged: list[Move] = []
     main = decls.storage.main is not None
+    secret: set[str] = set()  # sensitive datasets: never to main (see the module)
     for dataset, versions in by_dataset.items():
         policy = policy_of(decls, dataset)
         ordered = sorted(versions, key=lambda v: version_sort_key(v.version))
@@ -81,19 +88,25 @@ def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None
                 continue
             if v.tier != "core":
                 continue
-            if sensitive:
+            if sensitive and not encrypts:
                 kept.append(
-                    f"{dataset} {v.version}: stays in core (sensitive: archives of sensitive "
-                    "datasets need encryption)"
+                    f"{dataset} {v.version}: stays in core (sensitive: its archive is encrypted, "
+                    "and DYNAMIC_ASSETS_ARCHIVE_KEY is not set)"
                 )
                 continue
+            if sensitive:
+                secret.add(dataset)
             beyond.append((v, policy))
     moves: list[Move] = []
     for v, policy in beyond:
         days = policy.archive_after_days
         if days is not None and _age(v, now) > timedelta(days=days):
             moves.append(_aged_move(v, policy, "core"))
-        elif main and (policy.main_days is None or _age(v, now) > timedelta(days=policy.main_days)):
+        elif (
+            main
+            and v.dataset not in secret
+            and (policy.main_days is None or _age(v, now) > timedelta(days=policy.main_days))
+        ):
             moves.append(
                 Move(
                     v.dataset,
@@ -124,7 +137,7 @@ def plan_pass(decls: Declarations, usage: CoreUsage, now: datetime | None = None
                 v.dataset,
                 v.version,
                 "core",
-                MAIN if main else ARCHIVE,
+                MAIN if main and v.dataset not in secret else ARCHIVE,
                 v.bytes,
                 f"core is critical ({usage.fraction:.0%} of {usage.budget_bytes // 1048576} MB "
                 f">= {usage.critical_at:.0%}): the oldest version beyond the "

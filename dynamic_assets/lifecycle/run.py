@@ -15,6 +15,7 @@ from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archive_version
 from dynamic_assets.lifecycle.deletion import DeletionPass, deletion_pass
+from dynamic_assets.lifecycle.encryption import key_configured
 from dynamic_assets.lifecycle.main_tier import MovedToMain, main_database, move_to_main
 from dynamic_assets.lifecycle.plan import MAIN, Move, Plan, plan_pass
 from dynamic_assets.lifecycle.usage import core_usage, record_snapshot
@@ -38,7 +39,7 @@ def declared(decls: Declarations) -> bool:
 def current_plan(db: Database, decls: Declarations) -> Plan:
     with db.connect() as conn:
         usage = core_usage(conn, decls.storage.core)
-    return plan_pass(decls, usage)
+    return plan_pass(decls, usage, encrypts=key_configured())
 
 
 def run_pass(
