@@ -210,8 +210,60 @@ def _run_once(run: list[str], env: dict[str, str], work: Path, folder: Path) -> 
     _place(folder / "part.csv", second / "part.csv")
     log = work / "run.log"
     with open(log, "w") as f:
-        result = watch(run, stdout=f)
+        result = watch_tree(run, stdout=f)
     return result
+
+
+def watch_tree(cmd: list[str], stdout=None) -> dict:
+    """`watch`, and the memory of the processes the command starts (the process that runs the
+    Great Expectations checks): each one's peak (VmHWM) and the peak of their sum (VmRSS)."""
+    import psutil
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout)
+    own, children, together = 0.0, {}, 0.0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        now = 0.0
+        for p in tree:
+            hwm, rss = _memory_mb(p.pid)
+            now += rss
+            if p.pid == proc.pid:
+                own = max(own, hwm)
+            else:
+                children[p.pid] = max(children.get(p.pid, 0.0), hwm)
+        together = max(together, now)
+        time.sleep(0.05)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{cmd[0]} {' '.join(cmd[1:4])} ... failed")
+    return {
+        "wall_s": time.perf_counter() - started,
+        "vmhwm_mb": own,
+        "children_vmhwm_mb": max(children.values(), default=0.0),
+        "together_rss_mb": together,
+        "ru_maxrss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
+
+
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(VmHWM, VmRSS) of a process in MB; zeros once it is gone."""
+    found = {"VmHWM:": 0.0, "VmRSS:": 0.0}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key = line.split(":", 1)[0] + ":"
+                if key in found:
+                    found[key] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return found["VmHWM:"], found["VmRSS:"]
 
 
 def _steps(uri: str) -> dict:
@@ -219,11 +271,13 @@ def _steps(uri: str) -> dict:
 
     with psycopg.connect(uri) as conn:
         rows = conn.execute(
-            "SELECT step, sum(duration_s) FROM public.etl_runs "
+            "SELECT step, sum(duration_s), sum(checks_s) FROM public.etl_runs "
             "WHERE dataset = %s AND version = '2024-06-02' GROUP BY step",
             (DATASET,),
         ).fetchall()
-    return {step: round(float(s or 0), 2) for step, s in rows}
+    steps = {step: round(float(s or 0), 2) for step, s, _ in rows}
+    steps["checks"] = round(sum(float(c or 0) for _, _, c in rows), 2)
+    return steps
 
 
 READ = """
@@ -286,8 +340,9 @@ def markdown(results: list[dict]) -> str:
     lines = [
         "| rows | CSV MB | expectations | `psql \\copy` s | `run` s | run vs psql | peak RSS MB "
         "| stage s | curate s | empty `run` s | `read_curated` s | binary COPY to Arrow s "
-        "| `pandas.read_sql` s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| `pandas.read_sql` s | checks s | checks vs stage | checks process peak MB "
+        "| run + checks process RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         base, run = r["psql_copy"]["wall_s"], r["run"]["wall_s"]
@@ -298,7 +353,11 @@ def markdown(results: list[dict]) -> str:
             f"| {r['steps'].get('curate', 0)} | {r['empty_run_s']:.1f} "
             f"| {rd['read_curated'].get('seconds', float('nan')):.2f} "
             f"| {rd['adbc_copy'].get('seconds', float('nan')):.2f} "
-            f"| {rd['pandas_read_sql'].get('seconds', float('nan')):.2f} |"
+            f"| {rd['pandas_read_sql'].get('seconds', float('nan')):.2f} "
+            f"| {r['steps'].get('checks', 0)} "
+            f"| {r['steps'].get('checks', 0) / max(r['steps'].get('stage', 0), 1e-9):.2f}x "
+            f"| {r['run'].get('children_vmhwm_mb', 0):.0f} "
+            f"| {r['run'].get('together_rss_mb', 0):.0f} |"
         )
     return "\n".join(lines)
 

@@ -51,6 +51,11 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         plan = headless.plan_ingest(
             db, drive, decls, dataset=dataset, version=version, run_all=run_all
         )
+    declared = decls.by_name()
+    if any(vf.dataset in declared and declared[vf.dataset].expectations for vf in plan.versions):
+        from dynamic_assets.quality import judge
+
+        judge.prepare()  # Great Expectations loads on the other core while Dagster does here
     _print_deleted(plan.deleted)
     for note in plan.notes:
         console.print(note.message, markup=False, highlight=False, soft_wrap=True)

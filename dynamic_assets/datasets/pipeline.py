@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -417,6 +418,7 @@ def validate(
     from dynamic_assets.quality import schema as schema_mod
     from dynamic_assets.quality.judge import Judging
 
+    started = time.perf_counter()
     parquet_types: dict[str, str] = {}
     for load in staged.loads if staged else []:
         for name, typ in (load.source_types or {}).items():
@@ -479,7 +481,7 @@ def validate(
             o.unexpected_count or 0 for o in outcomes if not o.success and o.severity == "error"
         )
         conn.execute(
-            """UPDATE public.etl_runs SET checks = %s, rows_rejected = %s,
+            """UPDATE public.etl_runs SET checks = %s, rows_rejected = %s, checks_s = %s,
                       status = CASE WHEN %s THEN 'failed' ELSE status END,
                       error = CASE WHEN %s THEN %s ELSE error END
                 WHERE id = (SELECT max(id) FROM public.etl_runs
@@ -487,6 +489,7 @@ def validate(
             (
                 Jsonb(checks),
                 rejected,
+                time.perf_counter() - started,
                 bool(reasons) or bool(problems),
                 bool(problems) or any(not o.success and o.severity == "error" for o in outcomes),
                 "blocking checks failed",

@@ -284,18 +284,36 @@ def run_expectations(
                 ExpectationOutcome(name, exp, False, error=f"{type(exc).__name__}: {exc}")
             )
     if built:
+        # First every expectation's counts and observed values, without examples: a query that
+        # looks for examples of a passing expectation finds none only after reading the whole
+        # table, twice per expectation (the values, then their source rows). Then the failed
+        # ones again, with their examples and where they are.
         result = batch.validate(
             suite,
-            result_format={
-                "result_format": "SUMMARY",
-                "unexpected_index_column_names": list(lineage),
-                "partial_unexpected_count": EXAMPLES,
-                "return_unexpected_index_query": False,
-            },
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
         )
         by_id = {r.expectation_config.id: r for r in result.results if r.expectation_config}
         if len(by_id) != len(result.results) or set(by_id) != {c.id for _, _, c in built}:
             raise RuntimeError("Great Expectations returned results that do not match the suite")
+        failed = gx.ExpectationSuite(name=f"{ds.name}_failed")
+        for _, exp, configured in built:
+            if not by_id[configured.id].success:
+                # A fresh copy (an expectation belongs to one suite), under the same id.
+                again_of = failed.add_expectation(get_expectation_impl(exp.type)(**exp.kwargs))
+                again_of.id = configured.id
+        if failed.expectations:
+            again = batch.validate(
+                failed,
+                result_format={
+                    "result_format": "SUMMARY",
+                    "unexpected_index_column_names": list(lineage),
+                    "partial_unexpected_count": EXAMPLES,
+                    "return_unexpected_index_query": False,
+                },
+            )
+            for r in again.results:
+                if r.expectation_config is not None and r.expectation_config.id in by_id:
+                    by_id[r.expectation_config.id] = r
         for name, exp, configured in built:
             r = by_id[configured.id]
             res = r.result or {}
