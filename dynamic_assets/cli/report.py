@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import webbrowser
+from contextlib import ExitStack
 from datetime import timedelta
 
 import click
@@ -21,6 +22,19 @@ def parse_window(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
+def home_instance(settings: Settings, stack: ExitStack):
+    """The Dagster instance the sensors tick on (DAGSTER_HOME's, else the home's under
+    `<home>/dagster` when `dynamic-assets dev` or `run` made it), or None and why there is none."""
+    import os
+
+    from dynamic_assets.defs.headless import dagster_instance
+
+    folder = settings.home / "dagster"
+    if not os.environ.get("DAGSTER_HOME") and not (folder / "dagster.yaml").exists():
+        return None, f"no Dagster instance at {folder}; the sensors tick under `dynamic-assets dev`"
+    return stack.enter_context(dagster_instance(settings)), ""
+
+
 @click.command()
 @click.option(
     "--since", "window", default="7d", show_default=True, help="The window: 36h, 7d, 2w, ..."
@@ -33,6 +47,7 @@ def report(window: str, open_: bool) -> None:
     from dynamic_assets.alerts.endpoints import WebhookConfigError
     from dynamic_assets.declarations.model import load_declarations
     from dynamic_assets.defs.alerts.resources import build_webhook_resource
+    from dynamic_assets.defs.reports.assets import DRIVE_SENSORS
     from dynamic_assets.defs.resources import Resources
     from dynamic_assets.read.curated import default_database
     from dynamic_assets.reports import announce, write_review
@@ -46,7 +61,11 @@ def report(window: str, open_: bool) -> None:
     except WebhookConfigError as exc:
         raise click.ClickException(f"webhooks: {exc}") from None
     db = default_database(settings)
-    review = write_review(db, drive, decls, window=span)
+    with ExitStack() as stack:
+        instance, why = home_instance(settings, stack)
+        review = write_review(
+            db, drive, decls, window=span, instance=instance, watched=DRIVE_SENSORS, no_instance=why
+        )
     click.echo(review.html_path)
     click.echo(review.markdown_path)
     if config is not None:

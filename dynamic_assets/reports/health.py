@@ -1,15 +1,17 @@
 """The platform's health in the weekly review: the drive's quota as last read before the window's
 end (`public.sync_events`, kind `quota`) and the database's size history against the core budget
-(`storage_trend`)."""
+(`storage_trend`); the drive sensors' ticks and cursors (`sensor_health`) are added where a Dagster
+instance is known."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
 
 from dynamic_assets.declarations.storage import CoreTier
+from dynamic_assets.reports.sensor_health import SensorsHealth
 from dynamic_assets.reports.storage_trend import StorageTrend, storage_trend
 
 
@@ -33,6 +35,7 @@ class Quota:
 class Health:
     quota: Quota | None = None
     storage: StorageTrend | None = None
+    sensors: SensorsHealth = field(default_factory=SensorsHealth)
 
 
 def _int(value) -> int | None:

@@ -11,6 +11,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from dynamic_assets.reports.figures import Figures
 from dynamic_assets.reports.health import Quota
+from dynamic_assets.reports.sensor_health import sensor_rows
 from dynamic_assets.reports.storage_trend import StorageTrend, Threshold
 
 TITLE = "dynamic-assets weekly review"
@@ -106,6 +107,7 @@ def html(figures: Figures, charts: Mapping[str, bytes]) -> str:
         quota=quota_text,
         growth=growth_text,
         threshold=threshold_text,
+        sensor_rows=sensor_rows(figures.health.sensors),
     )
 
 
@@ -133,6 +135,9 @@ def markdown(figures: Figures, report_path: str | None = None) -> str:
         f"- Graph requests throttled (429/503, retried): {s.throttled}",
         f"- seconds waited for Graph: {seconds(s.throttle_seconds)}",
         f"- delta resyncs after 410: {s.resyncs}",
+    ]
+    lines += [f"- {label}: {text}" for label, text in sensor_rows(f.health.sensors)]
+    lines += [
         f"- drive quota: {quota_text(f.health.quota)}",
     ]
     if s.quarantine_reasons:

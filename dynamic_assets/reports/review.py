@@ -5,8 +5,10 @@ alert that announces it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dynamic_assets.alerts.delivery import dispatch
 from dynamic_assets.alerts.endpoints import WebhookConfig
@@ -18,6 +20,7 @@ from dynamic_assets.drive.sync_events import record_quota
 from dynamic_assets.reports import charts as charts_
 from dynamic_assets.reports import render
 from dynamic_assets.reports.figures import Figures, weekly_figures
+from dynamic_assets.reports.sensor_health import SensorsHealth, Watched, sensors_health
 
 REPORTS_FOLDER = "reports"
 PROJECT = "dynamic-assets"
@@ -50,14 +53,23 @@ def write_review(
     *,
     window: timedelta = timedelta(days=7),
     now: datetime | None = None,
+    instance: Any | None = None,
+    watched: Sequence[Watched] = (),
+    no_instance: str = "no Dagster instance was given",
 ) -> Review:
-    """Record the drive's quota (OneDrive), compute the figures of the `window` before `now`, draw
-    the charts, and write the HTML page and the Markdown summary into the drive's `reports/`
-    folder."""
+    """Record the drive's quota (OneDrive), compute the figures of the `window` before `now`
+    (the `watched` sensors' ticks from the Dagster `instance`; without one, `no_instance` says
+    why they were not seen), draw the charts, and write the HTML page and the Markdown summary
+    into the drive's `reports/` folder."""
     record_quota(db, drive)  # read before the window closes, so this review shows it
     now = (now or datetime.now(UTC)).astimezone(UTC)
     with db.connect() as conn:
         figures = weekly_figures(conn, decls, since=now - window, until=now)
+    figures.health.sensors = (
+        sensors_health(instance, watched, now - window, now)
+        if instance is not None
+        else SensorsHealth(unseen=no_instance)
+    )
     charts = charts_.draw_all(figures)
     page = render.html(figures, charts).encode("utf-8")
     # A second review within the same second (another window, say) is written beside the first

@@ -10,10 +10,13 @@ from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.alerts.resources import WebhookResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.reports import announce, write_review
+from dynamic_assets.reports.sensor_health import Watched
 from dynamic_assets.settings import Settings
 
 REVIEW_KEY = dg.AssetKey(["reports", "weekly_review"])
 REVIEW_CRON = "0 9 * * 1"
+# The sensors that list the drive, with their minimum intervals, whose ticks the review reads.
+DRIVE_SENSORS = (Watched("drive_sensor", 30), Watched("model_checkpoints_sensor", 60))
 
 
 def build_review_asset(decls: Declarations) -> dg.AssetsDefinition:
@@ -32,7 +35,14 @@ def build_review_asset(decls: Declarations) -> dg.AssetsDefinition:
         """The week's sync, data quality, storage, training, provenance and freshness figures
         with charts, written into the drive's reports/ folder (HTML and a Markdown summary)."""
         db = postgres.database()
-        review = write_review(db, drive.get(), decls, window=timedelta(days=7))
+        review = write_review(
+            db,
+            drive.get(),
+            decls,
+            window=timedelta(days=7),
+            instance=context.instance,
+            watched=DRIVE_SENSORS,
+        )
         delivered = announce(db, webhooks.config(), review)
         context.log.info(f"weekly review written to {review.html_path}; alert: {delivered}")
         f = review.figures
