@@ -104,9 +104,17 @@ class TypedBuild:
         self._thread.start()
 
     def send(self, columns: list[pa.Array], lineage: list[pa.Array]) -> None:
-        """One judged batch of staged columns (in declared order) and its file id and rows."""
-        if self.failed is not None:
-            return
+        """One judged batch of staged columns (in declared order) and its file id and rows;
+        the COPY's own thread encodes it, beside the thread that encodes the text staging."""
+        while self.failed is None:
+            try:
+                self._queue.put((columns, lineage), timeout=0.2)
+                self.rows += len(lineage[0])
+                return
+            except queue.Full:
+                continue
+
+    def _encode(self, columns: list[pa.Array], lineage: list[pa.Array]) -> bytes:
         arrays = []
         for col, values in zip(self.ds.columns, columns, strict=True):
             if col.type != "string":
@@ -118,14 +126,7 @@ class TypedBuild:
         )
         sink = pa.BufferOutputStream()
         pacsv.write_csv(batch, sink, _CSV)
-        data = sink.getvalue().to_pybytes()
-        while self.failed is None:
-            try:
-                self._queue.put(data, timeout=0.2)
-                self.rows += batch.num_rows
-                return
-            except queue.Full:
-                continue
+        return sink.getvalue().to_pybytes()
 
     def give_up(self, reason: str) -> None:
         """Stop building: the typed table will be built from the text staging."""
@@ -225,17 +226,20 @@ class TypedBuild:
     def _copy(self, statement: sql.Composed) -> None:
         assert self._conn is not None
         try:
-            with self._conn.cursor() as cur, cur.copy(statement) as copy:
-                while True:
-                    item = self._queue.get()
-                    if item is _DONE:
-                        break
-                    if self._stop.is_set():
-                        raise _Abandoned
-                    copy.write(item)
+            with self._conn.cursor() as cur:
+                with cur.copy(statement) as copy:
+                    while True:
+                        item = self._queue.get()
+                        if item is _DONE:
+                            break
+                        if self._stop.is_set():
+                            raise _Abandoned
+                        copy.write(self._encode(*item))
+                if cur.rowcount != self.rows:
+                    self.give_up(f"the COPY took {cur.rowcount} of {self.rows} rows")
         except _Abandoned:
             pass
-        except psycopg.Error as exc:
+        except Exception as exc:
             # The value Postgres refused is not repeated: the text staging locates it.
             self.give_up(type(exc).__name__)
         finally:
