@@ -62,9 +62,7 @@ def _due_for_deletion(db, decls):
         )
 
 
-def test_deletion_by_policy_removes_the_archive_file_from_onedrive(
-    curated, graph, tier_decls, key
-):
+def test_deletion_by_policy_removes_the_archive_file_from_onedrive(curated, graph, tier_decls, key):
     srv, gdrive = graph
     archived = archive_version(curated, gdrive, "archive", "market", OLD)
     assert archived is not None
