@@ -59,6 +59,14 @@ def _db_drive():
     return default_database(), LocalDrive(os.environ["DYNAMIC_ASSETS_DRIVE"])
 
 
+def _own_hwm_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def step_read(_a) -> dict:
     from dynamic_assets.read.curated import read_curated
 
@@ -73,10 +81,12 @@ def step_archive(_a) -> dict:
     db, drive = _db_drive()
     db.uri  # noqa: B018  (migrations checked before the clock starts)
     marks: dict[str, float] = {}
+    hwm: dict[str, float] = {}
     started = time.perf_counter()
 
     def step(name: str) -> None:
         marks[name] = time.perf_counter() - started
+        hwm[name] = _own_hwm_mb()
 
     done = archive_version(db, drive, ARCHIVE, DATASET, VERSION, step=step)
     assert done is not None, "the version was not in core"
@@ -85,6 +95,7 @@ def step_archive(_a) -> dict:
         "rows": done.rows,
         "bytes": done.size_bytes,
         "marks": marks,
+        "peak_rss_mb_at": hwm,  # this process's VmHWM at the end of each phase
     }
 
 
