@@ -438,6 +438,11 @@ class _Handler(BaseHTTPRequestHandler):
     ):
         app = self.app
         drive = app.drive
+        if action == "" and self.command == "DELETE":
+            if node is None or node is drive.root:
+                return self._error(400, "invalidRequest", "Invalid request")
+            drive.delete(drive.path_of(node))
+            return self._send(204)
         if action == "":
             download = (
                 f"{app.url}/download/{node.id}?tempauth={app.tempauth}"

@@ -29,7 +29,7 @@ from dynamic_assets.drive.graph.auth import (
 )
 from dynamic_assets.drive.graph.delta import DeltaFeed, DeltaResult, list_tree
 from dynamic_assets.drive.graph.download import Downloads
-from dynamic_assets.drive.graph.http import GraphHttp, SyncRecorder, new_session
+from dynamic_assets.drive.graph.http import GraphHttp, GraphNotFound, SyncRecorder, new_session
 from dynamic_assets.drive.graph.items import DriveAddress, item_from_json
 from dynamic_assets.drive.graph.upload import DEFAULT_UPLOAD_CHUNK, Uploads
 
@@ -173,6 +173,17 @@ class GraphDrive:
     ) -> DriveItem:
         """Upload `size` bytes from `stream` through an upload session, chunk by chunk."""
         return self.uploads.upload(path, stream, size, overwrite=overwrite)
+
+    def delete(self, path: str) -> None:
+        """Remove a file (`DELETE /items/{id}`, into the drive's recycle bin): FileNotFoundError
+        when it is not there, IsADirectoryError for a folder (Graph would delete all it holds)."""
+        item = self.item_json(path)
+        if "folder" in item:
+            raise IsADirectoryError(f"{path} is a folder of the drive, not a file")
+        try:
+            self.http.request("DELETE", self.address.item_url(item["id"]), expect=(204,))
+        except GraphNotFound:
+            raise FileNotFoundError(f"{path} is no longer in the drive") from None
 
 
 @dataclass(frozen=True)
