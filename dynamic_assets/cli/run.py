@@ -240,4 +240,8 @@ def _train(shell: _Shell, db, decls, dataset: str | None) -> list[tuple[str, str
         (models[o.model], o.version, f"models/{o.model}", o.detail)
         for o in outcomes
         if o.status == "failed"
+    ] + [  # the model is trained; a platform that could not take its checkpoint is a problem
+        (models[o.model], o.version, f"models/{o.model}", failure)
+        for o in outcomes
+        for failure in o.mirror_failures
     ]

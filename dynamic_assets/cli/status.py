@@ -31,8 +31,8 @@ def status(as_json: bool) -> None:
     """Health of every dataset: latest and current version, checks, last runs, quarantined files, and each
     version not in its final state (attested, or anchored when TON anchoring is configured).
 
-    With S3 platforms declared, also the state of each version on each platform: mirrored,
-    missing, changed (behind our back) or failed (with the reason).
+    With S3 or DVC platforms declared, also the state of each version on each platform:
+    mirrored, missing, changed (behind our back) or failed (with the reason).
 
     Exits 1 when a blocking check of any dataset is failing, a version is not final, a
     curated version has lost every source file, or a mirror failed or changed.
@@ -46,7 +46,7 @@ def status(as_json: bool) -> None:
     decls = load_declarations(settings.config_path)
     db = default_database(settings)
     report = health(db, decls, anchoring=settings.provenance.anchoring)
-    mirrors = mirror_states(db, decls)
+    mirrors = mirror_states(db, decls, base=settings.config_path.parent)
     if as_json:
         rows = [
             h.as_dict() | {"mirrors": [m.as_dict() for m in mirrors if m.dataset == h.dataset]}

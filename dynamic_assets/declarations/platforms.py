@@ -2,7 +2,7 @@
 
     platforms:
       spaces: {kind: s3, endpoint_url: https://nyc3.digitaloceanspaces.com, bucket: ai-project,
-               prefix: datasets, region: nyc3}
+               prefix: datasets, region: nyc3}   # models_prefix: models (the default)
       dvc:    {kind: dvc, repo_path: ../ai-project, remote: spaces}
 
 Credentials are never declared: they come from the environment only (`<NAME>_ACCESS_KEY_ID` and
@@ -45,6 +45,8 @@ class S3Platform(BaseModel):
     bucket: str
     endpoint_url: str | None = None
     prefix: str = "datasets"
+    # where model checkpoints land: <models_prefix>/<model>/<run-id>/
+    models_prefix: str = "models"
     region: str | None = None
 
     _refuse_credentials = model_validator(mode="before")(_no_credentials)
@@ -56,7 +58,7 @@ class S3Platform(BaseModel):
             raise ValueError(f"bucket {v!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
         return v
 
-    @field_validator("prefix")
+    @field_validator("prefix", "models_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
         v = v.strip("/")

@@ -103,6 +103,7 @@ class Trained:
     value: float | None = None
     seconds: float = 0.0
     detail: str = ""
+    mirror_failures: list[str] = field(default_factory=list)  # per S3 platform (`mirrors.models`)
 
 
 # The settings of the home's instance, written into `<home>/dagster/dagster.yaml`; `dynamic-assets
@@ -508,6 +509,8 @@ def train_version(
     """Run the training job of one pending (model, version); a failed run is alerted as the
     sensors alert it (`_alert`)."""
     started = datetime.now(UTC)
+    from dagster import JsonMetadataValue
+
     from dynamic_assets.defs.training.keys import train_job_name
 
     result, seconds = _execute(
@@ -532,6 +535,9 @@ def train_version(
         outcome.value = float(value) if value is not None else None
         run = meta.get("mlflow_run_id")
         outcome.detail = f"MLflow run {run.value}" if run is not None else ""
+        failed = meta.get("mirror_failures")
+        if isinstance(failed, JsonMetadataValue) and isinstance(failed.value, list):
+            outcome.mirror_failures = [str(f) for f in failed.value]
     else:
         errors = [
             e.step_failure_data.error.message.strip()

@@ -122,10 +122,15 @@ def record_object(
     placed: s3.Placed,
     etag: str | None,
     signer: SigningKey | None,
+    *,
+    model: str | None = None,
+    run_id: str | None = None,
 ) -> int | None:
     """Record the object once (platform, key, SHA-256) with a signed ledger entry; the entry's
     sequence number, or None when the object was already in the ledger (or no signer was given:
-    the next mirror with one writes its entry)."""
+    the next mirror with one writes its entry). A model checkpoint's object names its `model` and
+    `run_id` (in the row and the leaf); `dataset`, `version` and `fingerprint` are then those of
+    the data the run was trained on."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (ledger.LEDGER_LOCK,))
         row = conn.execute(
@@ -138,6 +143,8 @@ def record_object(
         seq = None
         if signer is not None:
             leaf = object_leaf(name, dataset, version, fingerprint, placed)
+            if model is not None:
+                leaf = {"model": model, "run_id": run_id, **leaf}
             root = merkle.root(ledger.leaf_hashes([leaf])).hex()
             seq = ledger.append(conn, root, [leaf], signer).seq
         if row is not None:
@@ -148,8 +155,8 @@ def record_object(
             conn.execute(
                 """INSERT INTO public.mirror_objects
                        (platform, dataset, version, object_key, sha256, size_bytes, fingerprint,
-                        etag, ledger_seq)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                        etag, ledger_seq, model, run_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                 (
                     name,
                     dataset,
@@ -160,12 +167,14 @@ def record_object(
                     fingerprint,
                     etag,
                     seq,
+                    model,
+                    run_id,
                 ),
             )
         return seq
 
 
-def _known_object(conn: psycopg.Connection, name: str, placed: s3.Placed) -> bool:
+def known_object(conn: psycopg.Connection, name: str, placed: s3.Placed) -> bool:
     return (
         conn.execute(
             "SELECT 1 FROM public.mirror_objects "
@@ -246,7 +255,7 @@ def _mirror_version(
             rows = out.rows
         with db.connect() as conn:
             current = current_version(conn, dataset)
-            known = _known_object(conn, name, placed)
+            known = known_object(conn, name, placed)
         etag = None if known else (s3.head(client, platform.bucket, key) or {}).get("ETag")
         moved = False
         if current == version:
@@ -260,7 +269,7 @@ def _mirror_version(
     except s3.MirrorError:
         raise
     except Exception as exc:
-        if not _store_error(exc):
+        if not store_error(exc):
             raise
         raise s3.MirrorError(
             f"{where} (s3://{platform.bucket}/{platform.prefix}): {s3.refusal(exc)}"
@@ -326,7 +335,7 @@ def point_latest(
             "application/json",
         )
     except Exception as exc:
-        if not _store_error(exc):
+        if not store_error(exc):
             raise
         raise s3.MirrorError(
             f"mirror {name}: {dataset} {version} (s3://{platform.bucket}/{platform.prefix}): "
@@ -335,7 +344,7 @@ def point_latest(
     return Pointed(name, dataset, version, entry["url"], moved)
 
 
-def _store_error(exc: BaseException) -> bool:
+def store_error(exc: BaseException) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
     return isinstance(exc, ClientError | BotoCoreError)

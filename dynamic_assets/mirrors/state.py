@@ -9,18 +9,26 @@
   or the store could not be asked.
 
 One HEAD request per mirrored object, with a single attempt: a look, not a repair.
+
+On a DVC platform (given the folder its `repo_path` is relative to), a version is `mirrored` when
+the repository holds its `.dvc` metafile naming the MD5 and size recorded when it was tracked,
+`missing` when it is not tracked yet, tracks an older fingerprint or its metafile is gone, and
+`changed` when the metafile names other bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.declarations.names import version_sort_key
-from dynamic_assets.declarations.platforms import S3Platform
+from dynamic_assets.declarations.platforms import DvcPlatform, S3Platform
 from dynamic_assets.mirrors import s3
 
 STATES = ("mirrored", "missing", "changed", "failed")
@@ -43,11 +51,20 @@ class MirrorState:
 
 
 def mirror_states(
-    db: Database, decls: Declarations, *, environ: Mapping[str, str] | None = None
+    db: Database,
+    decls: Declarations,
+    *,
+    environ: Mapping[str, str] | None = None,
+    base: Path | None = None,
 ) -> list[MirrorState]:
     """Every fingerprinted curated version of a declared dataset on every declared S3 platform,
-    ordered by dataset, version and platform."""
-    platforms = {n: p for n, p in decls.platforms.items() if isinstance(p, S3Platform)}
+    and with `base` (the folder DVC `repo_path`s are relative to) on every DVC platform, ordered
+    by dataset, version and platform."""
+    platforms: dict[str, S3Platform | DvcPlatform] = {
+        n: p
+        for n, p in decls.platforms.items()
+        if isinstance(p, S3Platform) or (base is not None and isinstance(p, DvcPlatform))
+    }
     datasets = [d.name for d in decls.datasets]
     if not platforms or not datasets:
         return []
@@ -84,6 +101,9 @@ def mirror_states(
                 state, detail = "missing", "not mirrored yet"
             elif entry.get("fingerprint") != fingerprint:
                 state, detail = "missing", "the mirror holds an older fingerprint: mirror it again"
+            elif isinstance(platform, DvcPlatform):
+                assert base is not None  # DVC platforms are looked at with their base only
+                state, detail = _look_dvc((base / platform.repo_path).resolve(), entry)
             else:
                 state, detail = _look(clients, name, platform, entry, placed, environ)
             out.append(MirrorState(dataset, version, name, state, detail))
@@ -115,3 +135,17 @@ def _look(
     if size != entry.get("size_bytes") or sha != entry.get("sha256") or etag_changed:
         return "changed", f"{url} is not the object placed: it changed in the mirror"
     return "mirrored", url
+
+
+def _look_dvc(repo: Path, entry: dict[str, Any]) -> tuple[str, str]:
+    metafile = repo / str(entry.get("metafile", ""))
+    if not entry.get("metafile") or not metafile.is_file():
+        return "missing", f"{metafile} is gone from the repository"
+    try:
+        outs = (yaml.safe_load(metafile.read_text(encoding="utf-8")) or {}).get("outs") or [{}]
+        named = (str(outs[0].get("md5")), outs[0].get("size"))
+    except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
+        named = ("", None)
+    if named != (entry.get("md5"), entry.get("size_bytes")):
+        return "changed", f"{metafile} names other bytes than were tracked"
+    return "mirrored", f"{metafile} ({entry.get('url')})"

@@ -133,3 +133,34 @@ def test_run_tracks_what_it_curated_in_the_dvc_repository(
     # Nothing new: no upload, no metafile written again.
     assert s3.log.uploads() == []
     assert {p: p.stat().st_mtime_ns for p in repo.rglob("*.dvc")} == written
+
+
+def test_status_shows_each_version_on_the_dvc_platform(tmp_path, db, db_url, drive_root, dvc_decls):
+    run = _cli(tmp_path, db_url, drive_root, dvc_decls, "run", "--dataset", "market", "--no-train")
+    assert run.exit_code == 0, run.output
+    repo = tmp_path / "ai-project"
+    rows = _dvc_rows(_cli(tmp_path, db_url, drive_root, dvc_decls, "status", "--json").output)
+    assert rows == {V1: "mirrored", V2: "mirrored"}
+
+    # Behind our back: one metafile edited to name other bytes, another deleted.
+    edited = repo / f"datasets/market/market_{V1}.parquet.dvc"
+    meta = yaml.safe_load(edited.read_text())
+    meta["outs"][0]["md5"] = "0" * 32
+    edited.write_text(yaml.safe_dump(meta))
+    (repo / f"datasets/market/market_{V2}.parquet.dvc").unlink()
+    status = _cli(tmp_path, db_url, drive_root, dvc_decls, "status")
+    text = " ".join(status.output.split())
+    assert status.exit_code == 1
+    assert f"market {V1} dvc changed" in text and f"market {V2} dvc missing" in text
+
+
+def _dvc_rows(output: str) -> dict[str, str]:
+    import json
+
+    return {
+        m["version"]: m["state"]
+        for h in json.loads(output)
+        if h["dataset"] == "market"
+        for m in h["mirrors"]
+        if m["platform"] == "dvc"
+    }

@@ -24,13 +24,16 @@ from dynamic_assets.defs.datasets.asset_args import dagster_owners
 from dynamic_assets.defs.datasets.metadata import md_table
 from dynamic_assets.defs.datasets.partitions import versions_partitions
 from dynamic_assets.defs.provenance.keys import fingerprint_key
+from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.defs.training.keys import model_key, train_job_name
 from dynamic_assets.defs.training.resources import MlflowResource
+from dynamic_assets.drive.base import Drive
+from dynamic_assets.mirrors.models import mirror_to_platforms, s3_platform_names
 from dynamic_assets.read.curated import FingerprintMismatch
 from dynamic_assets.settings import Settings
 from dynamic_assets.training import records
-from dynamic_assets.training.checkpoint import CheckpointError
+from dynamic_assets.training.checkpoint import WEIGHTS_FILE, CheckpointError
 from dynamic_assets.training.features import TrainingDataError
 from dynamic_assets.training.fit import TrainingError
 from dynamic_assets.training.identity import config_hash, run_tags
@@ -98,8 +101,43 @@ def _mlflow_link(mlflow: MlflowResource, experiment_id: str, run_id: str) -> dg.
     return dg.MetadataValue.text(mlflow.describe())
 
 
-def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
-    """The training asset of one declared model."""
+def mirror_checkpoint(
+    context: dg.AssetExecutionContext,
+    decls: Declarations,
+    postgres: PostgresResource,
+    drive: Drive,
+    attestation: AttestationResource,
+    model: str,
+    run_id: str,
+    folder: str,
+) -> dict[str, dg.MetadataValue]:
+    """Put the run's weights on every declared S3 platform (`mirrors.models`); the metadata
+    entries saying where, and which platforms failed and why. A failure is logged, never raised:
+    the model is trained and the other platforms get their copy."""
+    if not s3_platform_names(decls):
+        return {}
+    done, failures = mirror_to_platforms(
+        postgres.database(),
+        decls,
+        model,
+        run_id,
+        lambda: drive.open(f"{folder}/{WEIGHTS_FILE}"),
+        file_name=WEIGHTS_FILE,
+        signer=attestation.signer(),
+    )
+    for failure in failures:
+        context.log.warning(failure)
+    meta: dict[str, dg.MetadataValue] = {
+        "mirrors": dg.MetadataValue.json({d.platform: d.placed.url for d in done})
+    }
+    if failures:
+        meta["mirror_failures"] = dg.MetadataValue.json(failures)
+    return meta
+
+
+def build_training_asset(model: Model, ds: Dataset, decls: Declarations) -> dg.AssetsDefinition:
+    """The training asset of one declared model; its checkpoint is mirrored to the declared S3
+    platforms of `decls`."""
     chash = config_hash(model)
     features = md_table(["feature"], [(f,) for f in model.features])
 
@@ -118,7 +156,8 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
         + f"\n\n`{model.estimator}` on `{ds.name}` ({TRAINED_ON[model.versions]})"
         + f", target `{model.target}`, {model.split} split holding out "
         f"{model.test_size:.0%}, headline metric `test_{model.metric}`. Tracked in MLflow "
-        f"(experiment `{model.name}`), checkpoints in `model-checkpoints/{model.name}/<run-id>/`."
+        f"(experiment `{model.name}`), checkpoints in `model-checkpoints/{model.name}/<run-id>/`"
+        " and under `models/<model>/<run-id>/` on each declared S3 platform."
         f"\n\n{features}",
     )
     def train(
@@ -126,6 +165,7 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
         postgres: PostgresResource,
         drive: DriveResource,
         mlflow: MlflowResource,
+        attestation: AttestationResource,
     ):
         version = context.partition_key
         db = postgres.database()
@@ -156,6 +196,21 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
             with db.connect() as conn:
                 existing = records.find_trained(conn, model.name, fingerprint, chash)
             if existing is not None:
+                missing = set(s3_platform_names(decls)) - set(existing.deployment_locations)
+                mirrored = (  # a mirror an earlier run could not make
+                    mirror_checkpoint(
+                        context,
+                        decls,
+                        postgres,
+                        drive.get(),
+                        attestation,
+                        model.name,
+                        existing.version,
+                        existing.deployment_locations.get("drive", ""),
+                    )
+                    if missing
+                    else {}
+                )
                 context.log.info(
                     f"{model.name} {version}: already trained on fingerprint {fingerprint[:16]}… "
                     f"with this configuration (MLflow run {existing.version}); not retraining"
@@ -169,6 +224,7 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
                         "data_fingerprint": fingerprint,
                         "config_hash": chash,
                         **{k: float(v) for k, v in existing.performance_metrics.items()},
+                        **mirrored,
                     },
                     data_version=dg.DataVersion(existing.version),
                 )
@@ -202,6 +258,16 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
                         },
                     ) from exc
                 split = outcome.fitted.split
+                mirrored = mirror_checkpoint(
+                    context,
+                    decls,
+                    postgres,
+                    drive.get(),
+                    attestation,
+                    model.name,
+                    outcome.mlflow_run_id,
+                    outcome.checkpoint,
+                )
                 headline = f"test_{model.metric}"
                 context.log.info(
                     f"{model.name} {version}: {headline} = {outcome.metrics[headline]:.6g} "
@@ -236,6 +302,7 @@ def build_training_asset(model: Model, ds: Dataset) -> dg.AssetsDefinition:
                                 [(k, f"{v:.6g}") for k, v in outcome.metrics.items()],
                             )
                         ),
+                        **mirrored,
                     },
                     data_version=dg.DataVersion(outcome.mlflow_run_id),
                 )
@@ -254,7 +321,7 @@ def build_train_job(model: Model, ds: Dataset):
 
 
 def training_assets(decls: Declarations) -> list[dg.AssetsDefinition]:
-    return [build_training_asset(m, decls.dataset(m.dataset)) for m in decls.models]
+    return [build_training_asset(m, decls.dataset(m.dataset), decls) for m in decls.models]
 
 
 def training_defs(decls: Declarations, settings: Settings | None = None) -> dg.Definitions:
