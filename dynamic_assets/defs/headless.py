@@ -287,10 +287,19 @@ def ingest_version(
     """Run the ingest job of one version folder, holding the version's run lock
     (`db.tables.try_run_lock`) while it runs.
 
+    The job runs in two runs: the manifest and staging (`staging_keys`), then, when they
+    succeeded, curated, fingerprint and attestation (`curating_keys`), so that a version failed
+    at staging is failed on its staging asset only.
+
     A version another run holds is left to it (`another run`, with that run's id in `note`).
     With `recheck`, a version that another run brought to curated since the plan was made is
     not run again. A failed run is alerted as the sensors alert it (`_alert`)."""
-    from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
+    from dynamic_assets.defs.datasets.assets import (
+        curating_keys,
+        ingest_job_name,
+        ingest_tags,
+        staging_keys,
+    )
 
     run_id = str(uuid.uuid4())
     outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
@@ -312,15 +321,28 @@ def ingest_version(
             )
             return outcome
         started = datetime.now(UTC)
+        job, tags = ingest_job_name(vf.dataset), ingest_tags(vf.dataset, vf.version, TRIGGER)
         result, outcome.seconds = _execute(
             defs,
             instance,
-            ingest_job_name(vf.dataset),
+            job,
             vf.dataset,
             vf.version,
-            ingest_tags(vf.dataset, vf.version, TRIGGER),
+            tags,
             run_id=run_id,
+            asset_selection=staging_keys(vf.dataset),
         )
+        if result.success:
+            result, seconds = _execute(
+                defs,
+                instance,
+                job,
+                vf.dataset,
+                vf.version,
+                tags,
+                asset_selection=curating_keys(vf.dataset),
+            )
+            outcome.seconds += seconds
     if result.success:
         outcome.status = "curated"
         outcome.rows = _curated_rows(result, vf.dataset)
