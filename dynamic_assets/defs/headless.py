@@ -1,7 +1,8 @@
 """The pipeline run in this process, without a daemon (`dynamic-assets run`).
 
 For each pending (dataset, version) it executes the same ingest job the drive sensor requests
-(job name, partition and tags from `defs.datasets`), then the training job of each (model,
+(job name, partition and tags from `defs.datasets`), in the same two runs (staging, then curated
+and provenance, as the curate sensor follows it up), then the training job of each (model,
 version) that has no run for its current data and configuration, on the home's Dagster instance,
 so that the UI shows these runs beside the sensor's. What is pending is decided by the core
 (`datasets.pipeline.outstanding`, `training.records.pending_training`), as for the sensor and the
