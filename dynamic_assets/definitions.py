@@ -11,7 +11,11 @@ import dagster as dg
 from dynamic_assets.declarations.model import Declarations, load_declarations
 from dynamic_assets.defs.alerts.sensors import alerts_defs
 from dynamic_assets.defs.datasets.assets import build_dataset_assets, build_ingest_job
-from dynamic_assets.defs.datasets.sensors import build_drive_sensor, build_reconcile_schedule
+from dynamic_assets.defs.datasets.sensors import (
+    build_curate_sensor,
+    build_drive_sensor,
+    build_reconcile_schedule,
+)
 from dynamic_assets.defs.lifecycle.assets import lifecycle_defs
 from dynamic_assets.defs.mirrors.assets import mirrors_defs
 from dynamic_assets.defs.provenance.assets import provenance_defs
@@ -31,7 +35,7 @@ def datasets_defs(decls: Declarations) -> dg.Definitions:
         build_reconcile_schedule(ds.name, decls, job)
         for ds, job in zip(decls.datasets, jobs, strict=True)
     ]
-    sensors = [build_drive_sensor(decls, jobs)] if jobs else []
+    sensors = [build_drive_sensor(decls, jobs), build_curate_sensor(jobs)] if jobs else []
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)
 
 

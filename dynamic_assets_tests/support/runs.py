@@ -32,17 +32,51 @@ def tick(
 def run_all(
     defs: dg.Definitions, instance: dg.DagsterInstance, result: dg.SensorResult
 ) -> dict[tuple[str, str], dg.ExecuteInProcessResult]:
-    """The partitions a tick added, then every run it requested, each to its end; the results by
-    (dataset, version)."""
+    """The partitions a tick added, then every run it requested (its asset selection), each to
+    its end, and the run the curate sensor requests when a staging run succeeded, as the daemon
+    runs them; the last result of each (dataset, version)."""
     for req in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
     outcomes = {}
     for req in result.run_requests:
-        job = defs.get_job_def(req.job_name)
-        outcomes[(req.tags["dataset"], req.partition_key)] = job.execute_in_process(
-            partition_key=req.partition_key, instance=instance, raise_on_error=False, tags=req.tags
+        done = _execute(defs, instance, req)
+        follow = _after_success(defs, instance, done)
+        outcomes[(req.tags["dataset"], req.partition_key)] = (
+            _execute(defs, instance, follow) if follow is not None else done
         )
     return outcomes
+
+
+def _execute(
+    defs: dg.Definitions, instance: dg.DagsterInstance, req: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
+    return defs.get_job_def(req.job_name).execute_in_process(
+        partition_key=req.partition_key,
+        instance=instance,
+        raise_on_error=False,
+        tags=req.tags,
+        asset_selection=list(req.asset_selection) if req.asset_selection else None,
+    )
+
+
+def _after_success(
+    defs: dg.Definitions, instance: dg.DagsterInstance, done: dg.ExecuteInProcessResult
+) -> dg.RunRequest | None:
+    """The run the curate sensor requests for the run of `done` (None when it requests none)."""
+    if not done.success:
+        return None
+    run = instance.get_run_by_id(done.run_id)
+    [success] = instance.get_records_for_run(
+        done.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS
+    ).records
+    context = dg.build_run_status_sensor_context(
+        sensor_name="curate_sensor",
+        dagster_event=success.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+    )
+    answer = defs.get_sensor_def("curate_sensor")(context)
+    return answer if isinstance(answer, dg.RunRequest) else None
 
 
 def run_version(

@@ -567,12 +567,24 @@ def _preview(db, ds: Dataset, version: str) -> str:
     return md_table(names, rows)
 
 
+def staging_keys(dataset: str) -> list[dg.AssetKey]:
+    """The assets of an ingest run's first part: the manifest and the staging asset, whose
+    blocking checks decide whether the version goes on."""
+    return [manifest_key(dataset), raw_key(dataset)]
+
+
+def curating_keys(dataset: str) -> list[dg.AssetKey]:
+    """The assets of an ingest run's second part, run once the version's staging succeeded:
+    curated, fingerprint and attestation. Kept out of the first run, a version that fails at
+    staging leaves them missing in the UI, not failed (Dagster fails every asset partition a
+    failed run planned and did not materialize)."""
+    return [curated_key(dataset), *provenance_keys(dataset)]
+
+
 def build_ingest_job(ds: Dataset):
     return dg.define_asset_job(
         ingest_job_name(ds.name),
-        selection=dg.AssetSelection.assets(
-            manifest_key(ds.name), raw_key(ds.name), curated_key(ds.name), *provenance_keys(ds.name)
-        ),
+        selection=dg.AssetSelection.assets(*staging_keys(ds.name), *curating_keys(ds.name)),
         partitions_def=versions_partitions(ds.name),
         description=f"Bring one version of {ds.name} from the drive to curated and attested.",
         tags={"dataset": ds.name},

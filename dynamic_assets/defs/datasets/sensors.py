@@ -3,7 +3,9 @@
 The sensor lists the drive (no downloads), keeps one short digest per version folder in a
 compressed cursor, and for each version whose file set changed registers the version as a
 dynamic partition and requests one run keyed by (dataset, version, file-set digest), so repeated
-ticks never start duplicate runs. Files it will not take (undeclared dataset, unsafe name,
+ticks never start duplicate runs. That run stages the version (`staging_keys`); when it succeeds,
+the curate sensor requests the version's curated, fingerprint and attestation assets
+(`curating_keys`), so that a version failed at staging leaves them missing in the UI, not failed. Files it will not take (undeclared dataset, unsafe name,
 unknown format, empty version folder) are recorded in `onedrive_ingest` and named in the log, and
 so are recorded files the listing no longer holds (`deleted`, see `datasets.deletions`).
 
@@ -30,7 +32,13 @@ from dynamic_assets.datasets import registry
 from dynamic_assets.datasets.deletions import settle_deletions
 from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.declarations.model import Declarations
-from dynamic_assets.defs.datasets.assets import VERSION_TAG, ingest_job_name, ingest_tags
+from dynamic_assets.defs.datasets.assets import (
+    VERSION_TAG,
+    curating_keys,
+    ingest_job_name,
+    ingest_tags,
+    staging_keys,
+)
 from dynamic_assets.defs.datasets.partitions import ensure_partition, partitions_name
 from dynamic_assets.defs.headless import plan_forward
 from dynamic_assets.defs.provenance.keys import attestation_key
@@ -41,6 +49,7 @@ from dynamic_assets.drive.discovery import DATASETS_FOLDER, Discovery, discover
 from dynamic_assets.drive.sync_events import recording
 
 CURSOR_VERSION = 1
+PARTITION_TAG = "dagster/partition"  # the tag Dagster gives a run of one partition
 
 
 def encode_cursor(state: dict) -> str:
@@ -86,6 +95,7 @@ def plan_tick(
                 partition_key=vf.version,
                 run_key=f"{vf.dataset}|{vf.version}|{digest}",
                 tags=ingest_tags(vf.dataset, vf.version, "drive_sensor"),
+                asset_selection=staging_keys(vf.dataset),
             )
         )
     old_problems = set(cursor.get("problems", []))
@@ -329,6 +339,42 @@ def _delta_tick(
     )
 
 
+def curating_request(run: dg.DagsterRun) -> dg.RunRequest | None:
+    """The run that goes on from a succeeded staging run (`staging_keys`): the same job, version
+    and tags, curated, fingerprint and attestation (`curating_keys`); None for any other run."""
+    dataset, version = run.tags.get("dataset"), run.tags.get(PARTITION_TAG)
+    if not dataset or not version or run.asset_selection != set(staging_keys(dataset)):
+        return None
+    return dg.RunRequest(
+        job_name=run.job_name,
+        partition_key=version,
+        run_key=f"curate|{run.run_id}",
+        tags=ingest_tags(dataset, version, run.tags.get("trigger", "curate_sensor")),
+        asset_selection=curating_keys(dataset),
+    )
+
+
+def build_curate_sensor(jobs: list) -> dg.SensorDefinition:
+    """Requests the second run of an ingest (`curating_request`) when its staging run succeeded:
+    a version that fails at staging runs no further, and the UI shows its curated and
+    provenance partitions missing, not failed."""
+
+    @dg.run_status_sensor(
+        name="curate_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=jobs,
+        request_jobs=jobs,
+        minimum_interval_seconds=10,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Curates, fingerprints and attests each version whose staging run succeeded.",
+    )
+    def curate_sensor(context: dg.RunStatusSensorContext):
+        request = curating_request(context.dagster_run)
+        return request if request is not None else dg.SkipReason("not a staging run")
+
+    return curate_sensor
+
+
 def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.ScheduleDefinition:
     """An hourly safety net for one dataset: runs every version whose files have not reached
     curated, and every curated version not in its final state (tried again each hour)."""
@@ -359,6 +405,7 @@ def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.Sched
                     partition_key=vf.version,
                     run_key=f"reconcile|{vf.dataset}|{vf.version}|{vf.digest}",
                     tags=ingest_tags(vf.dataset, vf.version, "reconcile"),
+                    asset_selection=staging_keys(vf.dataset),
                 )
             )
         hour = context.scheduled_execution_time
