@@ -308,6 +308,33 @@ def _swap(conn: psycopg.Connection, ds: Dataset, version: str, build: Build, aft
         after_swap(conn, build.rows)
 
 
+def keyed_and_finite(conn: psycopg.Connection, ds: Dataset, target: sql.Composable) -> bool:
+    """Give the built table `target` its primary key (a duplicate raises `psycopg.Error`) and
+    say whether its floats hold no NaN or infinity the declaration refuses."""
+    if ds.primary_key:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (dataset_version, {})").format(
+                target, sql.SQL(", ").join(sql.Identifier(k) for k in ds.primary_key)
+            )
+        )
+    non_finite = [
+        sql.SQL("{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)").format(
+            sql.Identifier(c.name)
+        )
+        for c in ds.columns
+        if c.type == "float" and not c.allow_non_finite
+    ]
+    return not (
+        non_finite
+        and scalar(
+            conn,
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                target, sql.SQL(" OR ").join(non_finite)
+            ),
+        )
+    )
+
+
 def _build(
     conn: psycopg.Connection, ds: Dataset, version: str, recorded: list[dict] | None
 ) -> Build:
@@ -377,25 +404,7 @@ def _build(
                 )
             )
             rows = cur.rowcount
-            if ds.primary_key:
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (dataset_version, {})").format(
-                        target, sql.SQL(", ").join(sql.Identifier(k) for k in ds.primary_key)
-                    )
-                )
-            non_finite = [
-                sql.SQL("{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)").format(
-                    sql.Identifier(c.name)
-                )
-                for c in ds.columns
-                if c.type == "float" and not c.allow_non_finite
-            ]
-            if non_finite and scalar(
-                conn,
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                    target, sql.SQL(" OR ").join(non_finite)
-                ),
-            ):
+            if not keyed_and_finite(conn, ds, target):
                 raise _Unfit("NaN or infinite values in a column that does not allow them")
     except psycopg.Error as exc:
         # Postgres quotes the value it could not cast: withheld for a sensitive dataset.

@@ -30,8 +30,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from dynamic_assets.datasets.curated import Build, discard_build, ensure_curated_table
-from dynamic_assets.db.connection import connect, scalar
+from dynamic_assets.datasets.curated import (
+    Build,
+    discard_build,
+    ensure_curated_table,
+    keyed_and_finite,
+)
+from dynamic_assets.db.connection import connect
 from dynamic_assets.db.tables import CURATED_SCHEMA, build_name, ident
 from dynamic_assets.declarations.model import Dataset
 
@@ -148,25 +153,7 @@ class TypedBuild:
                         target, sql.Identifier(column)
                     )
                 )
-            if ds.primary_key:
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (dataset_version, {})").format(
-                        target, sql.SQL(", ").join(sql.Identifier(k) for k in ds.primary_key)
-                    )
-                )
-            non_finite = [
-                sql.SQL("{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)").format(
-                    sql.Identifier(c.name)
-                )
-                for c in ds.columns
-                if c.type == "float" and not c.allow_non_finite
-            ]
-            if non_finite and scalar(
-                conn,
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                    target, sql.SQL(" OR ").join(non_finite)
-                ),
-            ):
+            if not keyed_and_finite(conn, ds, target):
                 self.give_up("NaN or infinite values in a column that does not allow them")
                 return
             discard_build(conn, ds, self.version)  # an earlier table of the version

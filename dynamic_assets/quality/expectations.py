@@ -241,10 +241,12 @@ def run_expectations(
     source = context.data_sources.add_sql(name="dynamic_assets", connection_string=_gx_url(uri))
     # The typed table itself when the expectations name their columns and none is a vector:
     # Great Expectations reads a table's columns from the catalog, where for a query it runs
-    # the query and fetches every row into memory to learn them.
+    # the query and fetches every row into memory to learn them (a dataset with vectors still
+    # goes through the query, which names only the columns the expectations read).
     lineage = LINEAGE_NAMES
     asset: Any
-    if table and columns is not None and not any(ds.column(c).vector_dim for c in columns):
+    # (Its catalog reads every column's type: pgvector's `vector` is one SQLAlchemy cannot.)
+    if table and columns is not None and not any(c.vector_dim for c in ds.columns):
         asset = source.add_table_asset(
             name=f"{ds.name}_built", table_name=table, schema_name=CURATED_SCHEMA
         )
