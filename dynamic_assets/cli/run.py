@@ -4,8 +4,11 @@ a progress bar, a summary table per half (ingest, training) and every problem on
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
+from collections.abc import Iterator
 from functools import cached_property
+from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -16,6 +19,37 @@ from dynamic_assets.cli.errors import declared_dataset
 from dynamic_assets.cli.lifecycle import run_lifecycle
 from dynamic_assets.cli.mirrors import run_mirrors
 from dynamic_assets.settings import Settings
+
+
+class _Unplugged(io.TextIOBase):
+    """Text written to the log file, through a stream with no file descriptor.
+
+    Dagster captures a step's output by pointing the descriptor of `sys.stderr` at its own file
+    and copying that file back with `tail -F`, which is stopped when the step ends: lines written
+    last (the step's failure) were lost when `tail` was slow. Without a descriptor Dagster leaves
+    the stream alone, and every line reaches the log as it is written."""
+
+    def __init__(self, file: io.TextIOBase):
+        self._file = file
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("the log file is written through Python only")
+
+
+@contextlib.contextmanager
+def _dagster_log(path: Path) -> Iterator[None]:
+    """Dagster's log (its console logger writes to `sys.stderr`) appended to `path`."""
+    with path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(_Unplugged(log)):
+        yield
 
 
 @click.command()
@@ -62,8 +96,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     log_path = headless.run_log_path(settings)
     outcomes = []
     with (
-        log_path.open("a", encoding="utf-8") as log,
-        contextlib.redirect_stderr(log),
+        _dagster_log(log_path),
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -91,7 +124,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
         db, decls, anchoring, dataset=dataset, version=version, skip=ran
     )
     advanced = []
-    with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
+    with _dagster_log(log_path):
         for left in forward:
             with console.status(
                 f"{left.dataset} {left.version}: {left.state}, bringing it forward …"
@@ -119,7 +152,7 @@ def run(dataset: str | None, version: str | None, run_all: bool, train: bool) ->
     with db.connect() as conn:
         record_snapshot(conn, "run")  # the size history the weekly review projects
     if train:
-        with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
+        with _dagster_log(log_path):
             failures += _train(shell, db, decls, dataset)
     if log_path.stat().st_size:
         console.print(f"Dagster's log of this run: {log_path}", markup=False, highlight=False)

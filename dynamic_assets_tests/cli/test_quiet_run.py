@@ -48,6 +48,14 @@ def test_run_and_status_print_no_warning_and_keep_dagster_log_in_a_file(tmp_path
         PYTHONPATH=str(REPO),
         COLUMNS="200",
     )
+    # Dagster mirrors a step's output through `tail -F`, killed when the step ends; a slow `tail`
+    # lost the step's last lines (its failure). Here `tail` copies nothing at all: the log file
+    # must not depend on it.
+    stalled = tmp_path / "bin"
+    stalled.mkdir()
+    (stalled / "tail").write_text("#!/bin/sh\nexec sleep 600\n", encoding="utf-8")
+    (stalled / "tail").chmod(0o755)
+    environ["PATH"] = f"{stalled}{os.pathsep}{environ['PATH']}"
     seeded = _cli("seed", "--scale", "1", environ=environ)
     assert seeded.returncode == 0, seeded.stderr
     bad = tmp_path / "drive" / "datasets" / "market" / "2024-07-01" / "broken.csv"
