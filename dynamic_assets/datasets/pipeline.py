@@ -32,6 +32,7 @@ from dynamic_assets.datasets.errors import PromotionError
 from dynamic_assets.datasets.staging import FileChanged, FileLoad, SourceFile, load_version
 from dynamic_assets.datasets.typed_build import TypedBuild, typed_build_possible
 from dynamic_assets.db import Database
+from dynamic_assets.db.connection import connect
 from dynamic_assets.db.tables import (
     RAW_SCHEMA,
     partition_exists,
@@ -414,7 +415,7 @@ def validate(
     the typed table. A version whose blocking checks fail keeps no typed table."""
     from psycopg.types.json import Jsonb
 
-    from dynamic_assets.provenance.fingerprint import record_build_digest
+    from dynamic_assets.provenance.fingerprint import BuildDigest
     from dynamic_assets.quality import schema as schema_mod
     from dynamic_assets.quality.judge import Judging
 
@@ -428,16 +429,27 @@ def validate(
     # Without a typed table (values that do not cast), the expectations judge the staging cast
     # on the fly, a value that does not cast read as NULL (`rows_castable` reports it).
     judging = Judging(db.uri, ds, version, build.table if build else None)
-    # Meanwhile, on this connection: the schema observed, and the content digest of the typed
-    # table for the fingerprint (the table is not written again before its swap).
-    with db.connect() as conn:
-        observed = schema_mod.observe(conn, ds, version, parquet_types or None)
-        change = schema_mod.compare(conn, ds.name, version, observed)
-        schema_mod.store(conn, ds.name, version, observed)
+    # Meanwhile: the content digest of the typed table for the fingerprint (the table is not
+    # written again before its swap) on a connection and thread of its own, kept only once the
+    # blocking checks passed, and on this connection the schema observed.
+    digest = None
     if build is not None:
-        with db.connect(autocommit=True) as conn:
-            record_build_digest(conn, ds, version, build.table)
-    outcomes = judging.result()
+        digest = BuildDigest(connect(db.uri, autocommit=True), ds, version, build.table)
+    try:
+        with db.connect() as conn:
+            observed = schema_mod.observe(conn, ds, version, parquet_types or None)
+            change = schema_mod.compare(conn, ds.name, version, observed)
+            schema_mod.store(conn, ds.name, version, observed)
+        outcomes = judging.result()
+    except BaseException:
+        if digest is not None:
+            digest.cancel()
+        raise
+    if digest is not None:
+        if any(not o.success and o.severity == "error" for o in outcomes):
+            digest.cancel()
+        else:
+            digest.keep()
 
     reasons: dict[int, list[str]] = {}
     for p in problems:

@@ -16,6 +16,7 @@ the physical order of the rows.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -308,19 +309,60 @@ def _fingerprint(
     )
 
 
-def record_build_digest(conn: psycopg.Connection, ds: Dataset, version: str, table: str) -> None:
-    """Compute the content digest of the typed table `table` built for `version` and keep it
-    with the build's record (`curated_builds`), for `fingerprint_table` to take. Run while the
-    expectations judge the table (on another connection), it costs the run no time of its own
-    on a machine with a core to spare."""
-    columns = schema_record(ds)["columns"]
-    content = content_digest(conn, ds.name, version, columns, table=table)
-    with conn.transaction():
-        conn.execute(
-            "UPDATE public.curated_builds SET content_rows = %s, content_digest = %s, "
-            "digest_columns = %s WHERE dataset = %s AND version = %s AND table_name = %s",
-            (content.rows, content.digest, canonical_sha256(columns), ds.name, version, table),
-        )
+class BuildDigest:
+    """The content digest of the typed table `table` built for `version`, computed on `conn`
+    (autocommit, owned from here on) by a thread of its own while the blocking checks judge the
+    table on other connections. `keep` waits for it and records it with the build's record
+    (`curated_builds`), for `fingerprint_table` to take; `cancel` stops the server's scan
+    (the connection's cancel request, as `pg_cancel_backend`) and records nothing: a version
+    whose blocking checks fail keeps no digest."""
+
+    def __init__(self, conn: psycopg.Connection, ds: Dataset, version: str, table: str):
+        self._conn = conn
+        self._key = (ds.name, version, table)
+        self._columns = schema_record(ds)["columns"]
+        self._content: ContentDigest | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._compute, name="build-digest", daemon=True)
+        self._thread.start()
+
+    def _compute(self) -> None:
+        dataset, version, table = self._key
+        try:
+            self._content = content_digest(self._conn, dataset, version, self._columns, table=table)
+        except BaseException as exc:  # handed to `keep`, or dropped by `cancel`
+            self._error = exc
+
+    def keep(self) -> None:
+        """Wait for the digest and record it with the build (raises what computing it raised)."""
+        try:
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            assert self._content is not None
+            with self._conn.transaction():
+                self._conn.execute(
+                    "UPDATE public.curated_builds SET content_rows = %s, content_digest = %s, "
+                    "digest_columns = %s WHERE dataset = %s AND version = %s AND table_name = %s",
+                    (
+                        self._content.rows,
+                        self._content.digest,
+                        canonical_sha256(self._columns),
+                        *self._key,
+                    ),
+                )
+        finally:
+            self._conn.close()
+
+    def cancel(self) -> None:
+        """Stop computing the digest and record nothing. The cancel request is sent again until
+        the thread ends: one that reaches the server between two of its statements is void."""
+        try:
+            while self._thread.is_alive():
+                self._conn.cancel_safe(timeout=5.0)
+                self._thread.join(timeout=0.1)
+        finally:
+            self._conn.close()
 
 
 def _build_digest(
