@@ -508,14 +508,27 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
         yield enc.write_header(), 0
         texts: list[str] = []
         rows: list[int] = []
+        # Each record, then each batch's texts and its Arrow copy, are dropped as soon as they
+        # are passed on: a long line is held at most twice at any time (as text and as Arrow
+        # data while it is copied, as Arrow data and as COPY data while it is encoded).
         for record in json_records(f.path, stream, f.format, sensitive=sensitive):
             texts.append(_json_text(record, renamed))
             rows.append(record.number)
+            del record
             if len(texts) >= JSON_BATCH:
-                yield _json_batch(enc, schema, f.file_id, texts, rows), len(texts)
+                batch = _json_batch(schema, f.file_id, texts, rows)
                 texts, rows = [], []
+                data = enc.write_batch(batch)
+                del batch
+                yield data, JSON_BATCH
+                del data
         if texts:
-            yield _json_batch(enc, schema, f.file_id, texts, rows), len(texts)
+            batch = _json_batch(schema, f.file_id, texts, rows)
+            n, texts, rows = len(texts), [], []
+            data = enc.write_batch(batch)
+            del batch
+            yield data, n
+            del data
         yield enc.finish(), 0
 
     def finish() -> tuple[str, int]:
@@ -524,8 +537,8 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
     return _Source(schema.names, produce, finish)
 
 
-def _json_batch(enc, schema, file_id: int, texts: list[str], rows: list[int]) -> bytes:
-    rb = pa.RecordBatch.from_arrays(
+def _json_batch(schema, file_id: int, texts: list[str], rows: list[int]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
         [
             pa.array(texts, pa.string()),
             pa.array(np.full(len(texts), file_id, dtype=np.int64)),
@@ -533,7 +546,6 @@ def _json_batch(enc, schema, file_id: int, texts: list[str], rows: list[int]) ->
         ],
         schema=schema,
     )
-    return enc.write_batch(rb)
 
 
 def _parquet_source(ds: Dataset, f: SourceFile) -> _Source:

@@ -116,20 +116,25 @@ def _reject_constant(name: str) -> Any:
 def _lines_records(
     path: str, src: _Prefixed, sensitive: bool, *, single_object_hint: bool = False
 ) -> Iterator[JsonRecord]:
-    for lineno, raw in enumerate(src, start=1):
-        line = raw.strip()
-        if not line:
+    lineno = 0
+    while raw := src.readline():
+        lineno += 1
+        # The line is decoded in place, without its surrounding blanks, and dropped: a long line
+        # is held once as bytes, then once as text beside its parsed value.
+        start, end = _stripped(raw)
+        if start == end:
             continue
         try:
-            text = line.decode("utf-8")
+            text = str(memoryview(raw)[start:end], "utf-8")
         except UnicodeDecodeError as exc:
             raise LoadError(
                 path,
                 f"not valid UTF-8 at column {exc.start + 1}",
                 line=lineno,
-                detail=f"byte 0x{line[exc.start]:02x}",
+                detail=f"byte 0x{raw[start + exc.start]:02x}",
                 sensitive=sensitive,
             ) from None
+        del raw
         try:
             obj = json.loads(text, parse_constant=_reject_constant)
         except RecursionError:
@@ -158,6 +163,20 @@ def _lines_records(
         if _SURROGATE_ESCAPE.search(text) and not _encodable(path, obj, lineno):
             raise LoadError(path, LONE_SURROGATE, line=lineno)
         yield JsonRecord(lineno, None, obj, text)
+        del obj, text  # the record is the consumer's now: nothing here keeps it alive
+
+
+_BLANKS = b" \t\n\r\x0b\x0c"
+
+
+def _stripped(raw: bytes) -> tuple[int, int]:
+    """The bounds of `raw` without the ASCII blanks around it (`bytes.strip`'s, without a copy)."""
+    start, end = 0, len(raw)
+    while start < end and raw[start] in _BLANKS:
+        start += 1
+    while end > start and raw[end - 1] in _BLANKS:
+        end -= 1
+    return start, end
 
 
 def _line_error(
