@@ -106,3 +106,28 @@ def test_headless_lifecycle_and_restore_record_the_tier_in_the_homes_instance(
         seen = latest_observation(instance, "market", "2024-06-01")
     assert seen is not None and seen["tier"] == "core"
     assert seen["location"] == "ai_curated.market"
+
+
+def test_pass_reports_a_deleted_version_on_its_partition(
+    settings,
+    tier_decls,  # noqa: F811
+    curated,  # noqa: F811
+    instance,
+):
+    from dynamic_assets.definitions import build_defs
+
+    tier_decls.dataset("market").lifecycle = Lifecycle(hot_versions=1, delete_after_days=1)
+    with curated.connect() as conn:
+        conn.execute(
+            "UPDATE public.datasets SET curated_at = now() - interval '2 days' "
+            "WHERE name = 'market' AND version = '2024-06-01'"
+        )
+    defs = build_defs(settings, tier_decls)
+    result = dg.materialize([defs.get_assets_def(KEY)], resources=defs.resources, instance=instance)
+    assert result.success
+    meta = result.asset_materializations_for_node("lifecycle__pass")[0].metadata
+    assert "market 2024-06-01 deleted" in meta["deletions"].value
+
+    seen = latest_observation(instance, "market", "2024-06-01")
+    assert seen is not None and seen["tier"] == "deleted"
+    assert seen["location"] == "no tier"
