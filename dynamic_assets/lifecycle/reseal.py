@@ -73,10 +73,11 @@ def plaintext_archives(conn: psycopg.Connection, decls: Declarations) -> list[tu
 
 
 def replaced_archives(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """Versions whose sealed archive still notes a plaintext file to delete."""
+    """Versions (curated, or deleted by policy since) whose sealed archive still notes a
+    plaintext file to delete."""
     rows = conn.execute(
-        "SELECT name, version FROM public.datasets WHERE status = 'curated' "
-        "AND platform_locations -> 'archive' ->> 'replaces' IS NOT NULL ORDER BY name, version"
+        "SELECT name, version FROM public.datasets "
+        "WHERE platform_locations -> 'archive' ->> 'replaces' IS NOT NULL ORDER BY name, version"
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
 
@@ -189,29 +190,36 @@ def reseal_version(
 
 def remove_replaced(db: Database, drive: Drive, dataset: str, version: str) -> None:
     """Delete the plaintext file a sealed archive replaces, then the registry's note of it."""
+    where = f"{dataset} {version} (archive tier)"
     with db.connect() as conn:
-        reg = registered(conn, dataset, version)
-    found = reg.archive
+        row = conn.execute(
+            "SELECT platform_locations -> 'archive' FROM public.datasets "
+            "WHERE name = %s AND version = %s",
+            (dataset, version),
+        ).fetchone()
+    found = row[0] if row else None
     if not found or not found.get("replaces") or not found.get("encryption"):
         return
     old = str(found["replaces"])
     delete = getattr(drive, "delete", None)
     if delete is None:
         raise ArchiveError(
-            f"{reg.where} (archive tier): the {drive.kind} drive cannot delete the plaintext "
-            f"file {old}"
+            f"{where}: the {drive.kind} drive cannot delete the plaintext file {old}"
         )
     try:
         delete(old)
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise ArchiveError(
-            f"{reg.where} (archive tier): cannot delete the plaintext file {old}: {exc}"
-        ) from None
+        raise ArchiveError(f"{where}: cannot delete the plaintext file {old}: {exc}") from None
     rest = {k: v for k, v in found.items() if k != "replaces"}
     with db.connect() as conn, conn.transaction():
-        _set_archive(conn, dataset, version, rest)
+        conn.execute(
+            "UPDATE public.datasets SET platform_locations = "
+            "jsonb_set(platform_locations, '{archive}', %s), updated_at = now() "
+            "WHERE name = %s AND version = %s AND platform_locations ? 'archive'",
+            (Jsonb(rest), dataset, version),
+        )
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""One lifecycle pass: delete the versions their policy makes due (`deletion`), encrypt the
-plaintext archives of datasets declared sensitive since (`reseal`), measure core, plan the moves,
+"""One lifecycle pass: encrypt the plaintext archives of datasets declared sensitive since
+(`reseal`), delete the versions their policy makes due (`deletion`), measure core, plan the moves,
 move each version in the plan: core -> main (`main_tier.move_to_main`), core -> archive or main
 -> archive (`archive.archive_version`). The pass ends with the placement (`placement`) of every
 version it moved, sealed or deleted.
@@ -59,8 +59,10 @@ def run_pass(
     key: SigningKey | None = None,
 ) -> Pass:
     """One pass; `key` signs the ledger entries of deletions (without it, none is made)."""
-    deletions = deletion_pass(db, drive, decls, key, dry_run=dry_run)
+    # Sealing first: a plaintext file left by a sealing killed before its deletion is removed
+    # while the registry still names it, before a deletion by policy forgets the archive.
     sealing = seal_plaintext_archives(db, drive, decls, dry_run=dry_run)
+    deletions = deletion_pass(db, drive, decls, key, dry_run=dry_run)
     done = Pass(
         current_plan(db, decls),
         deletions=deletions,
