@@ -27,6 +27,18 @@ def _signer(settings):
     return build_attestation_resource(settings).signer()
 
 
+def _record_placements(settings, placements) -> None:
+    """Each placement on its version's `ai_curated/<dataset>` partition in the home's Dagster
+    instance (the one `dynamic-assets dev` serves)."""
+    if not placements:
+        return
+    from dynamic_assets.defs.headless import dagster_instance
+    from dynamic_assets.defs.lifecycle.observations import report_placements
+
+    with dagster_instance(settings) as instance:
+        report_placements(instance, placements)
+
+
 def _mb(n: int) -> str:
     return f"{n / MB:.1f} MB"
 
@@ -35,11 +47,15 @@ def _mb(n: int) -> str:
 @click.option("--dry-run", is_flag=True, help="Print what the pass would move; move nothing.")
 def lifecycle(dry_run: bool) -> None:
     """Run one lifecycle pass: archive the versions the storage plan moves out of core, each
-    verified against its fingerprint before its partition is dropped; print what moved."""
+    verified against its fingerprint before its partition is dropped, and encrypt the plaintext
+    archives of datasets declared sensitive since; print what moved. Exit 1 when a version could
+    not be moved or is left in a state to act on (a plaintext archive of a sensitive dataset and
+    no key)."""
     from dynamic_assets.lifecycle.run import run_pass
 
     settings, decls, db, resources = _context()
     done = run_pass(db, resources.drive.get(), decls, dry_run=dry_run, key=_signer(settings))
+    _record_placements(settings, done.placements)
     _print_deletions(done, dry_run)
     if not done.plan.moves:
         click.echo("Nothing to move: every version is where the storage plan wants it.")
@@ -52,7 +68,9 @@ def lifecycle(dry_run: bool) -> None:
     _print_moved(done)
     for failure in done.failed:
         click.echo(f"not moved: {failure}", err=True)
-    if done.failed:
+    for problem in done.problems:
+        click.echo(f"problem: {problem}", err=True)
+    if done.failed or done.problems:
         sys.exit(1)
 
 
@@ -95,6 +113,12 @@ def _print_moved(done) -> None:
             f"moved {moved.dataset} {moved.version} {source} -> archive: {moved.rows} rows, "
             f"{moved.path} ({moved.size_bytes / 1024:.0f} kB), verified against its fingerprint"
         )
+    for sealed in done.resealed:
+        click.echo(
+            f"encrypted {sealed.dataset} {sealed.version} (archive tier): {sealed.path} "
+            f"(key id {sealed.key_id}), verified against its fingerprint; the plaintext file "
+            "was deleted"
+        )
 
 
 def run_lifecycle(db, drive, decls) -> list[tuple[str, str, str, str]]:
@@ -105,10 +129,12 @@ def run_lifecycle(db, drive, decls) -> list[tuple[str, str, str, str]]:
 
     if not declared(decls):
         return []
-    done = run_pass(db, drive, decls, key=_signer(Settings.from_env()))
+    settings = Settings.from_env()
+    done = run_pass(db, drive, decls, key=_signer(settings))
+    _record_placements(settings, done.placements)
     _print_deletions(done, dry_run=False)
     _print_moved(done)
-    return [("-", "-", "lifecycle", failure) for failure in done.failed]
+    return [("-", "-", "lifecycle", reason) for reason in [*done.failed, *done.problems]]
 
 
 def _main_report(db, decls, count: int) -> dict[tuple[str, str], int]:
@@ -202,8 +228,9 @@ def restore(dataset: str, version: str, target: str) -> None:
         restore_archive_to_main,
         restore_from_main,
     )
+    from dynamic_assets.lifecycle.placement import placement
 
-    _, decls, db, resources = _context()
+    settings, decls, db, resources = _context()
     try:
         with db.connect() as conn:
             source = registered(conn, dataset, version).tier
@@ -225,6 +252,8 @@ def restore(dataset: str, version: str, target: str) -> None:
             )
     except ArchiveError as exc:
         raise Failure(f"restore failed: {exc}") from None
+    with db.connect() as conn:
+        _record_placements(settings, [placement(conn, dataset, version)])
     click.echo(
         f"restored {dataset} {version} {source} -> {target}: {rows} rows, fingerprint verified"
     )

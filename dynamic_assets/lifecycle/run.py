@@ -1,6 +1,8 @@
-"""One lifecycle pass: delete the versions their policy makes due (`deletion`), measure core,
-plan the moves, move each version in the plan: core -> main (`main_tier.move_to_main`), core ->
-archive or main -> archive (`archive.archive_version`).
+"""One lifecycle pass: encrypt the plaintext archives of datasets declared sensitive since
+(`reseal`), delete the versions their policy makes due (`deletion`), measure core, plan the moves,
+move each version in the plan: core -> main (`main_tier.move_to_main`), core -> archive or main
+-> archive (`archive.archive_version`). The pass ends with the placement (`placement`) of every
+version it moved, sealed or deleted.
 
 A move that fails (an unreachable drive, a copy that does not verify) leaves its version where
 it was and is reported; the pass goes on with the others, and the next pass plans it again."""
@@ -17,7 +19,9 @@ from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archi
 from dynamic_assets.lifecycle.deletion import DeletionPass, deletion_pass
 from dynamic_assets.lifecycle.encryption import key_configured
 from dynamic_assets.lifecycle.main_tier import MovedToMain, main_database, move_to_main
+from dynamic_assets.lifecycle.placement import Placement, placement
 from dynamic_assets.lifecycle.plan import MAIN, Move, Plan, plan_pass
+from dynamic_assets.lifecycle.reseal import Resealed, seal_plaintext_archives
 from dynamic_assets.lifecycle.usage import core_usage, record_snapshot
 from dynamic_assets.provenance.signing import SigningKey
 
@@ -28,6 +32,9 @@ class Pass:
     moved: list[Archived | MovedToMain] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deletions: DeletionPass | None = None
+    resealed: list[Resealed] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # versions left in a state to act on
+    placements: list[Placement] = field(default_factory=list)  # of the versions changed
 
 
 def declared(decls: Declarations) -> bool:
@@ -52,9 +59,18 @@ def run_pass(
     key: SigningKey | None = None,
 ) -> Pass:
     """One pass; `key` signs the ledger entries of deletions (without it, none is made)."""
+    # Sealing first: a plaintext file left by a sealing killed before its deletion is removed
+    # while the registry still names it, before a deletion by policy forgets the archive.
+    sealing = seal_plaintext_archives(db, drive, decls, dry_run=dry_run)
     deletions = deletion_pass(db, drive, decls, key, dry_run=dry_run)
-    done = Pass(current_plan(db, decls), deletions=deletions)
+    done = Pass(
+        current_plan(db, decls),
+        deletions=deletions,
+        resealed=sealing.resealed,
+        problems=sealing.problems,
+    )
     done.failed.extend(deletions.failed)
+    done.failed.extend(sealing.failed)
     if dry_run:
         return done
     for move in done.plan.moves:
@@ -70,8 +86,12 @@ def run_pass(
             continue
         if moved is not None:
             done.moved.append(moved)
+    changed = [(m.dataset, m.version) for m in done.moved]
+    changed += [(r.dataset, r.version) for r in done.resealed]
+    changed += [(d.dataset, d.version) for d in deletions.deleted]
     with db.connect() as conn:
         record_snapshot(conn, "lifecycle")  # the size history the weekly review projects
+        done.placements = [placement(conn, d, v) for d, v in dict.fromkeys(changed)]
     return done
 
 

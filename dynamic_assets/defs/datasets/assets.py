@@ -357,6 +357,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
             "checksum": checksum,
             "table": f"ai_curated.{ds.name}",
             "version": version,
+            "tier": "core",  # the lifecycle reports later moves on the partition
         }
         meta["gating_checks"] = dg.MetadataValue.md(_gating_results(context.instance, ds, version))
         with db.connect() as conn:

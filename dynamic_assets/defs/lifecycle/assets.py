@@ -4,7 +4,8 @@ core database cross its `warn_at` (or `critical_at`) share of the budget. Its me
 size, each version's tier) and what it moved; crossing a threshold sends a signed
 `storage.warn` / `storage.critical` alert. Versions deleted by policy are recorded in the signed
 ledger; a deleted version's dynamic partition is removed once no tier holds a copy of it
-(`remove_deleted_partitions`)."""
+(`remove_deleted_partitions`). Each version the pass moved, encrypted or deleted gets an
+observation of its `ai_curated/<dataset>` partition with its tier (`observations`)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.alerts.resources import WebhookResource
 from dynamic_assets.defs.datasets.partitions import partitions_name
+from dynamic_assets.defs.lifecycle.observations import tier_observation
 from dynamic_assets.defs.provenance.resources import AttestationResource
 from dynamic_assets.defs.resources import DriveResource, PostgresResource
 from dynamic_assets.lifecycle.deletion import held_by_no_tier
@@ -116,9 +118,13 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
             f"{', '.join(d.tiers) or 'no tier'}"
             for d in (done.deletions.deleted if done.deletions else [])
         ]
+        for found in done.placements:
+            context.log_event(tier_observation(found))
         unpartitioned = remove_deleted_partitions(context.instance, db)
         for failure in done.failed:
             context.log.error(f"not moved: {failure}")
+        for problem in done.problems:
+            context.log.error(f"problem: {problem}")
         after = current_plan(db, decls)
         alert = "no threshold crossed"
         if RANK.get(before, 0) > RANK.get(was, 0):
@@ -147,6 +153,13 @@ def build_lifecycle_asset(decls: Declarations) -> dg.AssetsDefinition:
                 "moves": dg.MetadataValue.md("\n".join(f"- {m}" for m in moved) or "nothing"),
                 "not_moved": dg.MetadataValue.md(
                     "\n".join(f"- {f}" for f in done.failed) or "none"
+                ),
+                "problems": dg.MetadataValue.md(
+                    "\n".join(f"- {p}" for p in done.problems) or "none"
+                ),
+                "encrypted": dg.MetadataValue.md(
+                    "\n".join(f"- {r.dataset} {r.version}: {r.path}" for r in done.resealed)
+                    or "none"
                 ),
                 "alert": alert,
                 "deleted": len(deleted),
