@@ -2,11 +2,12 @@
 version's fingerprint record.
 
 `load_copy` puts the file's rows into `ai_curated.<table>`, a table like the dataset's parent:
-binary COPY (pgpq) into a temporary landing table of the types the Arrow columns travel in, then
-one INSERT ... SELECT with the casts to the declared types. `check_content` compares the rows of
+by binary COPY (pgpq) straight into it when each column's Postgres type is one pgpq writes, else
+into a temporary landing table of the types the Arrow columns travel in, then one INSERT ...
+SELECT with the casts to the declared types. `check_content` compares the rows of
 such a table with the record (row count and content digest under fingerprint spec v1, computed
 in Postgres from the same canonical row text the fingerprint was); `check_copy` does both in a
-transaction that is rolled back, so nothing is kept.
+transaction that is rolled back, in an UNLOGGED table, so nothing is kept.
 """
 
 from __future__ import annotations
