@@ -16,8 +16,9 @@ back the same partition.
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -138,9 +139,13 @@ def export_version(
     *,
     governance: Sequence[Column] = ROW_ORIGIN,
     fingerprint: str | None = None,
+    seal: Callable[[IO[bytes]], io.RawIOBase] | None = None,
 ) -> Iterator[Export]:
     """The curated version as Parquet in a spooled temporary file (closed on exit, positioned at
-    its start): the declared columns with their declared types, then the `governance` columns."""
+    its start): the declared columns with their declared types, then the `governance` columns.
+    With `seal`, the Parquet bytes are written through `seal(file)` (closed when the Parquet
+    file is complete) and the file, its SHA-256 and size are what `seal` wrote: an encrypting
+    writer keeps the plaintext off the spool, which may spill to local disk."""
     import adbc_driver_postgresql.dbapi as adbc
 
     cols = [*columns, *governance]
@@ -154,10 +159,13 @@ def export_version(
             try:
                 cur.execute(text)
                 reader = cur.fetch_record_batch()
-                with pq.ParquetWriter(spool, schema, **WRITER_OPTIONS) as writer:
+                sink: IO[bytes] | io.RawIOBase = spool if seal is None else seal(spool)
+                with pq.ParquetWriter(sink, schema, **WRITER_OPTIONS) as writer:
                     for group in _row_groups(reader, cols):
                         writer.write_table(group.cast(schema), row_group_size=ROW_GROUP_ROWS)
                         rows += group.num_rows
+                if sink is not spool:
+                    sink.close()
             finally:
                 cur.close()
         size = spool.tell()

@@ -2,11 +2,12 @@
 version's fingerprint record.
 
 `load_copy` puts the file's rows into `ai_curated.<table>`, a table like the dataset's parent:
-binary COPY (pgpq) into a temporary landing table of the types the Arrow columns travel in, then
-one INSERT ... SELECT with the casts to the declared types. `check_content` compares the rows of
+by binary COPY (pgpq) straight into it when each column's Postgres type is one pgpq writes, else
+into a temporary landing table of the types the Arrow columns travel in, then one INSERT ...
+SELECT with the casts to the declared types. `check_content` compares the rows of
 such a table with the record (row count and content digest under fingerprint spec v1, computed
 in Postgres from the same canonical row text the fingerprint was); `check_copy` does both in a
-transaction that is rolled back, so nothing is kept.
+transaction that is rolled back, in an UNLOGGED table, so nothing is kept.
 """
 
 from __future__ import annotations
@@ -24,10 +25,24 @@ from psycopg import sql
 
 from dynamic_assets.copies.export import GOVERNANCE, arrow_type
 from dynamic_assets.db import Database
-from dynamic_assets.db.tables import CURATED_SCHEMA, ident
+from dynamic_assets.db.tables import CURATED_SCHEMA, ident, table_columns
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.declarations.names import table_suffix
 from dynamic_assets.provenance.fingerprint import content_digest
+
+# The Arrow type whose pgpq binary encoding is each Postgres type a file is loaded into directly.
+_DIRECT: dict[str, pa.DataType] = {
+    "bigint": pa.int64(),
+    "integer": pa.int32(),
+    "smallint": pa.int16(),
+    "double precision": pa.float64(),
+    "real": pa.float32(),
+    "boolean": pa.bool_(),
+    "text": pa.string(),
+    "date": pa.date32(),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    "timestamp without time zone": pa.timestamp("us"),
+}
 
 # Rows encoded per binary COPY message: a quarter of a row group, so that the decoded batch, its
 # cast copy and its encoded bytes stay small beside the file being read.
@@ -71,11 +86,15 @@ def load_copy(
     table: str,
     *,
     governance: Sequence[Column] = GOVERNANCE,
+    unlogged: bool = False,
 ) -> int:
-    """Inside the caller's transaction: `ai_curated.<table>`, a table like the dataset's parent,
-    holding the rows of the Parquet file in `source` (its declared `columns`, then the
-    `governance` columns it carries; the parent's other governance columns are left empty).
-    Returns the rows loaded; raises CopyError when the file cannot be read whole."""
+    """Inside the caller's transaction: `ai_curated.<table>`, a table like the dataset's parent
+    (UNLOGGED with `unlogged`: for a copy that is only checked, never kept), holding the rows of
+    the Parquet file in `source` (its declared `columns`, then the `governance` columns it
+    carries; the parent's other governance columns are left empty). Rows whose Arrow types are
+    the declared Postgres types go into the table by binary COPY directly; a file with json or
+    vector columns goes through a temporary landing table and one INSERT ... SELECT with the
+    casts. Returns the rows loaded; raises CopyError when the file cannot be read whole."""
     try:
         parquet = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as exc:
@@ -84,39 +103,10 @@ def load_copy(
     names = [c.name for c in cols]
     if parquet.schema_arrow.names != names:
         raise CopyError(f"has the columns {parquet.schema_arrow.names}, not the version's {names}")
-    wire = pa.schema([pa.field(c.name, arrow_type(c)) for c in cols])
-    landing = f"{table}_l"
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
-            sql.Identifier(landing),
-            sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_landing_type(c)))
-                for c in cols
-            ),
-        )
-    )
-    encoder = ArrowToPostgresBinaryEncoder(wire)
-    try:
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                sql.SQL("COPY {} FROM STDIN WITH (FORMAT binary)").format(sql.Identifier(landing))
-            ) as copy,
-        ):
-            copy.write(encoder.write_header())
-            for batch in parquet.iter_batches(batch_size=LOAD_BATCH_ROWS):
-                copy.write(
-                    encoder.write_batch(
-                        pa.Table.from_batches([batch]).cast(wire).combine_chunks().to_batches()[0]
-                    )
-                )
-            copy.write(encoder.finish())
-    except (pa.ArrowException, OSError) as exc:
-        raise CopyError(f"cannot be read whole: {exc}") from None
     target = ident(CURATED_SCHEMA, table)
     conn.execute(
-        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
-            target, ident(CURATED_SCHEMA, dataset)
+        sql.SQL("CREATE {}TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
+            sql.SQL("UNLOGGED " if unlogged else ""), target, ident(CURATED_SCHEMA, dataset)
         )
     )
     conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
@@ -127,18 +117,76 @@ def load_copy(
                     target, sql.Identifier(c.name)
                 )
             )
-    cur = conn.execute(
-        sql.SQL("INSERT INTO {} (dataset_version, {}) SELECT {}, {} FROM {}").format(
-            target,
-            sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            sql.Literal(version),
-            sql.SQL(", ").join(
-                sql.SQL("{}::{}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in cols
-            ),
-            sql.Identifier(landing),
+    found = table_columns(conn, CURATED_SCHEMA, table)
+    direct = [_DIRECT.get(found.get(c.name, "")) for c in cols]
+    if any(c.vector_dim or c.type == "json" for c in cols) or None in direct:
+        landing = sql.Identifier(f"{table}_l")
+        conn.execute(
+            sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+                landing,
+                sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_landing_type(c)))
+                    for c in cols
+                ),
+            )
+        )
+        _copy_in(conn, parquet, pa.schema([pa.field(c.name, arrow_type(c)) for c in cols]), landing)
+        cur = conn.execute(
+            sql.SQL("INSERT INTO {} (dataset_version, {}) SELECT {}, {} FROM {}").format(
+                target,
+                sql.SQL(", ").join(sql.Identifier(n) for n in names),
+                sql.Literal(version),
+                sql.SQL(", ").join(
+                    sql.SQL("{}::{}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+                    for c in cols
+                ),
+                landing,
+            )
+        )
+        return cur.rowcount
+    version_column = sql.Identifier("dataset_version")
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+            target, version_column, sql.Literal(version)
         )
     )
-    return cur.rowcount
+    wire = pa.schema([pa.field(c.name, t) for c, t in zip(cols, direct, strict=True)])
+    rows = _copy_in(
+        conn,
+        parquet,
+        wire,
+        sql.SQL("{} ({})").format(target, sql.SQL(", ").join(sql.Identifier(n) for n in names)),
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(target, version_column)
+    )
+    return rows
+
+
+def _copy_in(
+    conn: psycopg.Connection, parquet: pq.ParquetFile, wire: pa.Schema, into: sql.Composable
+) -> int:
+    """The file's rows cast to `wire` and sent by binary COPY (pgpq) into `into` (a table and
+    column list of the Postgres types pgpq writes for `wire`); returns the rows sent."""
+    encoder = ArrowToPostgresBinaryEncoder(wire)
+    rows = 0
+    try:
+        with (
+            conn.cursor() as cur,
+            cur.copy(sql.SQL("COPY {} FROM STDIN WITH (FORMAT binary)").format(into)) as copy,
+        ):
+            copy.write(encoder.write_header())
+            for batch in parquet.iter_batches(batch_size=LOAD_BATCH_ROWS):
+                copy.write(
+                    encoder.write_batch(
+                        pa.Table.from_batches([batch]).cast(wire).combine_chunks().to_batches()[0]
+                    )
+                )
+                rows += batch.num_rows
+            copy.write(encoder.finish())
+    except (pa.ArrowException, OSError) as exc:
+        raise CopyError(f"cannot be read whole: {exc}") from None
+    return rows
 
 
 def check_content(
@@ -165,5 +213,7 @@ def check_copy(
     its fingerprint `record`, in a transaction that is rolled back: nothing is kept."""
     table = scratch_table(dataset, version)
     with db.connect(autocommit=True) as conn, conn.transaction(force_rollback=True):
-        load_copy(conn, dataset, version, columns, source, table, governance=governance)
+        load_copy(
+            conn, dataset, version, columns, source, table, governance=governance, unlogged=True
+        )
         return check_content(conn, dataset, version, record, table)

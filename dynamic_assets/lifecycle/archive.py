@@ -18,17 +18,20 @@ core, verified against the fingerprint like an archive.
 A version of a sensitive dataset is archived encrypted (`lifecycle.encryption`: an AES-256-GCM
 envelope around the Parquet file, `..._archive.parquet.enc`, under `DYNAMIC_ASSETS_ARCHIVE_KEY`;
 the registry records the envelope's format and key id, never the key); without the key it stays
-in core. Reading, verifying and restoring decrypt it into a spooled temporary file first.
+in core. The export writes the Parquet bytes through the encrypting writer (the plaintext never
+reaches the spool, which may spill to local disk); reading, verifying and restoring decrypt it
+chunk by chunk as the Parquet reader asks for bytes (`encryption.open_envelope`), in memory only.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import psycopg
 import pyarrow as pa
@@ -36,7 +39,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dynamic_assets.copies.export import GOVERNANCE, SPOOL_BYTES, Export, export_version
+from dynamic_assets.copies.export import GOVERNANCE, SPOOL_BYTES, export_version
 from dynamic_assets.copies.load import (
     ContentCheck,
     CopyError,
@@ -137,20 +140,18 @@ def _plaintext(
     spool: IO[bytes], encrypted: dict[str, Any] | None, where: str, path: str
 ) -> Iterator[IO[bytes]]:
     """The Parquet bytes of an archive file read into `spool`: the spool itself, or, for an
-    encrypted archive, its plaintext decrypted into a spooled temporary file."""
+    encrypted archive, its plaintext decrypted chunk by chunk as it is read (in memory, never
+    written anywhere)."""
     if not encrypted:
         yield spool
         return
     keys = _keys(where)
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as plain:
-        try:
-            encryption.decrypt_stream(spool, plain, keys)
-        except encryption.EncryptionError as exc:
-            raise ArchiveError(
-                f"{where}: the archive file {path} {exc}; nothing was changed"
-            ) from None
-        plain.seek(0)
-        yield plain
+    try:
+        plain = encryption.open_envelope(spool, keys)
+    except encryption.EncryptionError as exc:
+        raise ArchiveError(f"{where}: the archive file {path} {exc}; nothing was changed") from None
+    with plain:
+        yield cast(IO[bytes], plain)
 
 
 def _upload(drive: Drive, path: str, spool: IO[bytes], size: int) -> None:
@@ -271,12 +272,14 @@ def archive_version(
                 "against its fingerprint (materialize its fingerprint first)"
             )
         path = archive_path(folder, dataset, version, reg.fingerprint, encrypted=key is not None)
-        with (
-            export_version(
-                rows_db, dataset, version, reg.columns, governance=GOVERNANCE
-            ) as exported,
-            _sealed(exported, key) as (file, sha256, size, sealed),
-        ):
+        seal = None if key is None else functools.partial(encryption.SealingWriter, key=key)
+        sealed = None
+        if key is not None:
+            sealed = {"format": encryption.FORMAT_NAME, "key_id": encryption.key_id(key)}
+        with export_version(
+            rows_db, dataset, version, reg.columns, governance=GOVERNANCE, seal=seal
+        ) as exported:
+            file, sha256, size = exported.file, exported.sha256, exported.size_bytes
             step("exported")
             if exported.rows != int(reg.record["rows"]["count"]):
                 raise ArchiveError(
@@ -316,25 +319,6 @@ def _drop_partition(conn: psycopg.Connection, dataset: str, version: str) -> Non
             )
         )
         conn.execute(sql.SQL("DROP TABLE {}").format(ident(CURATED_SCHEMA, part)))
-
-
-@contextmanager
-def _sealed(
-    exported: Export, key: bytes | None
-) -> Iterator[tuple[IO[bytes], str, int, dict[str, str] | None]]:
-    """What is uploaded: the exported Parquet file, or with `key` its envelope in a spooled
-    temporary file; with its SHA-256, size and the envelope's record (format, key id)."""
-    if key is None:
-        yield exported.file, exported.sha256, exported.size_bytes, None
-        return
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as sealed:
-        kid = encryption.encrypt_stream(exported.file, sealed, key)
-        exported.file.seek(0)
-        size = sealed.tell()
-        sealed.seek(0)
-        sha256 = hashlib.file_digest(sealed, "sha256").hexdigest()
-        sealed.seek(0)
-        yield sealed, sha256, size, {"format": encryption.FORMAT_NAME, "key_id": kid}
 
 
 def _record_tier(

@@ -35,6 +35,7 @@ from dynamic_assets.lifecycle.encryption import (
     archive_keys,
     decrypt_stream,
     encrypt_stream,
+    open_envelope,
 )
 from dynamic_assets.lifecycle.run import run_pass
 from dynamic_assets.read.curated import read_curated
@@ -331,6 +332,36 @@ def test_envelope_against_an_independent_implementation(size):
     assert opened.getvalue() == data
 
 
+@pytest.mark.parametrize("size", [0, 1, 4096, 4097, 10_000])
+def test_opened_envelope_reads_the_plaintext_at_any_position(size):
+    """The plaintext of an envelope written by an independent implementation, read through
+    `open_envelope` from every position and in pieces across chunk boundaries."""
+    data = os.urandom(size)
+    plain = open_envelope(io.BytesIO(_independent_encrypt(data, KEY, 4096)), ArchiveKeys(KEY))
+    assert plain.read() == data
+    assert plain.seek(0, io.SEEK_END) == size
+    for start in sorted({0, 1, 4095, 4096, 4097, size // 2, max(size - 1, 0)}):
+        for length in (1, 100, 4096, 5000, size + 10):
+            plain.seek(start)
+            assert plain.read(length) == data[start : start + length]
+    if size:
+        assert (
+            pq.read_table(
+                open_envelope(
+                    io.BytesIO(_independent_encrypt(_parquet_bytes(size), KEY, 512)),
+                    ArchiveKeys(KEY),
+                )
+            ).num_rows
+            == size
+        )
+
+
+def _parquet_bytes(rows: int) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.table({"n": list(range(rows))}), out)
+    return out.getvalue()
+
+
 def test_envelope_refuses_dropped_reordered_or_relabelled_chunks():
     data = os.urandom(5 * 1024)
     sealed = io.BytesIO()
@@ -350,6 +381,60 @@ def test_envelope_refuses_dropped_reordered_or_relabelled_chunks():
             decrypt_stream(io.BytesIO(damage), io.BytesIO(), ArchiveKeys(KEY))
     with pytest.raises(KeyMissing, match="key is wrong or missing"):
         decrypt_stream(io.BytesIO(whole), io.BytesIO(), ArchiveKeys(OTHER))
+    for damage in damaged.values():
+        with pytest.raises(Corrupt, match="truncated|altered|not an encrypted"):
+            open_envelope(io.BytesIO(damage), ArchiveKeys(KEY))
+    with pytest.raises(KeyMissing, match="key is wrong or missing"):
+        open_envelope(io.BytesIO(whole), ArchiveKeys(OTHER))
     with pytest.raises(EncryptionError, match="ARCHIVE_KEY encodes 16 bytes") as refused:
         archive_keys({"DYNAMIC_ASSETS_ARCHIVE_KEY": base64.b64encode(KEY[:16]).decode()})
     assert _leaks(str(refused.value) + repr(ArchiveKeys(KEY, OTHER))) == []
+
+
+def test_no_plaintext_of_a_sensitive_version_reaches_local_disk(
+    sensitive, drive, tmp_path, monkeypatch
+):
+    """Archiving, verifying, reading and restoring an encrypted version write no Parquet
+    plaintext to local temporary files, even when every spooled file spills to disk: the
+    temporary folder is a fresh one, spools spill at their first byte and the files they spill
+    to are kept (named, not deleted) so that every byte written can be searched afterwards."""
+    import tempfile
+
+    from dynamic_assets.lifecycle.archive import archive_reader
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    spooled = tempfile.SpooledTemporaryFile
+
+    def spill_at_once(max_size=0, *args, **kwargs):
+        return spooled(1, *args, **kwargs)
+
+    def kept(*args, **kwargs):
+        kwargs.pop("delete", None)
+        return tempfile.NamedTemporaryFile(*args, delete=False, **kwargs)
+
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", spill_at_once)
+    monkeypatch.setattr(tempfile, "TemporaryFile", kept)
+    monkeypatch.setenv("DYNAMIC_ASSETS_ARCHIVE_KEY", KEY_B64)
+    before = read_curated(DATASET, version=VERSION, as_arrow=True, database=sensitive)
+
+    def plaintext_files() -> list[str]:
+        files = [p for p in scratch.rglob("*") if p.is_file()]
+        return [p.name for p in files if b"PAR1" in p.read_bytes()]
+
+    done = archive_version(sensitive, drive, "archive", DATASET, VERSION)
+    assert done is not None and _tier(sensitive) == "archive"
+    assert any(scratch.iterdir()), "nothing spilled: the check would prove nothing"
+    assert plaintext_files() == []
+    after = read_curated(DATASET, version=VERSION, as_arrow=True, database=sensitive, drive=drive)
+    assert after.sort_by("item_id").equals(before.sort_by("item_id"))
+    assert plaintext_files() == []
+    with sensitive.connect() as conn:
+        reg = registered(conn, DATASET, VERSION)
+    copy = archive_reader(sensitive, drive)(DATASET, VERSION, reg.record)
+    assert copy.digest == reg.record["rows"]["content_digest"], copy.problem
+    assert plaintext_files() == []
+    assert restore_version(sensitive, drive, DATASET, VERSION) == before.num_rows
+    assert plaintext_files() == []
