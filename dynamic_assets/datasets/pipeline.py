@@ -122,6 +122,7 @@ def record_manifest(
             manifest.file_ids[item.path] = registry.record_file(conn, ds.name, version, item, fmt)
         registry.record_problems(conn, refused)
         if failures:
+            registry.hold_back(conn, ds.name, version, [p for p, _ in failures])
             step.record(
                 conn,
                 "failed",
@@ -189,6 +190,8 @@ def stage(
             with conn.transaction():
                 if bad is not None:
                     registry.mark_files(conn, [bad], status, error=exc.message)
+                if status == "quarantined":
+                    registry.hold_back(conn, ds.name, version, [exc.path])
                 step.record(conn, "failed", files=len(sources), error=exc.message)
             raise VersionFailed(ds.name, version, [(exc.path, exc.located)]) from exc
         with conn.transaction():
@@ -396,6 +399,17 @@ class Validation:
         out += [o.message for o in self.expectations if not o.success and o.severity == "error"]
         return out
 
+    @property
+    def untraced_failures(self) -> list[str]:
+        """The blocking failures traced to no file (`quarantined` holds the others, per file)."""
+        out = [p.message for p in self.problems if not p.file_ids]
+        out += [
+            o.message
+            for o in self.expectations
+            if not o.success and o.severity == "error" and not o.file_ids
+        ]
+        return out
+
 
 @one_step_at_a_time
 def validate(
@@ -451,10 +465,6 @@ def validate(
         else:
             digest.keep()
 
-    reasons: dict[int, list[str]] = {}
-    for p in problems:
-        for fid in p.file_ids:
-            reasons.setdefault(fid, []).append(p.message)
     with db.connect() as conn:
         paths = dict(
             conn.execute(
@@ -462,20 +472,31 @@ def validate(
                 (ds.name, version),
             ).fetchall()
         )
-        # A failed check quarantines the files its unexpected rows were traced to. One whose
-        # rows are not traced to files (a table-level check, or `o.unattributed`) blames no
-        # file: it fails the version, which stays outstanding with every file as it is.
+        by_id = {v: k for k, v in paths.items()}
+        # Each file at fault is quarantined with what that file holds: its own count and first
+        # example of each failure. A failed check quarantines the files its unexpected rows were
+        # traced to; one whose rows are not traced to files (a table-level check, or
+        # `o.unattributed`) blames no file: it fails the version, which stays outstanding with
+        # every file as it is.
+        reasons: dict[int, list[str]] = {}
+        for p in problems:
+            for fid in p.file_ids:
+                path = by_id.get(fid)
+                reasons.setdefault(fid, []).append(
+                    p.by_file.get(path, p.message) if path else p.message
+                )
         for o in outcomes:
             if not o.success and o.severity == "error":
                 for fid in o.file_ids:
-                    if o.message not in reasons.get(fid, []):
-                        reasons.setdefault(fid, []).append(o.message)
+                    message = o.message_in_file(by_id.get(fid, f"file #{fid}"))
+                    if message not in reasons.get(fid, []):
+                        reasons.setdefault(fid, []).append(message)
         quarantined: dict[str, str] = {}
-        by_id = {v: k for k, v in paths.items()}
         for fid, msgs in reasons.items():
             reason = "; ".join(msgs)[:4000]
             registry.mark_files(conn, [fid], "quarantined", error=reason)
             quarantined[by_id.get(fid, f"file #{fid}")] = reason
+        registry.hold_back(conn, ds.name, version, quarantined)
         checks = {
             "rows_castable": {"passed": not problems, "problems": [p.message for p in problems]},
             **{

@@ -151,6 +151,26 @@ def mark_files(
     )
 
 
+def hold_back(conn: psycopg.Connection, dataset: str, version: str, failed: Iterable[str]) -> None:
+    """Say on each file of the version still waiting (`pending` or `staged`) that the version
+    is held back by the files that failed, named by path."""
+    paths = sorted(failed)
+    if not paths:
+        return
+    others = "another file" if len(paths) == 1 else "other files"
+    conn.execute(
+        """UPDATE public.onedrive_ingest SET error = %s, updated_at = now()
+            WHERE dataset = %s AND version = %s AND status IN ('pending', 'staged')
+              AND NOT (path = ANY(%s))""",
+        (
+            f"held back: {others} of version {version} failed ({', '.join(paths)})"[:4000],
+            dataset,
+            version,
+            paths,
+        ),
+    )
+
+
 def mark_deleted(conn: psycopg.Connection, ids: Iterable[int], reason: str) -> list[tuple]:
     """Record files gone from the drive: status `deleted`, the reason, and the time found
     (`deleted_at`). Returns (id, path, dataset, version, deleted_at) per file marked."""

@@ -52,10 +52,19 @@ def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path, args):
     assert PASSWORD not in result.output
 
 
-def test_a_malformed_database_url_is_one_line_and_exit_2(tmp_path):
-    result = CliRunner().invoke(
-        main, ["status"], env=_env(tmp_path, f"postgresql://u:{PASSWORD}@[::1/x")
-    )
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["run", "--no-train"],
+        ["verify", "market", "2024-06-01"],
+        ["lineage", "market", "2024-06-01"],
+        ["checkpoints"],
+    ],
+)
+def test_a_malformed_database_url_is_one_line_and_exit_2(tmp_path, args):
+    (tmp_path / "drive").mkdir()
+    result = CliRunner().invoke(main, args, env=_env(tmp_path, f"postgresql://u:{PASSWORD}@[::1/x"))
     assert result.stderr == (
         "Error: SUPABASE_DB_URL: the database connection string cannot be parsed by libpq (it "
         "is not shown, since it may hold a password): give a postgresql:// URI or key=value "

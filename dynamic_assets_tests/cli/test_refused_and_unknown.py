@@ -48,6 +48,9 @@ def test_run_names_and_records_every_refused_folder_and_file(tmp_path, db_url, d
         "datasets/market/notaversion/xnas.csv": f"ignored: {not_a_version}",
         "datasets/market/loose.csv": f"ignored: {loose}",
         "datasets/market/v1.0/xnas.xls": f"quarantined: {xls}",
+        # The good file of the refused version waits, saying which file holds it back.
+        "datasets/market/v1.0/xnas.csv": "pending: held back: another file of version v1.0 "
+        "failed (datasets/market/v1.0/xnas.xls)",
     }
 
     again = CliRunner().invoke(

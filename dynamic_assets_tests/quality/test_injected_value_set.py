@@ -74,7 +74,10 @@ def test_a_declared_value_set_from_a_hostile_sample_is_compared_never_executed(t
     assert outcome.unexpected_count == 1
     bad = f"datasets/trades/{VERSION}/bad.csv"
     assert set(checked.quarantined) == {bad}
-    assert outcome.message in checked.quarantined[bad]
+    # The file's own reason: its count of unexpected values and its first one, where it is.
+    assert checked.quarantined[bad] == outcome.message_in_file(bad)
+    assert "1 unexpected value(s) in this file" in checked.quarantined[bad]
+    assert f"first: {bad} row 8: 'swap'" in checked.quarantined[bad]
     with psycopg.connect(db.uri) as conn:
         statuses = dict(
             conn.execute(

@@ -146,6 +146,7 @@ def located_failures(
     ]
     located: list[dict] = []
     explained: list[str] = []
+    explained_in: dict[str, list[str]] = {}
     for examples, column, message_in, whole in failed:
         seen: set[str] = set()
         for example in examples:
@@ -155,12 +156,14 @@ def located_failures(
             seen.add(file)
             reason = _reason(message_in(file), column, example)
             located.append(_located(file, reason, row=example["row"], column=column))
+            explained_in.setdefault(file, []).append(message_in(file))
         if seen:
             explained.append(whole)
-    # The pipeline's reasons quote the version's messages: what is left is not located above.
+    # The pipeline's reasons quote each file's messages, or the version's: what is left is not
+    # located above.
     for path, reason in exc.failures:
         rest = reason
-        for message in explained:
+        for message in [*explained_in.get(path, []), *explained]:
             rest = rest.replace(message, "")
         rest = rest.strip("; ")
         if rest:
@@ -270,11 +273,7 @@ def build_dataset_assets(ds: Dataset, decls: Declarations) -> list:
             yield from _check_results(ds, checked)
             # One line per file at fault (its reasons), then each failure traced to no file.
             failures = list(checked.quarantined.items())
-            failures += [
-                (f"ai_raw.{ds.name}", message)
-                for message in checked.blocking_failures
-                if not any(message in reason for _, reason in failures)
-            ]
+            failures += [(f"ai_raw.{ds.name}", message) for message in checked.untraced_failures]
             raise _failure(
                 pipeline.VersionFailed(ds.name, version, failures),
                 checked.problems,
