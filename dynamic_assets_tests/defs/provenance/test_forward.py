@@ -224,3 +224,43 @@ def test_the_reconcile_schedule_retries_a_version_left_without_fingerprint_each_
         assert run_request(defs, instance, follow).success
         assert evaluate(instance, 12) == []
     assert cli(attested, "verify", "market", "2024-06-01").exit_code == 0
+
+
+def test_the_attest_schedule_retries_a_version_left_unattested_each_hour(attested, monkeypatch):
+    """A schedule launches its one job: the attestation run is the curate job's, so the hourly
+    retry of a fingerprinted version not attested is `hourly_attest_*`'s, not the reconcile's."""
+    from datetime import UTC, datetime
+
+    from dynamic_assets.definitions import build_defs
+
+    monkeypatch.setenv("SUPABASE_DB_URL", attested.url)
+    settings = Settings(
+        home=attested.home,
+        drive_root=attested.drive_root,
+        config_path=DEMO_CONFIG,
+        db_url_set=True,
+    )
+    defs = build_defs(settings, attested.decls)
+
+    def evaluate(instance, name: str, hour: int) -> list[dg.RunRequest]:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2024, 7, 1, hour, tzinfo=UTC),
+            resources=defs.resources,
+        ) as context:
+            result = defs.get_schedule_def(name)(context)
+        return [] if isinstance(result, dg.SkipReason) else list(result)
+
+    with dg.instance_for_test() as instance:
+        assert evaluate(instance, "hourly_attest_market", 10) == []
+        lose_attestation(attested, "market", "2024-06-01")
+        assert evaluate(instance, "hourly_reconcile_market", 10) == []
+        at_ten = evaluate(instance, "hourly_attest_market", 10)
+        at_eleven = evaluate(instance, "hourly_attest_market", 11)
+        assert [(r.job_name, r.partition_key) for r in at_ten] == [("curate_market", "2024-06-01")]
+        assert at_ten[0].asset_selection == [attestation_key("market")]
+        assert at_ten[0].tags["trigger"] == "reconcile"
+        assert at_ten[0].run_key != at_eleven[0].run_key
+        assert run_request(defs, instance, at_ten[0]).success
+        assert evaluate(instance, "hourly_attest_market", 12) == []
+    assert cli(attested, "verify", "market", "2024-06-01").exit_code == 0
