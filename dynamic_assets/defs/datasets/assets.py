@@ -611,10 +611,21 @@ def build_curate_job(ds: Dataset):
 
 
 def _version_job(ds: Dataset, name: str, keys: list[dg.AssetKey], description: str):
+    partitions = versions_partitions(ds.name)
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(*keys),
-        partitions_def=versions_partitions(ds.name),
+        partitions_def=partitions,
+        # Every run of one version carries its version tags, a backfill's or a launchpad's too,
+        # so the run queue keeps it to one run in progress per version.
+        config=dg.PartitionedConfig(
+            partitions_def=partitions,
+            run_config_for_partition_key_fn=lambda _: {},
+            tags_for_partition_key_fn=lambda version: {
+                "version": version,
+                VERSION_TAG: f"{ds.name}/{version}",
+            },
+        ),
         description=description,
         tags={"dataset": ds.name},
         # The steps of one version run one after the other (each needs the one before), so a

@@ -93,6 +93,8 @@ def test_a_run_of_the_whole_ingest_job_leaves_a_bad_versions_later_assets_missin
             tags=tags or None,
         )
         assert done.success == (version == GOOD_VERSION)
+        # The run queue's per-version limit applies to it as to the sensor's runs.
+        assert done.dagster_run.tags["dynamic_assets/version"] == f"market/{version}"
         follow = curate_follow_up(defs, instance, done)
         if follow is not None:
             assert run_request(defs, instance, follow).success
