@@ -10,8 +10,13 @@ import dagster as dg
 
 from dynamic_assets.declarations.model import Declarations, load_declarations
 from dynamic_assets.defs.alerts.sensors import alerts_defs
-from dynamic_assets.defs.datasets.assets import build_dataset_assets, build_ingest_job
+from dynamic_assets.defs.datasets.assets import (
+    build_curate_job,
+    build_dataset_assets,
+    build_ingest_job,
+)
 from dynamic_assets.defs.datasets.sensors import (
+    build_attest_schedule,
     build_curate_sensor,
     build_drive_sensor,
     build_reconcile_schedule,
@@ -27,15 +32,17 @@ from dynamic_assets.settings import Settings
 
 def datasets_defs(decls: Declarations) -> dg.Definitions:
     assets = []
-    jobs = []
+    ingest, curate = [], []
     for ds in decls.datasets:
         assets.extend(build_dataset_assets(ds, decls))
-        jobs.append(build_ingest_job(ds))
-    schedules = [
-        build_reconcile_schedule(ds.name, decls, job)
-        for ds, job in zip(decls.datasets, jobs, strict=True)
-    ]
-    sensors = [build_drive_sensor(decls, jobs), build_curate_sensor(jobs)] if jobs else []
+        ingest.append(build_ingest_job(ds))
+        curate.append(build_curate_job(ds))
+    schedules = []
+    for ds, ingest_job, curate_job in zip(decls.datasets, ingest, curate, strict=True):
+        schedules.append(build_reconcile_schedule(ds.name, decls, ingest_job))
+        schedules.append(build_attest_schedule(ds.name, decls, curate_job))
+    jobs = ingest + curate
+    sensors = [build_drive_sensor(decls, jobs), build_curate_sensor(ingest, curate)] if jobs else []
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)
 
 

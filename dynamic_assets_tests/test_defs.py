@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dynamic_assets.defs.datasets.assets import curated_key, manifest_key, raw_key
+from dynamic_assets.defs.provenance.keys import provenance_keys
 
 
 def test_definitions_resolve(defs, decls):
@@ -14,6 +15,24 @@ def test_definitions_resolve(defs, decls):
         assert isinstance(job.partitions_def, dg.DynamicPartitionsDefinition)
         assert job.partitions_def.name == f"{ds.name}_versions"
         assert defs.get_schedule_def(f"hourly_reconcile_{ds.name}").cron_schedule == "0 * * * *"
+        assert defs.get_schedule_def(f"hourly_reconcile_{ds.name}").job_name == job.name
+        # What a backfill or a launch of the ingest job runs: the manifest and staging, with
+        # staging's checks (all of them, shown in that run); curated and provenance are the
+        # curate job's, run once staging succeeded.
+        staging = {manifest_key(ds.name), raw_key(ds.name)}
+        assert set(job.asset_layer.selected_asset_keys) == staging
+        checks = {k for d in job.asset_layer.data for k in d.assets_def.check_keys}
+        assert checks == {
+            k for k in repo.asset_graph.asset_check_keys if k.asset_key == raw_key(ds.name)
+        }
+        assert {"rows_castable", "schema_unchanged"} <= {k.name for k in checks}
+        curate = defs.get_job_def(f"curate_{ds.name}")
+        assert curate.partitions_def == job.partitions_def
+        assert set(curate.asset_layer.selected_asset_keys) == {
+            curated_key(ds.name),
+            *provenance_keys(ds.name),
+        }
+        assert defs.get_schedule_def(f"hourly_attest_{ds.name}").job_name == curate.name
     assert defs.get_sensor_def("drive_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     # Lineage: curated depends on staging, staging on the manifest.
     graph = repo.asset_graph

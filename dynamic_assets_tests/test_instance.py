@@ -37,25 +37,28 @@ def test_job_runs_on_an_instance_stored_in_embedded_postgres(
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         instance.add_dynamic_partitions("market_versions", ["2024-06-01"])
-        result = defs.get_job_def("ingest_market").execute_in_process(
-            partition_key="2024-06-01", instance=instance
-        )
-        assert result.success
-        run_id = result.run_id
+        run_ids = {}
+        for job in ("ingest_market", "curate_market"):  # staging, then what the curate sensor runs
+            result = defs.get_job_def(job).execute_in_process(
+                partition_key="2024-06-01", instance=instance
+            )
+            assert result.success
+            run_ids[job] = result.run_id
     finally:
         instance.dispose()
 
     with psycopg.connect(storage_url) as conn:
-        status = conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()
-        materialized = conn.execute(
-            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
-            (run_id,),
-        ).fetchone()[0]
+        for job, run_id in run_ids.items():
+            status = conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+            materialized = conn.execute(
+                "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+                (run_id,),
+            ).fetchone()[0]
+            assert status == ("SUCCESS",), job
+            assert materialized == len(defs.get_job_def(job).asset_layer.selected_asset_keys), job
         partitions = conn.execute(
             "SELECT partition FROM dynamic_partitions WHERE partitions_def_name = 'market_versions'"
         ).fetchall()
-    assert status == ("SUCCESS",)
-    assert materialized == len(defs.get_job_def("ingest_market").asset_layer.selected_asset_keys)
     assert partitions == [("2024-06-01",)]
     with db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM ai_curated.market").fetchone()[0] == 560

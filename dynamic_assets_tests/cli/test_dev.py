@@ -50,10 +50,11 @@ def test_dev_shows_the_runs_of_a_headless_run_in_one_history(tmp_path, db_url):
         if {"key": "trigger", "value": "cli"} in r["tags"]
         and {"key": "version", "value": "2024-06-01"} in r["tags"]
     ]
-    # Its staging run, then its curating run (`defs.headless.ingest_version`).
+    # Its staging run, then its curating run (`defs.headless.ingest_version`), newest first.
     assert [(r["jobName"], r["status"]) for r in headless_runs] == [
-        ("ingest_market", "SUCCESS")
-    ] * 2
+        ("curate_market", "SUCCESS"),
+        ("ingest_market", "SUCCESS"),
+    ]
     config = (tmp_path / "home" / "dagster" / "dagster.yaml").read_text()
     assert "QueuedRunCoordinator" in config
 

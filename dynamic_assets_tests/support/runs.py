@@ -39,15 +39,15 @@ def run_all(
         instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
     outcomes = {}
     for req in result.run_requests:
-        done = _execute(defs, instance, req)
-        follow = _after_success(defs, instance, done)
+        done = run_request(defs, instance, req)
+        follow = curate_follow_up(defs, instance, done)
         outcomes[(req.tags["dataset"], req.partition_key)] = (
-            _execute(defs, instance, follow) if follow is not None else done
+            run_request(defs, instance, follow) if follow is not None else done
         )
     return outcomes
 
 
-def _execute(
+def run_request(
     defs: dg.Definitions, instance: dg.DagsterInstance, req: dg.RunRequest
 ) -> dg.ExecuteInProcessResult:
     return defs.get_job_def(req.job_name).execute_in_process(
@@ -59,7 +59,7 @@ def _execute(
     )
 
 
-def _after_success(
+def curate_follow_up(
     defs: dg.Definitions, instance: dg.DagsterInstance, done: dg.ExecuteInProcessResult
 ) -> dg.RunRequest | None:
     """The run the curate sensor requests for the run of `done` (None when it requests none)."""
@@ -89,16 +89,42 @@ def run_version(
     selection=None,
     tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One version of a dataset run by `job` (the dataset's ingest job by default), its
-    partition added first if new; failures are in the result, not raised."""
+    """One version of a dataset run by `job`, its partition added first if new; failures are in
+    the result, not raised. Without `job`, the version's ingest job, then the curate job the
+    curate sensor requests when it succeeded, as the daemon runs them; with `selection` too,
+    the selected assets of the ingest job, then those of the curate job when the first part
+    succeeded. The last run's result."""
     instance.add_dynamic_partitions(f"{dataset}_versions", [version])
-    return defs.get_job_def(job or f"ingest_{dataset}").execute_in_process(
-        partition_key=version,
-        instance=instance,
-        asset_selection=selection,
-        raise_on_error=False,
-        tags=tags,
-    )
+
+    def execute(name: str, keys) -> dg.ExecuteInProcessResult:
+        return defs.get_job_def(name).execute_in_process(
+            partition_key=version,
+            instance=instance,
+            asset_selection=keys,
+            raise_on_error=False,
+            tags=tags,
+        )
+
+    if job is not None:
+        return execute(job, selection)
+    if selection is None:
+        done = execute(f"ingest_{dataset}", None)
+        follow = curate_follow_up(defs, instance, done)
+        return run_request(defs, instance, follow) if follow is not None else done
+    parts = [
+        (name, [k for k in selection if k in _selected(defs, name)])
+        for name in (f"ingest_{dataset}", f"curate_{dataset}")
+    ]
+    result = None
+    for name, keys in parts:
+        if keys and (result is None or result.success):
+            result = execute(name, keys)
+    assert result is not None, f"{selection} names no asset of {dataset}'s jobs"
+    return result
+
+
+def _selected(defs: dg.Definitions, job: str) -> set[dg.AssetKey]:
+    return set(defs.get_job_def(job).asset_layer.selected_asset_keys)
 
 
 def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dict:

@@ -54,14 +54,18 @@ def ingest_job_name(dataset: str) -> str:
     return f"ingest_{dataset}"
 
 
+def curate_job_name(dataset: str) -> str:
+    return f"curate_{dataset}"
+
+
 # The run tag naming one dataset version (`market/2024-06-01`): the instance's run queue
 # limits it to one run in progress per value (`concurrency.runs.tag_concurrency_limits`).
 VERSION_TAG = "dynamic_assets/version"
 
 
 def ingest_tags(dataset: str, version: str, trigger: str) -> dict[str, str]:
-    """The tags of an ingest run: the version it brings in and what started it (`drive_sensor`,
-    `reconcile`, `cli`)."""
+    """The tags of an ingest or curate run: the version it brings in and what started it
+    (`drive_sensor`, `reconcile`, `cli`, `curate_sensor`)."""
     return {
         "dataset": dataset,
         "version": version,
@@ -568,25 +572,61 @@ def _preview(db, ds: Dataset, version: str) -> str:
 
 
 def staging_keys(dataset: str) -> list[dg.AssetKey]:
-    """The assets of an ingest run's first part: the manifest and the staging asset, whose
-    blocking checks decide whether the version goes on."""
+    """The assets of the ingest job (`ingest_<dataset>`): the manifest and the staging asset,
+    with its checks, whose blocking ones decide whether the version goes on."""
     return [manifest_key(dataset), raw_key(dataset)]
 
 
 def curating_keys(dataset: str) -> list[dg.AssetKey]:
-    """The assets of an ingest run's second part, run once the version's staging succeeded:
-    curated, fingerprint and attestation. Kept out of the first run, a version that fails at
-    staging leaves them missing in the UI, not failed (Dagster fails every asset partition a
-    failed run planned and did not materialize)."""
+    """The assets of the curate job (`curate_<dataset>`), run once the version's staging
+    succeeded: curated, fingerprint and attestation. Kept out of the ingest job, a version that
+    fails at staging leaves them missing in the UI, not failed, however the ingest job was
+    started (sensor, schedule, backfill, launchpad): Dagster fails every asset partition a
+    failed run planned and did not materialize."""
     return [curated_key(dataset), *provenance_keys(dataset)]
 
 
 def build_ingest_job(ds: Dataset):
-    return dg.define_asset_job(
+    """`ingest_<dataset>`: one version's manifest and staging (`staging_keys`); the curate
+    sensor runs `curate_<dataset>` for each of its runs that succeeded."""
+    return _version_job(
+        ds,
         ingest_job_name(ds.name),
-        selection=dg.AssetSelection.assets(*staging_keys(ds.name), *curating_keys(ds.name)),
-        partitions_def=versions_partitions(ds.name),
-        description=f"Bring one version of {ds.name} from the drive to curated and attested.",
+        staging_keys(ds.name),
+        f"Bring one version of {ds.name} from the drive to staging and check it; when the run "
+        f"succeeds, curate_sensor runs {curate_job_name(ds.name)} for the version.",
+    )
+
+
+def build_curate_job(ds: Dataset):
+    """`curate_<dataset>`: one staged version's curated, fingerprint and attestation
+    (`curating_keys`)."""
+    return _version_job(
+        ds,
+        curate_job_name(ds.name),
+        curating_keys(ds.name),
+        f"Promote one staged version of {ds.name} to curated, fingerprint and attest it "
+        f"(run by curate_sensor after {ingest_job_name(ds.name)} succeeds).",
+    )
+
+
+def _version_job(ds: Dataset, name: str, keys: list[dg.AssetKey], description: str):
+    partitions = versions_partitions(ds.name)
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*keys),
+        partitions_def=partitions,
+        # Every run of one version carries its version tags, a backfill's or a launchpad's too,
+        # so the run queue keeps it to one run in progress per version.
+        config=dg.PartitionedConfig(
+            partitions_def=partitions,
+            run_config_for_partition_key_fn=lambda _: {},
+            tags_for_partition_key_fn=lambda version: {
+                "version": version,
+                VERSION_TAG: f"{ds.name}/{version}",
+            },
+        ),
+        description=description,
         tags={"dataset": ds.name},
         # The steps of one version run one after the other (each needs the one before), so a
         # process per step would only add its start-up (imports of Dagster, Great Expectations,

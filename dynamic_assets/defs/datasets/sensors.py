@@ -3,9 +3,11 @@
 The sensor lists the drive (no downloads), keeps one short digest per version folder in a
 compressed cursor, and for each version whose file set changed registers the version as a
 dynamic partition and requests one run keyed by (dataset, version, file-set digest), so repeated
-ticks never start duplicate runs. That run stages the version (`staging_keys`); when it succeeds,
-the curate sensor requests the version's curated, fingerprint and attestation assets
-(`curating_keys`), so that a version failed at staging leaves them missing in the UI, not failed. Files it will not take (undeclared dataset, unsafe name,
+ticks never start duplicate runs. That run of `ingest_<dataset>` stages the version
+(`staging_keys`); when a run of that job succeeds (the sensor's, the reconcile's, or one of a
+backfill or launch from the UI), the curate sensor requests `curate_<dataset>` for its version:
+curated, fingerprint and attestation (`curating_keys`). A version failed at staging leaves them
+missing in the UI, not failed. Files it will not take (undeclared dataset, unsafe name,
 unknown format, empty version folder) are recorded in `onedrive_ingest` and named in the log, and
 so are recorded files the listing no longer holds (`deleted`, see `datasets.deletions`).
 
@@ -16,9 +18,11 @@ keys are requested, deleted files are marked `deleted` (see `dynamic_assets.driv
 
 Every tick, and every reconcile, also requests a run for each curated version an earlier run
 left short of its final state (`quality.states`): its ingest job for a version without
-fingerprint, its attestation asset only for one not attested (or not anchored, with TON
-anchoring). The sensor's run key names the state and when it was entered, so it asks once per
-state; the reconcile's names the hour too, so a run that failed is tried again each hour.
+fingerprint (the curate sensor follows it), its attestation asset only, in its curate job, for
+one not attested (or not anchored, with TON anchoring). The sensor's run key names the state and
+when it was entered, so it asks once per state; the hourly schedules' (`hourly_reconcile_*` for
+the ingest job, `hourly_attest_*` for the attestation) name the hour too, so a run that failed is
+tried again each hour.
 """
 
 import base64
@@ -34,9 +38,11 @@ from dynamic_assets.datasets.pipeline import outstanding
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.defs.datasets.assets import (
     VERSION_TAG,
+    curate_job_name,
     curating_keys,
     ingest_job_name,
     ingest_tags,
+    raw_key,
     staging_keys,
 )
 from dynamic_assets.defs.datasets.partitions import ensure_partition, partitions_name
@@ -125,20 +131,21 @@ def forward_requests(
     attempt: str = "",
 ) -> list[dg.RunRequest]:
     """A run for each curated version not in its final state (`headless.plan_forward`), but
-    those in `taken` (requested already): its ingest job when it has no fingerprint, else its
-    attestation asset only. The run key names the state, when it was entered and `attempt`."""
+    those in `taken` (requested already): its ingest job when it has no fingerprint (staged
+    again; the curate sensor curates and fingerprints it when that run succeeds), else its
+    attestation asset only, in its curate job. The run key names the state, when it was
+    entered and `attempt`."""
     requests = []
     for left in plan_forward(db, decls, anchoring, dataset=dataset, skip=taken):
         since = left.since.isoformat() if left.since else "-"
+        again = left.state == "unfingerprinted"
         requests.append(
             dg.RunRequest(
-                job_name=ingest_job_name(left.dataset),
+                job_name=(ingest_job_name if again else curate_job_name)(left.dataset),
                 partition_key=left.version,
                 run_key=f"forward|{left.dataset}|{left.version}|{left.state}|{since}{attempt}",
                 tags=ingest_tags(left.dataset, left.version, trigger),
-                asset_selection=(
-                    None if left.state == "unfingerprinted" else [attestation_key(left.dataset)]
-                ),
+                asset_selection=None if again else [attestation_key(left.dataset)],
             )
         )
     return requests
@@ -340,13 +347,19 @@ def _delta_tick(
 
 
 def curating_request(run: dg.DagsterRun) -> dg.RunRequest | None:
-    """The run that goes on from a succeeded staging run (`staging_keys`): the same job, version
-    and tags, curated, fingerprint and attestation (`curating_keys`); None for any other run."""
+    """The run that goes on from a succeeded run of a version's ingest job that staged it
+    (however it was started: sensor, schedule, `run`, a backfill or a launch from the UI): the
+    version's curate job (`curating_keys`), with the run's version and trigger; None for any
+    other run."""
     dataset, version = run.tags.get("dataset"), run.tags.get(PARTITION_TAG)
-    if not dataset or not version or run.asset_selection != set(staging_keys(dataset)):
+    if not dataset or not version or run.job_name != ingest_job_name(dataset):
+        return None
+    # A run of the whole job records no selection (an empty one); one of the manifest alone
+    # staged nothing to curate.
+    if run.asset_selection and raw_key(dataset) not in run.asset_selection:
         return None
     return dg.RunRequest(
-        job_name=run.job_name,
+        job_name=curate_job_name(dataset),
         partition_key=version,
         run_key=f"curate|{run.run_id}",
         tags=ingest_tags(dataset, version, run.tags.get("trigger", "curate_sensor")),
@@ -354,16 +367,16 @@ def curating_request(run: dg.DagsterRun) -> dg.RunRequest | None:
     )
 
 
-def build_curate_sensor(jobs: list) -> dg.SensorDefinition:
-    """Requests the second run of an ingest (`curating_request`) when its staging run succeeded:
-    a version that fails at staging runs no further, and the UI shows its curated and
+def build_curate_sensor(ingest_jobs: list, curate_jobs: list) -> dg.SensorDefinition:
+    """Requests the curate job of a version (`curating_request`) when a run of its ingest job
+    succeeded: a version that fails at staging runs no further, and the UI shows its curated and
     provenance partitions missing, not failed."""
 
     @dg.run_status_sensor(
         name="curate_sensor",
         run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=jobs,
-        request_jobs=jobs,
+        monitored_jobs=ingest_jobs,
+        request_jobs=curate_jobs,
         minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Curates, fingerprints and attests each version whose staging run succeeded.",
@@ -376,8 +389,10 @@ def build_curate_sensor(jobs: list) -> dg.SensorDefinition:
 
 
 def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.ScheduleDefinition:
-    """An hourly safety net for one dataset: runs every version whose files have not reached
-    curated, and every curated version not in its final state (tried again each hour)."""
+    """An hourly safety net for one dataset, on its ingest job (`job`): stages every version
+    whose files have not reached curated, and every curated version without fingerprint (tried
+    again each hour); the curate sensor takes each on when its run succeeds. Versions that lack
+    only their attestation are `build_attest_schedule`'s."""
 
     @dg.schedule(
         name=f"hourly_reconcile_{ds_name}",
@@ -418,6 +433,7 @@ def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.Sched
             taken={(vf.dataset, vf.version) for vf in pending} | in_flight(context.instance),
             attempt=f"|{hour.isoformat() if hour else '-'}",
         )
+        forward = [r for r in forward if r.job_name == ingest_job_name(ds_name)]
         for r in forward:
             ensure_partition(context.instance, ds_name, r.partition_key or "")
         requests += forward
@@ -428,3 +444,44 @@ def build_reconcile_schedule(ds_name: str, decls: Declarations, job) -> dg.Sched
         return requests
 
     return hourly_reconcile
+
+
+def build_attest_schedule(ds_name: str, decls: Declarations, job) -> dg.ScheduleDefinition:
+    """An hourly safety net for one dataset, on its curate job (`job`): runs the attestation
+    asset of every fingerprinted version not attested (or not anchored, with TON anchoring),
+    tried again each hour. A schedule launches its one job, so these are not the reconcile's."""
+
+    @dg.schedule(
+        name=f"hourly_attest_{ds_name}",
+        cron_schedule="0 * * * *",
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Attests (or anchors, with TON anchoring) each fingerprinted {ds_name} "
+        "version not yet in its final state.",
+    )
+    def hourly_attest(
+        context: dg.ScheduleEvaluationContext,
+        postgres: PostgresResource,
+        attestation: AttestationResource,
+    ):
+        hour = context.scheduled_execution_time
+        requests = [
+            r
+            for r in forward_requests(
+                postgres.database(),
+                decls,
+                attestation.anchoring,
+                "reconcile",
+                dataset=ds_name,
+                taken=in_flight(context.instance),
+                attempt=f"|{hour.isoformat() if hour else '-'}",
+            )
+            if r.job_name == curate_job_name(ds_name)
+        ]
+        for r in requests:
+            ensure_partition(context.instance, ds_name, r.partition_key or "")
+        return requests or dg.SkipReason(
+            f"every fingerprinted {ds_name} version is in its final state"
+        )
+
+    return hourly_attest

@@ -1,17 +1,17 @@
 """The pipeline run in this process, without a daemon (`dynamic-assets run`).
 
 For each pending (dataset, version) it executes the same ingest job the drive sensor requests
-(job name, partition and tags from `defs.datasets`), in the same two runs (staging, then curated
-and provenance, as the curate sensor follows it up), then the training job of each (model,
-version) that has no run for its current data and configuration, on the home's Dagster instance,
-so that the UI shows these runs beside the sensor's. What is pending is decided by the core
+(job name, partition and tags from `defs.datasets`: manifest and staging), then, when it
+succeeded, the curate job the curate sensor follows it with (curated and provenance), then the
+training job of each (model, version) that has no run for its current data and configuration,
+on the home's Dagster instance, so that the UI shows these runs beside the sensor's. What is pending is decided by the core
 (`datasets.pipeline.outstanding`, `training.records.pending_training`), as for the sensor and the
 reconcile schedule. Each run gives back a plain outcome record for the command line to print.
 
 Then every version an earlier run left short of its final state (`quality.states`) is driven
 forward (`plan_forward`, `advance_version`): a curated version without fingerprint through its
-ingest job again, a fingerprinted one not attested (or not anchored, with TON anchoring) through
-its attestation asset only.
+ingest and curate jobs again, a fingerprinted one not attested (or not anchored, with TON
+anchoring) through its attestation asset only.
 
 A run that fails is alerted as the sensors alert it (`defs.alerts.sensors.alert_run_failure`):
 the same signed events, delivered and recorded through `webhook_deliveries`, so that a failure

@@ -77,19 +77,14 @@ def ingest_version(
     """Run the ingest job of one version folder, holding the version's run lock
     (`db.tables.try_run_lock`) while it runs.
 
-    The job runs in two runs: the manifest and staging (`staging_keys`), then, when they
-    succeeded, curated, fingerprint and attestation (`curating_keys`), so that a version failed
-    at staging is failed on its staging asset only.
+    The version runs in two runs, as the sensors run it: its ingest job (manifest and staging),
+    then, when that succeeded, its curate job (curated, fingerprint and attestation), so that a
+    version failed at staging is failed on its staging asset only.
 
     A version another run holds is left to it (`another run`, with that run's id in `note`).
     With `recheck`, a version that another run brought to curated since the plan was made is
     not run again. A failed run is alerted as the sensors alert it (`_alert`)."""
-    from dynamic_assets.defs.datasets.assets import (
-        curating_keys,
-        ingest_job_name,
-        ingest_tags,
-        staging_keys,
-    )
+    from dynamic_assets.defs.datasets.assets import ingest_tags
 
     run_id = str(uuid.uuid4())
     outcome = Ingested(vf.dataset, vf.version, files=len(vf.files))
@@ -111,31 +106,14 @@ def ingest_version(
             )
             return outcome
         started = datetime.now(UTC)
-        job, tags = (
-            ingest_job_name(vf.dataset),
-            ingest_tags(vf.dataset, vf.version, TRIGGER),
-        )
-        result, outcome.seconds = _execute(
+        result, outcome.seconds = _ingest_then_curate(
             defs,
             instance,
-            job,
             vf.dataset,
             vf.version,
-            tags,
-            run_id=run_id,
-            asset_selection=staging_keys(vf.dataset),
+            ingest_tags(vf.dataset, vf.version, TRIGGER),
+            run_id,
         )
-        if result.success:
-            result, seconds = _execute(
-                defs,
-                instance,
-                job,
-                vf.dataset,
-                vf.version,
-                tags,
-                asset_selection=curating_keys(vf.dataset),
-            )
-            outcome.seconds += seconds
     if result.success:
         outcome.status = "curated"
         outcome.rows = curated_rows(result, vf.dataset)
@@ -144,6 +122,27 @@ def ingest_version(
         outcome.failures = failures_of(result) or [(vf.folder, "the run failed")]
         outcome.note = _alert(defs, instance, db, decls, result, started)
     return outcome
+
+
+def _ingest_then_curate(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    dataset: str,
+    version: str,
+    tags: dict[str, str],
+    run_id: str,
+) -> tuple[dg.ExecuteInProcessResult, float]:
+    """The version's ingest job (run `run_id`), then its curate job when that run succeeded, as
+    the curate sensor follows it up; the last run's result and the seconds of both."""
+    from dynamic_assets.defs.datasets.assets import curate_job_name, ingest_job_name
+
+    result, seconds = _execute(
+        defs, instance, ingest_job_name(dataset), dataset, version, tags, run_id=run_id
+    )
+    if result.success:
+        result, more = _execute(defs, instance, curate_job_name(dataset), dataset, version, tags)
+        seconds += more
+    return result, seconds
 
 
 def _alert(
@@ -217,10 +216,10 @@ def advance_version(
     anchoring: bool,
 ) -> Ingested:
     """Bring one version an earlier run left short of its final state to it, holding its run
-    lock: without fingerprint, through its ingest job (as `run --all` does); fingerprinted, through
-    its attestation asset only. The outcome's status is the state reached (`failed` when not
+    lock: without fingerprint, through its ingest job then its curate job (as `run --all` does);
+    fingerprinted, through its attestation asset only (in its curate job). The outcome's status is the state reached (`failed` when not
     final, with the reason)."""
-    from dynamic_assets.defs.datasets.assets import ingest_job_name, ingest_tags
+    from dynamic_assets.defs.datasets.assets import curate_job_name, ingest_tags
     from dynamic_assets.defs.provenance.keys import attestation_key
 
     run_id = str(uuid.uuid4())
@@ -239,7 +238,7 @@ def advance_version(
                 "left to its ingest run"
             )
             return outcome
-        selection = None
+        tags = ingest_tags(left.dataset, left.version, TRIGGER)
         if now[0].state == "unfingerprinted":
             found = discover(drive, decls, dataset=left.dataset, version=left.version)
             vf = found.versions.get(f"{left.dataset}/{left.version}")
@@ -254,19 +253,22 @@ def advance_version(
                 ]
                 return outcome
             outcome.files = len(vf.files)
-        else:
-            selection = [attestation_key(left.dataset)]
         started = datetime.now(UTC)
-        result, outcome.seconds = _execute(
-            defs,
-            instance,
-            ingest_job_name(left.dataset),
-            left.dataset,
-            left.version,
-            ingest_tags(left.dataset, left.version, TRIGGER),
-            run_id=run_id,
-            asset_selection=selection,
-        )
+        if now[0].state == "unfingerprinted":
+            result, outcome.seconds = _ingest_then_curate(
+                defs, instance, left.dataset, left.version, tags, run_id
+            )
+        else:
+            result, outcome.seconds = _execute(
+                defs,
+                instance,
+                curate_job_name(left.dataset),
+                left.dataset,
+                left.version,
+                tags,
+                run_id=run_id,
+                asset_selection=[attestation_key(left.dataset)],
+            )
         reached = version_states(held, left.dataset, left.version)
     if reached and reached[0].final(anchoring):
         outcome.status = reached[0].state

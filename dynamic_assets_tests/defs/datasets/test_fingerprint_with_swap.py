@@ -52,8 +52,9 @@ CHILD = textwrap.dedent(
     defs = build_defs(settings, load_declarations(DEMO_CONFIG))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("market_versions", ["2024-06-01"])
-        defs.get_job_def("ingest_market").execute_in_process(
-            partition_key="2024-06-01", instance=instance, raise_on_error=False)
+        for job in ("ingest_market", "curate_market"):
+            defs.get_job_def(job).execute_in_process(
+                partition_key="2024-06-01", instance=instance, raise_on_error=False)
     """
 )
 

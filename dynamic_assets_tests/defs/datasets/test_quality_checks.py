@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dynamic_assets.cli import main
 from dynamic_assets.declarations.model import DEMO_CONFIG, Declarations, load_declarations
 from dynamic_assets.definitions import build_defs
-from dynamic_assets_tests.support.runs import run_version
+from dynamic_assets_tests.support.runs import curate_follow_up, run_request, run_version
 
 
 def declarations(expectations: list[dict]) -> Declarations:
@@ -89,8 +89,12 @@ def test_a_failing_warn_expectation_lets_the_version_through_and_shows(settings,
             {"type": "expect_table_row_count_to_be_between", "min_value": 1, "max_value": 10_000},
         ]
     )
-    result = run_market(build_defs(settings, decls), instance)
+    defs = build_defs(settings, decls)
+    # The checks are evaluated in the staging run; the curate sensor's run promotes the version.
+    result = run_version(defs, instance, "market", "2024-06-01", job="ingest_market")
     assert result.success
+    follow = curate_follow_up(defs, instance, result)
+    assert follow is not None and run_request(defs, instance, follow).success
     checks = evaluations(result)
     warn = checks["close_between"]
     assert not warn.passed and warn.severity == dg.AssetCheckSeverity.WARN

@@ -34,15 +34,19 @@ def run_market(defs, instance, selection=None):
     return run_version(defs, instance, "market", MARKET, selection=selection)
 
 
-def test_provenance_assets_follow_curated_in_every_ingest_job(defs, decls):
+def test_provenance_assets_follow_curated_in_every_curate_job(defs, decls):
     graph = defs.get_repository_def().asset_graph
     for ds in decls.datasets:
         assert graph.get(fingerprint_key(ds.name)).parent_keys == {curated_key(ds.name)}
         assert graph.get(attestation_key(ds.name)).parent_keys == {fingerprint_key(ds.name)}
         assert graph.get(fingerprint_key(ds.name)).code_version == "v1"
-        job = defs.get_job_def(f"ingest_{ds.name}")
+        job = defs.get_job_def(f"curate_{ds.name}")
         assert {fingerprint_key(ds.name), attestation_key(ds.name)} <= set(
             job.asset_layer.selected_asset_keys
+        )
+        ingest = defs.get_job_def(f"ingest_{ds.name}")
+        assert not {fingerprint_key(ds.name), attestation_key(ds.name)} & set(
+            ingest.asset_layer.selected_asset_keys
         )
     resource = defs.resources["attestation"]
     assert resource.ton_mnemonic is None and resource.signing_key is None  # nothing set here

@@ -13,7 +13,7 @@ from dynamic_assets.cli import main
 from dynamic_assets.declarations.model import DEMO_CONFIG
 from dynamic_assets.defs.provenance.keys import attestation_key
 from dynamic_assets.settings import Settings
-from dynamic_assets_tests.support.runs import tick
+from dynamic_assets_tests.support.runs import curate_follow_up, run_request, tick
 
 
 def env(a) -> dict[str, str]:
@@ -152,7 +152,7 @@ def test_the_drive_sensor_requests_the_attestation_of_a_version_left_unattested(
             ("corpus", "v1.0")
         ]
         request = result.run_requests[0]
-        assert request.job_name == "ingest_corpus"
+        assert request.job_name == "curate_corpus"
         assert request.asset_selection == [attestation_key("corpus")]
         repeated = tick(defs, instance, first.cursor)
         assert [r.run_key for r in repeated.run_requests] == [request.run_key]
@@ -211,12 +211,56 @@ def test_the_reconcile_schedule_retries_a_version_left_without_fingerprint_each_
         lose_fingerprint(attested, "market", "2024-06-01")
         at_ten, at_eleven = evaluate(instance, 10), evaluate(instance, 11)
         assert [(r.tags["dataset"], r.partition_key) for r in at_ten] == [("market", "2024-06-01")]
-        assert at_ten[0].asset_selection is None  # the whole ingest job: curated again
+        # The whole ingest job: staged again, then curated by the curate sensor's run.
+        assert at_ten[0].job_name == "ingest_market"
+        assert at_ten[0].asset_selection is None
         assert at_ten[0].tags["trigger"] == "reconcile"
         assert at_ten[0].run_key != at_eleven[0].run_key
-        run = defs.get_job_def(at_ten[0].job_name).execute_in_process(
-            partition_key="2024-06-01", instance=instance, raise_on_error=False, tags=at_ten[0].tags
-        )
-        assert run.success
+        staged = run_request(defs, instance, at_ten[0])
+        assert staged.success
+        follow = curate_follow_up(defs, instance, staged)
+        assert follow is not None and follow.job_name == "curate_market"
+        assert follow.tags["trigger"] == "reconcile"
+        assert run_request(defs, instance, follow).success
         assert evaluate(instance, 12) == []
+    assert cli(attested, "verify", "market", "2024-06-01").exit_code == 0
+
+
+def test_the_attest_schedule_retries_a_version_left_unattested_each_hour(attested, monkeypatch):
+    """A schedule launches its one job: the attestation run is the curate job's, so the hourly
+    retry of a fingerprinted version not attested is `hourly_attest_*`'s, not the reconcile's."""
+    from datetime import UTC, datetime
+
+    from dynamic_assets.definitions import build_defs
+
+    monkeypatch.setenv("SUPABASE_DB_URL", attested.url)
+    settings = Settings(
+        home=attested.home,
+        drive_root=attested.drive_root,
+        config_path=DEMO_CONFIG,
+        db_url_set=True,
+    )
+    defs = build_defs(settings, attested.decls)
+
+    def evaluate(instance, name: str, hour: int) -> list[dg.RunRequest]:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2024, 7, 1, hour, tzinfo=UTC),
+            resources=defs.resources,
+        ) as context:
+            result = defs.get_schedule_def(name)(context)
+        return [] if isinstance(result, dg.SkipReason) else list(result)
+
+    with dg.instance_for_test() as instance:
+        assert evaluate(instance, "hourly_attest_market", 10) == []
+        lose_attestation(attested, "market", "2024-06-01")
+        assert evaluate(instance, "hourly_reconcile_market", 10) == []
+        at_ten = evaluate(instance, "hourly_attest_market", 10)
+        at_eleven = evaluate(instance, "hourly_attest_market", 11)
+        assert [(r.job_name, r.partition_key) for r in at_ten] == [("curate_market", "2024-06-01")]
+        assert at_ten[0].asset_selection == [attestation_key("market")]
+        assert at_ten[0].tags["trigger"] == "reconcile"
+        assert at_ten[0].run_key != at_eleven[0].run_key
+        assert run_request(defs, instance, at_ten[0]).success
+        assert evaluate(instance, "hourly_attest_market", 12) == []
     assert cli(attested, "verify", "market", "2024-06-01").exit_code == 0
