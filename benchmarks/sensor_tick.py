@@ -61,14 +61,18 @@ def main() -> None:
             for name in ("market",):
                 instance.add_dynamic_partitions(f"{name}_versions", [])
             t = time.perf_counter()
-            first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+            # Resources that are context managers (the embedded Postgres) live as long as the
+            # sensor context they are opened in.
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                first = sensor(context)
             first_s = time.perf_counter() - t
             for req in first.dynamic_partitions_requests:
                 instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
             t, c = time.perf_counter(), time.process_time()
-            again = sensor(
-                dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
-            )
+            with dg.build_sensor_context(
+                instance=instance, resources=resources, cursor=first.cursor
+            ) as context:
+                again = sensor(context)
             again_s, again_cpu = time.perf_counter() - t, time.process_time() - c
 
         print(
