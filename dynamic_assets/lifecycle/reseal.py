@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -31,7 +31,14 @@ from dynamic_assets.db.tables import version_lock
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle import encryption
-from dynamic_assets.lifecycle.archive import ArchiveError, Step, registered, verify_copy
+from dynamic_assets.lifecycle.archive import (
+    ArchiveError,
+    Step,
+    _download,
+    _upload,
+    registered,
+    verify_copy,
+)
 
 CHUNK = 1024 * 1024
 
@@ -90,30 +97,6 @@ def plaintext_problem(dataset: str, version: str, path: str) -> str:
     )
 
 
-def _download(drive: Drive, path: str, into: IO[bytes], where: str) -> str:
-    digest = hashlib.sha256()
-    try:
-        with drive.open(path) as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-                into.write(chunk)
-    except FileNotFoundError:
-        raise ArchiveError(f"{where}: the archive file {path} is missing from the drive") from None
-    except OSError as exc:
-        raise ArchiveError(f"{where}: cannot read the archive file {path}: {exc}") from None
-    into.seek(0)
-    return digest.hexdigest()
-
-
-def _upload(drive: Drive, path: str, spool: IO[bytes], size: int) -> None:
-    spool.seek(0)
-    upload = getattr(drive, "upload", None)
-    if upload is not None:
-        upload(path, spool, size, overwrite=True)
-    else:
-        drive.write_bytes(path, spool.read(), overwrite=True)
-
-
 def _set_archive(conn: psycopg.Connection, dataset: str, version: str, found: dict) -> None:
     conn.execute(
         "UPDATE public.datasets SET platform_locations = "
@@ -151,11 +134,9 @@ def reseal_version(
                 f"{found.get('fingerprint')}, the version's is {reg.fingerprint}; not encrypted"
             )
         sealed_path = f"{plain_path}.enc"
-        with (
-            tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as plain,
-            tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as sealed,
-        ):
-            if _download(drive, plain_path, plain, where) != found["sha256"]:
+        plain, got = _download(drive, plain_path, where)
+        with plain, tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as sealed:
+            if got != found["sha256"]:
                 raise ArchiveError(
                     f"{where}: {plain_path} is not the file archived for fingerprint "
                     f"{reg.fingerprint} (its SHA-256 differs); not encrypted, nothing was changed"
