@@ -62,8 +62,8 @@ def lifecycle(dry_run: bool) -> None:
     for move in done.plan.moves:
         if dry_run:
             click.echo(
-                f"would move {move.dataset} {move.version} {move.source} -> {move.target} "
-                f"({_mb(move.bytes)}): {move.reason}"
+                f"would move {move.dataset} {move.version} {move.source} -> {move.target}"
+                f"{_freed(move)}: {move.reason}"
             )
     _print_moved(done)
     for failure in done.failed:
@@ -97,11 +97,23 @@ def _print_deletions(done, dry_run: bool) -> None:
         )
 
 
+def _freed(move) -> str:
+    """What a move frees in core (moves out of main free nothing there)."""
+    return f" ({_mb(move.bytes)})" if move.source == "core" else ""
+
+
 def _print_moved(done) -> None:
-    from dynamic_assets.lifecycle.main_tier import MovedToMain
+    from dynamic_assets.lifecycle.main_tier import MovedToCore, MovedToMain
 
     sources = {(m.dataset, m.version): m.source for m in done.plan.moves}
+    reasons = {(m.dataset, m.version): m.reason for m in done.plan.moves}
     for moved in done.moved:
+        if isinstance(moved, MovedToCore):
+            click.echo(
+                f"moved {moved.dataset} {moved.version} main -> core: {moved.rows} rows, "
+                f"verified against its fingerprint ({reasons[(moved.dataset, moved.version)]})"
+            )
+            continue
         if isinstance(moved, MovedToMain):
             click.echo(
                 f"moved {moved.dataset} {moved.version} core -> main: {moved.rows} rows, "
@@ -198,8 +210,8 @@ def tiers() -> None:
         click.echo("  nothing to move")
     for move in plan.moves:
         click.echo(
-            f"  {move.dataset} {move.version} {move.source} -> {move.target} "
-            f"({_mb(move.bytes)}): {move.reason}"
+            f"  {move.dataset} {move.version} {move.source} -> {move.target}"
+            f"{_freed(move)}: {move.reason}"
         )
     for line in plan.kept:
         click.echo(f"  {line}")

@@ -97,6 +97,13 @@ class MovedToMain:
     database: str  # host, port and name of the main database (never its URL)
 
 
+@dataclass(frozen=True)
+class MovedToCore:
+    dataset: str
+    version: str
+    rows: int
+
+
 def _parent_definition(conn: psycopg.Connection, dataset: str) -> tuple[list, list[str]]:
     """Core's `ai_curated.<dataset>`: (name, type, not null) of each column, primary key."""
     columns = conn.execute(

@@ -7,7 +7,8 @@ versions beyond `hot_versions` go too, oldest curated first, until core is proje
 from core to main instead (once curated more than `main_days` ago, when the policy sets it),
 and over `critical_at` the oldest go to main; a version in main goes on to the archive after
 `archive_after_days`. Versions of sensitive datasets never go to main (it applies neither their
-readers' grants nor row level security); they are archived encrypted (`lifecycle.encryption`),
+readers' grants nor row level security), and one that went there before its dataset was
+declared sensitive comes back into core; they are archived encrypted (`lifecycle.encryption`),
 so they stay in core while no archive key is configured (`encrypts` false). The newest
 `hot_versions` of every dataset always stay.
 """
@@ -24,6 +25,7 @@ from dynamic_assets.lifecycle.usage import CoreUsage, VersionUsage, status_of
 
 ARCHIVE = "archive"
 MAIN = "main"
+CORE = "core"
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,30 @@ def plan_pass(
     aged: list[Move] = []
     main = decls.storage.main is not None
     secret: set[str] = set()  # sensitive datasets: never to main (see the module)
+    back: list[Move] = []  # versions of sensitive datasets found in main
     for dataset, versions in by_dataset.items():
         policy = policy_of(decls, dataset)
         ordered = sorted(versions, key=lambda v: version_sort_key(v.version))
         older = ordered[: max(len(ordered) - policy.hot_versions, 0)]
         sensitive = dataset in decls.by_name() and decls.dataset(dataset).sensitive
+        if sensitive:
+            back += [
+                Move(
+                    dataset,
+                    v.version,
+                    MAIN,
+                    CORE,
+                    0,
+                    "sensitive: the main tier applies neither its readers' grants nor row "
+                    "level security",
+                )
+                for v in ordered
+                if v.tier == MAIN
+            ]
         for v in older:
             if v.tier == MAIN:
+                if sensitive:
+                    continue  # back to core first (above)
                 days = policy.archive_after_days
                 if days is not None and _age(v, now) > timedelta(days=days):
                     aged.append(_aged_move(v, policy, MAIN))
@@ -122,7 +141,7 @@ def plan_pass(
                     ),
                 )
             )
-    plan = Plan(moves + aged, usage, kept)
+    plan = Plan(back + moves + aged, usage, kept)
     if usage.status != "critical":
         return plan
     chosen = {(m.dataset, m.version) for m in moves}
@@ -144,7 +163,7 @@ def plan_pass(
                 f"{policy.hot_versions} hot version(s), until under {usage.warn_at:.0%}",
             )
         )
-        plan = Plan(moves + aged, usage, kept)
+        plan = Plan(back + moves + aged, usage, kept)
     return plan
 
 

@@ -18,9 +18,15 @@ from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle.archive import Archived, ArchiveError, Step, archive_version
 from dynamic_assets.lifecycle.deletion import DeletionPass, deletion_pass
 from dynamic_assets.lifecycle.encryption import key_configured
-from dynamic_assets.lifecycle.main_tier import MovedToMain, main_database, move_to_main
+from dynamic_assets.lifecycle.main_tier import (
+    MovedToCore,
+    MovedToMain,
+    main_database,
+    move_to_main,
+    restore_from_main,
+)
 from dynamic_assets.lifecycle.placement import Placement, placement
-from dynamic_assets.lifecycle.plan import MAIN, Move, Plan, plan_pass
+from dynamic_assets.lifecycle.plan import CORE, MAIN, Move, Plan, plan_pass
 from dynamic_assets.lifecycle.reseal import Resealed, seal_plaintext_archives
 from dynamic_assets.lifecycle.usage import core_usage, record_snapshot
 from dynamic_assets.provenance.signing import SigningKey
@@ -29,7 +35,7 @@ from dynamic_assets.provenance.signing import SigningKey
 @dataclass
 class Pass:
     plan: Plan
-    moved: list[Archived | MovedToMain] = field(default_factory=list)
+    moved: list[Archived | MovedToMain | MovedToCore] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deletions: DeletionPass | None = None
     resealed: list[Resealed] = field(default_factory=list)
@@ -97,8 +103,11 @@ def run_pass(
 
 def _move(
     db: Database, drive: Drive, decls: Declarations, move: Move, step: Step | None
-) -> Archived | MovedToMain | None:
+) -> Archived | MovedToMain | MovedToCore | None:
     where = f"{move.dataset} {move.version}"
+    if move.target == CORE:
+        rows = restore_from_main(db, move.dataset, move.version)
+        return MovedToCore(move.dataset, move.version, rows)
     if move.target == MAIN:
         main = main_database(decls.storage.main, where)
         assert main is not None and decls.storage.main is not None  # planned only when declared

@@ -314,3 +314,40 @@ def test_vectors_and_json_travel_to_main_and_back_unchanged(curated, drive, main
         assert rows(dataset, version).equals(before[(dataset, version)])
         restore_from_main(curated, dataset, version)
         assert rows(dataset, version).equals(before[(dataset, version)])
+
+
+def test_a_version_in_main_of_a_dataset_declared_sensitive_since_comes_back_to_core(
+    curated, tmp_path, drive, drive_root, db_url, main_url, main_decls, monkeypatch
+):
+    """Main applies neither a sensitive dataset's readers' grants nor row level security: a
+    version that went there before its dataset was declared sensitive is brought back into
+    core by the next pass, verified, and dropped from main."""
+    monkeypatch.delenv("DYNAMIC_ASSETS_ARCHIVE_KEY", raising=False)
+    before = _rows(curated, drive)
+    run_pass(curated, drive, main_decls)
+    assert _tier(curated) == "main"
+
+    env = _env(tmp_path, drive_root, db_url)
+    config = Path(env["DYNAMIC_ASSETS_CONFIG"])
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    next(d for d in data["datasets"] if d["name"] == "market")["sensitivity"] = "sensitive"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    runner = CliRunner()
+    report = runner.invoke(cli, ["tiers"], env=env)
+    assert (
+        "  market 2024-06-01 main -> core: sensitive: the main tier applies neither its "
+        "readers' grants nor row level security"
+    ) in report.output, report.output
+
+    moved = runner.invoke(cli, ["lifecycle"], env=env)
+    assert moved.exit_code == 0, moved.output
+    assert "moved market 2024-06-01 main -> core: 560 rows, verified" in moved.output
+    assert _tier(curated) == "core"
+    assert _partitions(main_url) == []
+    assert sorted(_partitions(db_url)) == sorted([P1, P2])
+    assert _rows(curated, drive).equals(before)
+
+    main_decls.dataset("market").sensitivity = "sensitive"
+    again = run_pass(curated, drive, main_decls)
+    assert again.failed == []
+    assert [(m.source, m.target) for m in again.plan.moves] == []
