@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -496,6 +497,13 @@ def _json_text(record: JsonRecord, renamed: dict[str, str]) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+LONG_RECORD = 1 << 20  # characters of JSON text from which a record is sent as a tuple of its own
+# A binary COPY tuple of (_record jsonb, _file_id bigint, _row bigint): its field count, the jsonb
+# field's length and version byte before the record's UTF-8 text, the two lineage fields after.
+_RECORD_HEAD = struct.Struct("!hiB")
+_RECORD_TAIL = struct.Struct("!iqiq")
+
+
 def _json_source(ds: Dataset, f: SourceFile) -> _Source:
     schema = _lineage_schema([(RECORD_COLUMN, pa.string())])
     sensitive = ds.sensitive
@@ -509,19 +517,38 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
         texts: list[str] = []
         rows: list[int] = []
         # Each record, then each batch's texts and its Arrow copy, are dropped as soon as they
-        # are passed on: a long line is held at most twice at any time (as text and as Arrow
-        # data while it is copied, as Arrow data and as COPY data while it is encoded).
+        # are passed on. A record of `LONG_RECORD` characters or more is not batched: its text is
+        # encoded once to UTF-8, dropped, and sent as its own COPY tuple around those bytes, so
+        # that a long line is held at most twice at any time (bytes and text while decoded,
+        # text and value while parsed, text and UTF-8 while encoded).
         for record in json_records(f.path, stream, f.format, sensitive=sensitive):
-            texts.append(_json_text(record, renamed))
-            rows.append(record.number)
+            text = _json_text(record, renamed)
+            number = record.number
             del record
-            if len(texts) >= JSON_BATCH:
+            if len(text) < LONG_RECORD:
+                texts.append(text)
+                rows.append(number)
+                del text
+                if len(texts) >= JSON_BATCH:
+                    batch = _json_batch(schema, f.file_id, texts, rows)
+                    texts, rows = [], []
+                    data = enc.write_batch(batch)
+                    del batch
+                    yield data, JSON_BATCH
+                    del data
+                continue
+            if texts:
                 batch = _json_batch(schema, f.file_id, texts, rows)
-                texts, rows = [], []
+                n, texts, rows = len(texts), [], []
                 data = enc.write_batch(batch)
                 del batch
-                yield data, JSON_BATCH
-                del data
+                yield data, n
+            data = text.encode("utf-8")
+            del text
+            yield _RECORD_HEAD.pack(3, len(data) + 1, 1), 0
+            yield data, 0
+            del data
+            yield _RECORD_TAIL.pack(8, f.file_id, 8, number), 1
         if texts:
             batch = _json_batch(schema, f.file_id, texts, rows)
             n, texts, rows = len(texts), [], []
