@@ -498,6 +498,7 @@ def _json_text(record: JsonRecord, renamed: dict[str, str]) -> str:
 
 
 LONG_RECORD = 1 << 20  # characters of JSON text from which a record is sent as a tuple of its own
+BATCH_TEXT = 8 << 20  # characters of JSON text a batch holds at most (beside `JSON_BATCH` records)
 # A binary COPY tuple of (_record jsonb, _file_id bigint, _row bigint): its field count, the jsonb
 # field's length and version byte before the record's UTF-8 text, the two lineage fields after.
 _RECORD_HEAD = struct.Struct("!hiB")
@@ -516,8 +517,9 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
         yield enc.write_header(), 0
         texts: list[str] = []
         rows: list[int] = []
+        held = 0  # characters in `texts`
         # Each record, then each batch's texts and its Arrow copy, are dropped as soon as they
-        # are passed on. A record of `LONG_RECORD` characters or more is not batched: its text is
+        # are passed on; a batch ends at `JSON_BATCH` records or `BATCH_TEXT` characters. A record of `LONG_RECORD` characters or more is not batched: its text is
         # encoded once to UTF-8, dropped, and sent as its own COPY tuple around those bytes, so
         # that a long line is held at most twice at any time (bytes and text while decoded,
         # text and value while parsed, text and UTF-8 while encoded).
@@ -526,20 +528,21 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
             number = record.number
             del record
             if len(text) < LONG_RECORD:
+                held += len(text)
                 texts.append(text)
                 rows.append(number)
                 del text
-                if len(texts) >= JSON_BATCH:
+                if len(texts) >= JSON_BATCH or held >= BATCH_TEXT:
                     batch = _json_batch(schema, f.file_id, texts, rows)
-                    texts, rows = [], []
+                    n, texts, rows, held = len(texts), [], [], 0
                     data = enc.write_batch(batch)
                     del batch
-                    yield data, JSON_BATCH
+                    yield data, n
                     del data
                 continue
             if texts:
                 batch = _json_batch(schema, f.file_id, texts, rows)
-                n, texts, rows = len(texts), [], []
+                n, texts, rows, held = len(texts), [], [], 0
                 data = enc.write_batch(batch)
                 del batch
                 yield data, n

@@ -58,6 +58,7 @@ def test_jsonl_long_lines_among_short_ones_stage_the_values_json_reads(db, tmp_p
         " " * (2 * MB) + '{"doc_id": "padded"}' + "\t" * 10,  # long only in its blanks
         long_line("middle", 5 * MB) + "\r",
         '{"doc_id": "b", "body": null, "nested": {"k": [1, 2]}}',
+        *(long_line(f"m{i}", 600_000) for i in range(16)),  # more text than one batch holds
         long_line("last", 2 * MB),  # no newline after it
     ]
     data = "\n".join(lines)
@@ -67,8 +68,12 @@ def test_jsonl_long_lines_among_short_ones_stage_the_values_json_reads(db, tmp_p
         by_number = {i: line for i, line in enumerate(lines, 1) if line.strip()}
         rows = staged_rows(conn, by_number)
     assert rows == [(4, n, json.loads(line)) for n, line in by_number.items()]
-    assert [r[2]["doc_id"] for r in rows] == ["first", "a", "padded", "middle", "b", "last"]
-    assert load.rows == 6
+    assert [r[2]["doc_id"] for r in rows] == [
+        *["first", "a", "padded", "middle", "b"],
+        *(f"m{i}" for i in range(16)),
+        "last",
+    ]
+    assert load.rows == 22
     assert load.sha256 == hashlib.sha256(data.encode("utf-8")).hexdigest()
     assert load.bytes == len(data.encode("utf-8"))
 
