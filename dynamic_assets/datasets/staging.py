@@ -7,8 +7,10 @@ in its form has its partition commented so (`forms_judged_note`), and its build 
 server's regular expression pass; otherwise that pass finds the value and the diagnostics locate
 it (file, row, column) in the staged text. JSON and JSON Lines land as one `jsonb` record per row, Parquet typed.
 Every batch is encoded to Postgres' binary COPY format by `pgpq` on a worker thread while the
-main thread sends the previous one, so parsing and the server's COPY run on both cores. Memory
-stays bounded by the batch size whatever the file size. Each row carries its lineage: the
+main thread sends the previous one, so parsing and the server's COPY run on both cores; a JSON
+record of `LONG_RECORD` characters or more is a tuple of its own around its UTF-8 bytes. Memory
+stays bounded by the batch size (and the longest record, held at most twice) whatever the file
+size. Each row carries its lineage: the
 `onedrive_ingest` id of its file and its row (CSV, Parquet, JSON array) or line (JSON Lines).
 The readers are told when the dataset is declared sensitive, and so is every `LoadError` raised
 here: a refusal then names the file, the line or row and the reason, never a value.
@@ -56,7 +58,7 @@ from dynamic_assets.drive.base import DriveItem
 from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
 from dynamic_assets.formats.hashing import HashingReader
-from dynamic_assets.formats.json import JSON_BATCH, JsonRecord, json_records
+from dynamic_assets.formats.json import JSON_BATCH, LINE_PIECE, JsonRecord, json_records
 from dynamic_assets.formats.parquet import (
     declared_arrow_type,
     open_parquet,
@@ -497,7 +499,9 @@ def _json_text(record: JsonRecord, renamed: dict[str, str]) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
-LONG_RECORD = 1 << 20  # characters of JSON text from which a record is sent as a tuple of its own
+# Characters of JSON text from which a record is sent as a tuple of its own (the reader hands such
+# a record over holding no reference to it).
+LONG_RECORD = LINE_PIECE
 BATCH_TEXT = 8 << 20  # characters of JSON text a batch holds at most (beside `JSON_BATCH` records)
 # A binary COPY tuple of (_record jsonb, _file_id bigint, _row bigint): its field count, the jsonb
 # field's length and version byte before the record's UTF-8 text, the two lineage fields after.

@@ -167,10 +167,13 @@ def _lines_records(
             )
         if _SURROGATE_ESCAPE.search(text) and not _encodable(path, obj, lineno):
             raise LoadError(path, LONE_SURROGATE, line=lineno)
+        if len(text) < LINE_PIECE:
+            yield JsonRecord(lineno, None, obj, text)
+            continue
         handed = [JsonRecord(lineno, None, obj, text)]
         del obj, text
-        # Popped as it is yielded: the consumer holds the record's only reference, and can drop
-        # its value (or text) as soon as it has passed it on.
+        # A long record is popped as it is yielded: the consumer holds its only reference, and
+        # can drop its value (or text) as soon as it has passed it on.
         yield handed.pop()
 
 
