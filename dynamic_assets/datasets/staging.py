@@ -7,8 +7,10 @@ in its form has its partition commented so (`forms_judged_note`), and its build 
 server's regular expression pass; otherwise that pass finds the value and the diagnostics locate
 it (file, row, column) in the staged text. JSON and JSON Lines land as one `jsonb` record per row, Parquet typed.
 Every batch is encoded to Postgres' binary COPY format by `pgpq` on a worker thread while the
-main thread sends the previous one, so parsing and the server's COPY run on both cores. Memory
-stays bounded by the batch size whatever the file size. Each row carries its lineage: the
+main thread sends the previous one, so parsing and the server's COPY run on both cores; a JSON
+record of `LONG_RECORD` characters or more is a tuple of its own around its UTF-8 bytes. Memory
+stays bounded by the batch size (and the longest record, held at most twice) whatever the file
+size. Each row carries its lineage: the
 `onedrive_ingest` id of its file and its row (CSV, Parquet, JSON array) or line (JSON Lines).
 The readers are told when the dataset is declared sensitive, and so is every `LoadError` raised
 here: a refusal then names the file, the line or row and the reason, never a value.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,7 +58,7 @@ from dynamic_assets.drive.base import DriveItem
 from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
 from dynamic_assets.formats.hashing import HashingReader
-from dynamic_assets.formats.json import JSON_BATCH, JsonRecord, json_records
+from dynamic_assets.formats.json import JSON_BATCH, LINE_PIECE, JsonRecord, json_records
 from dynamic_assets.formats.parquet import (
     declared_arrow_type,
     open_parquet,
@@ -496,6 +499,16 @@ def _json_text(record: JsonRecord, renamed: dict[str, str]) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+# Characters of JSON text from which a record is sent as a tuple of its own (the reader hands such
+# a record over holding no reference to it).
+LONG_RECORD = LINE_PIECE
+BATCH_TEXT = 8 << 20  # characters of JSON text a batch holds at most (beside `JSON_BATCH` records)
+# A binary COPY tuple of (_record jsonb, _file_id bigint, _row bigint): its field count, the jsonb
+# field's length and version byte before the record's UTF-8 text, the two lineage fields after.
+_RECORD_HEAD = struct.Struct("!hiB")
+_RECORD_TAIL = struct.Struct("!iqiq")
+
+
 def _json_source(ds: Dataset, f: SourceFile) -> _Source:
     schema = _lineage_schema([(RECORD_COLUMN, pa.string())])
     sensitive = ds.sensitive
@@ -508,20 +521,41 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
         yield enc.write_header(), 0
         texts: list[str] = []
         rows: list[int] = []
+        held = 0  # characters in `texts`
         # Each record, then each batch's texts and its Arrow copy, are dropped as soon as they
-        # are passed on: a long line is held at most twice at any time (as text and as Arrow
-        # data while it is copied, as Arrow data and as COPY data while it is encoded).
+        # are passed on; a batch ends at `JSON_BATCH` records or `BATCH_TEXT` characters. A record of `LONG_RECORD` characters or more is not batched: its text is
+        # encoded once to UTF-8, dropped, and sent as its own COPY tuple around those bytes, so
+        # that a long line is held at most twice at any time (bytes and text while decoded,
+        # text and value while parsed, text and UTF-8 while encoded).
         for record in json_records(f.path, stream, f.format, sensitive=sensitive):
-            texts.append(_json_text(record, renamed))
-            rows.append(record.number)
+            text = _json_text(record, renamed)
+            number = record.number
             del record
-            if len(texts) >= JSON_BATCH:
+            if len(text) < LONG_RECORD:
+                held += len(text)
+                texts.append(text)
+                rows.append(number)
+                del text
+                if len(texts) >= JSON_BATCH or held >= BATCH_TEXT:
+                    batch = _json_batch(schema, f.file_id, texts, rows)
+                    n, texts, rows, held = len(texts), [], [], 0
+                    data = enc.write_batch(batch)
+                    del batch
+                    yield data, n
+                    del data
+                continue
+            if texts:
                 batch = _json_batch(schema, f.file_id, texts, rows)
-                texts, rows = [], []
+                n, texts, rows, held = len(texts), [], [], 0
                 data = enc.write_batch(batch)
                 del batch
-                yield data, JSON_BATCH
-                del data
+                yield data, n
+            data = text.encode("utf-8")
+            del text
+            yield _RECORD_HEAD.pack(3, len(data) + 1, 1), 0
+            yield data, 0
+            del data
+            yield _RECORD_TAIL.pack(8, f.file_id, 8, number), 1
         if texts:
             batch = _json_batch(schema, f.file_id, texts, rows)
             n, texts, rows = len(texts), [], []

@@ -69,15 +69,16 @@ class _Prefixed:
             return data
         return self._rest.read(size)
 
-    def readline(self) -> bytes:
-        if self._head:
-            nl = self._head.find(b"\n")
-            if nl >= 0:
-                line, self._head = self._head[: nl + 1], self._head[nl + 1 :]
-                return line
-            line, self._head = self._head, b""
-            return line + self._rest.readline()
-        return self._rest.readline()
+    def readline(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.readline(size)
+        end = self._head.find(b"\n") + 1 or len(self._head)
+        if 0 <= size < end:
+            end = size
+        line, self._head = self._head[:end], self._head[end:]
+        if self._head or line.endswith(b"\n") or len(line) == size:
+            return line  # a whole line, or `size` bytes of one
+        return line + self._rest.readline(size - len(line) if size >= 0 else -1)
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -117,10 +118,14 @@ def _lines_records(
     path: str, src: _Prefixed, sensitive: bool, *, single_object_hint: bool = False
 ) -> Iterator[JsonRecord]:
     lineno = 0
-    while raw := src.readline():
+    raw: bytes | bytearray
+    while raw := src.readline(LINE_PIECE):
         lineno += 1
+        if len(raw) == LINE_PIECE and not raw.endswith(b"\n"):
+            raw = _rest_of_line(src, raw)
         # The line is decoded in place, without its surrounding blanks, and dropped: a long line
-        # is held once as bytes, then once as text beside its parsed value.
+        # is held once as bytes, then once as text beside its parsed value, then handed over
+        # with nothing here keeping it alive.
         start, end = _stripped(raw)
         if start == end:
             continue
@@ -162,14 +167,34 @@ def _lines_records(
             )
         if _SURROGATE_ESCAPE.search(text) and not _encodable(path, obj, lineno):
             raise LoadError(path, LONE_SURROGATE, line=lineno)
-        yield JsonRecord(lineno, None, obj, text)
-        del obj, text  # the record is the consumer's now: nothing here keeps it alive
+        if len(text) < LINE_PIECE:
+            yield JsonRecord(lineno, None, obj, text)
+            continue
+        handed = [JsonRecord(lineno, None, obj, text)]
+        del obj, text
+        # A long record is popped as it is yielded: the consumer holds its only reference, and
+        # can drop its value (or text) as soon as it has passed it on.
+        yield handed.pop()
 
 
 _BLANKS = b" \t\n\r\x0b\x0c"
+LINE_PIECE = 1 << 20  # bytes a line is read by
 
 
-def _stripped(raw: bytes) -> tuple[int, int]:
+def _rest_of_line(src: _Prefixed, start: bytes) -> bytearray:
+    """A line longer than `LINE_PIECE` whose first piece is `start`, with its newline: gathered
+    piece by piece into one growing buffer, never as a list of pieces joined at the end (which
+    holds the line twice)."""
+    line = bytearray(start)
+    del start
+    while piece := src.readline(LINE_PIECE):
+        line += piece
+        if len(piece) < LINE_PIECE or piece.endswith(b"\n"):
+            break
+    return line
+
+
+def _stripped(raw: bytes | bytearray) -> tuple[int, int]:
     """The bounds of `raw` without the ASCII blanks around it (`bytes.strip`'s, without a copy)."""
     start, end = 0, len(raw)
     while start < end and raw[start] in _BLANKS:
