@@ -6,7 +6,10 @@ stays fast. The layout is `datasets/<dataset>/<version>/<file>`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dynamic_assets.declarations.model import FILE_EXTENSIONS, Declarations
@@ -101,10 +104,14 @@ def discover(
             folder += f"/{version}"
     out = Discovery(listed=folder)
     names = _Names(declared)
-    for item in drive.list_tree(folder):
-        out.items_listed += 1
-        out.paths.add(item.path)
-        _classify(item, declared, out, names)
+    paths = out.paths
+    listed = 0
+    with _collection_paused():
+        for item in drive.list_tree(folder):
+            listed += 1
+            paths.add(item.path)
+            _classify(item, declared, out, names)
+    out.items_listed = listed
     if dataset and version:
         # The version folder itself: known even when it is empty.
         key = f"{dataset}/{version}"
@@ -122,6 +129,20 @@ def discover(
                 )
             )
     return out
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a listing runs: the listing keeps an object or
+    two per item and makes no reference cycles, and each collection on the way would walk every
+    object of the process again (references are still counted and freed as usual)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Names:
