@@ -208,9 +208,9 @@ class _Names:
 def _classify(item: DriveItem, declared: dict, out: Discovery, names: _Names) -> None:
     if not item.is_folder:
         folder, _, name = item.path.rpartition("/")
-        in_version = names.version_folder(folder)
-        if in_version is not None:  # most files: only their own name is left to judge
-            _classify_version_file(item, name, *in_version, out, names)
+        version_folder = names.version_folder(folder)
+        if version_folder is not None:  # most files: only their own name is left to judge
+            _classify_version_file(item, name, *version_folder, out, names)
             return
     parts = item.path.split("/")
     if len(parts) < 2 or parts[0] != DATASETS_FOLDER:
