@@ -399,3 +399,17 @@ def test_a_tick_sees_each_change_among_many_unchanged_files(tmp_path, decls):
     assert changed == {expected_key(v) for v in ("v1.1", "v1.2", "v1.3", "v1.9")}
     assert "market/v1.4" not in decode_cursor(after)["versions"]
     assert run_keys(after) == (set(), after)
+
+
+def test_the_garbage_collector_is_as_it_was_after_a_listing(hostile_drive, decls):
+    import gc
+
+    assert gc.isenabled()
+    discover(LocalDrive(hostile_drive), decls)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        discover(LocalDrive(hostile_drive), decls)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
