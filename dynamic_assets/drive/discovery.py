@@ -6,7 +6,10 @@ stays fast. The layout is `datasets/<dataset>/<version>/<file>`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dynamic_assets.declarations.model import FILE_EXTENSIONS, Declarations
@@ -100,11 +103,15 @@ def discover(
         if version:
             folder += f"/{version}"
     out = Discovery(listed=folder)
-    names = _Names()
-    for item in drive.list_tree(folder):
-        out.items_listed += 1
-        out.paths.add(item.path)
-        _classify(item, declared, out, names)
+    names = _Names(declared)
+    paths = out.paths
+    listed = 0
+    with _collection_paused():
+        for item in drive.list_tree(folder):
+            listed += 1
+            paths.add(item.path)
+            _classify(item, declared, out, names)
+    out.items_listed = listed
     if dataset and version:
         # The version folder itself: known even when it is empty.
         key = f"{dataset}/{version}"
@@ -124,17 +131,32 @@ def discover(
     return out
 
 
-class _Names:
-    """The verdicts on the folder names of one listing, each name judged once: every file of a
-    version repeats its dataset's and its version's names."""
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a listing runs: the listing keeps an object or
+    two per item and makes no reference cycles, and each collection on the way would walk every
+    object of the process again (references are still counted and freed as usual)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
-    def __init__(self) -> None:
+
+class _Names:
+    """The verdicts on the names of one listing, each name judged once: every file of a version
+    repeats its dataset's and its version's names, and file names repeat across versions."""
+
+    def __init__(self, declared: dict) -> None:
+        self.declared = declared
         self.unsafe: dict[str, str | None] = {}
         self.version: dict[str, str | None] = {}
+        self.folders: dict[str, tuple[str, str] | None] = {}
+        self.formats: dict[tuple[str, str], str | None] = {}
 
-    def unsafe_reason(self, name: str, folder: bool) -> str | None:
-        if not folder:  # file names seldom repeat
-            return unsafe_file_name_reason(name)
+    def unsafe_reason(self, name: str) -> str | None:
         try:
             return self.unsafe[name]
         except KeyError:
@@ -148,15 +170,53 @@ class _Names:
             reason = self.version[version] = version_name_reason(version)
             return reason
 
+    def version_folder(self, folder: str) -> tuple[str, str] | None:
+        """(dataset, version) when `folder` is `datasets/<dataset>/<version>` of a declared
+        dataset, a valid version and safe, visible names: a file directly in it is judged by its
+        own name alone. None for any other folder."""
+        try:
+            return self.folders[folder]
+        except KeyError:
+            pass
+        parts = folder.split("/")
+        found = None
+        if (
+            len(parts) == 3
+            and parts[0] == DATASETS_FOLDER
+            and parts[1] in self.declared
+            and "/." not in folder
+            and self.unsafe_reason(parts[1]) is None
+            and self.unsafe_reason(parts[2]) is None
+            and self.version_reason(parts[2]) is None
+        ):
+            found = (parts[1], parts[2])
+        self.folders[folder] = found
+        return found
+
+    def file_format(self, dataset: str, name: str) -> str | None:
+        """The declared format of file `name` (not starting with a dot) in `dataset`, judged once
+        per extension: the extension is what `os.path.splitext` gives for such a name."""
+        dot = name.rfind(".")
+        key = (dataset, name[dot:] if dot > 0 else "")
+        try:
+            return self.formats[key]
+        except KeyError:
+            fmt = self.formats[key] = self.declared[dataset].accepts(name)
+            return fmt
+
 
 def _classify(item: DriveItem, declared: dict, out: Discovery, names: _Names) -> None:
-    parts = item.parts
+    if not item.is_folder:
+        folder, _, name = item.path.rpartition("/")
+        version_folder = names.version_folder(folder)
+        if version_folder is not None:  # most files: only their own name is left to judge
+            _classify_version_file(item, name, *version_folder, out, names)
+            return
+    parts = item.path.split("/")
     if len(parts) < 2 or parts[0] != DATASETS_FOLDER:
         return
-    last = len(parts) - 1
-    for i in range(1, len(parts)):
-        name = parts[i]
-        reason = names.unsafe_reason(name, item.is_folder or i < last)
+    for name in parts[1:]:
+        reason = names.unsafe_reason(name)
         if reason:
             ds = parts[1] if len(parts) > 2 and parts[1] in declared else None
             ver = parts[2] if ds and len(parts) > 3 and is_version(parts[2]) else None
@@ -226,12 +286,26 @@ def _classify(item: DriveItem, declared: dict, out: Discovery, names: _Names) ->
                 )
             )
         return
-    name = parts[3]
+    _classify_version_file(item, parts[3], dataset, version, out, names)
+
+
+def _classify_version_file(
+    item: DriveItem, name: str, dataset: str, version: str, out: Discovery, names: _Names
+) -> None:
+    """A file directly in a version folder whose own names passed (`_Names.version_folder`)."""
+    reason = names.unsafe_reason(name)
+    if reason:
+        vf = _version(out, dataset, version)
+        vf.rejected.append(Problem(item.path, reason, "quarantined", dataset, version, item))
+        return
+    if name[0] == ".":
+        return  # hidden files: partial uploads, editor droppings
+    vf = _version(out, dataset, version)
     if name.lower().endswith(DOC_SUFFIXES):
         return  # README.md and notes document the version
-    ds = declared[dataset]
-    fmt = ds.accepts(name)
+    fmt = names.file_format(dataset, name)
     if fmt is None:
+        ds = names.declared[dataset]
         ext = name.rsplit(".", 1)[-1] if "." in name else "(none)"
         known = FILE_EXTENSIONS.get("." + ext.lower())
         reason = (

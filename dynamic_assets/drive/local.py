@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from hashlib import sha1
+from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO
 
 from dynamic_assets.drive.base import DriveItem
 
 CHUNK = 1024 * 1024
+_name = attrgetter("name")
 
 
 class LocalDrive:
@@ -34,25 +36,23 @@ class LocalDrive:
         base = self.root / folder
         if not base.is_dir():
             return
-        stack = [(base, folder.strip("/"))]
+        stack = [(str(base), folder.strip("/"))]
         while stack:
             current, rel = stack.pop()
             try:
-                entries = list(os.scandir(current))
+                with os.scandir(current) as it:
+                    entries = sorted(it, key=_name)
             except OSError:
                 continue
-            for entry in sorted(entries, key=lambda e: e.name):
+            prefix = f"{rel}/" if rel else ""
+            for entry in entries:
                 if entry.is_symlink():
                     continue  # never follow links out of the drive
-                child_rel = f"{rel}/{entry.name}" if rel else entry.name
-                item = _item(
-                    child_rel,
-                    entry.stat(follow_symlinks=False),
-                    entry.is_dir(follow_symlinks=False),
-                )
-                yield item
-                if item.is_folder:
-                    stack.append((Path(entry.path), child_rel))
+                child_rel = prefix + entry.name
+                is_folder = entry.is_dir(follow_symlinks=False)
+                yield _item(child_rel, entry.stat(follow_symlinks=False), is_folder, entry.name)
+                if is_folder:
+                    stack.append((entry.path, child_rel))
 
     def _resolve(self, path: str) -> Path:
         target = (self.root / path).resolve()
@@ -112,17 +112,16 @@ class LocalDrive:
         target.unlink()
 
 
-def _item(rel: str, st: os.stat_result, is_folder: bool) -> DriveItem:
+def _item(rel: str, st: os.stat_result, is_folder: bool, name: str | None = None) -> DriveItem:
     """A file or folder of the local drive as listed. A local file has no drive item id: its path
     is its identity, its size and modification time its eTag."""
-    item_id = "local-" + hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    etag = hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    size = st.st_size
     return DriveItem(
-        item_id=item_id,
-        path=rel,
-        name=rel.rsplit("/", 1)[-1],
-        is_folder=is_folder,
-        size=0 if is_folder else st.st_size,
-        modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
-        etag=etag,
+        "local-" + sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:20],
+        rel,
+        rel.rsplit("/", 1)[-1] if name is None else name,
+        is_folder,
+        0 if is_folder else size,
+        datetime.fromtimestamp(st.st_mtime, UTC),
+        sha1(f"{size}:{st.st_mtime_ns}".encode()).hexdigest()[:16],
     )
