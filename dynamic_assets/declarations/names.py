@@ -180,12 +180,36 @@ def check_role_name(name: str) -> str:
 CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
+NOT_UTF8 = "the name is not valid UTF-8"
+# A byte of a name that is not UTF-8, as `listed_name` writes it.
+_UNDECODED_BYTE = re.compile(r"\\x[89a-f][0-9a-f]")
+
+
+def listed_name(name: str) -> str:
+    """A name as a listing reports it: a file system's name whose bytes are not UTF-8 (which
+    Python hands over with surrogate escapes) has each such byte written as `\\xNN`, so every
+    path recorded, printed or stored is text; such a name is then refused (`NOT_UTF8`)."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def unsafe_file_name_reason(name: str) -> str | None:
     """Why a drive file or folder name is refused, or None if it is safe."""
     if name in ("", ".", ".."):
         return f"the name {name!r} is not a file name"
     if ".." in name:
         return "the name contains '..'"
+    if "\\" in name and _UNDECODED_BYTE.search(name):
+        return NOT_UTF8
     if "/" in name or "\\" in name:
         return "the name contains a path separator"
     if CONTROL_CHARACTER.search(name):

@@ -12,6 +12,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO
 
+from dynamic_assets.declarations.names import listed_name
 from dynamic_assets.drive.base import DriveItem
 
 CHUNK = 1024 * 1024
@@ -48,9 +49,17 @@ class LocalDrive:
             for entry in entries:
                 if entry.is_symlink():
                     continue  # never follow links out of the drive
-                child_rel = prefix + entry.name
+                name = entry.name
+                if not name.isascii():
+                    name = listed_name(name)
+                child_rel = prefix + name
                 is_folder = entry.is_dir(follow_symlinks=False)
-                yield _item(child_rel, entry.stat(follow_symlinks=False), is_folder, entry.name)
+                st = entry.stat(follow_symlinks=False)
+                if name is entry.name:
+                    yield _item(child_rel, st, is_folder, name)
+                else:  # its identity stays its bytes
+                    raw = os.fsdecode(os.path.relpath(entry.path, self.root))
+                    yield _item(child_rel, st, is_folder, name, identity=raw)
                 if is_folder:
                     stack.append((entry.path, child_rel))
 
@@ -112,12 +121,20 @@ class LocalDrive:
         target.unlink()
 
 
-def _item(rel: str, st: os.stat_result, is_folder: bool, name: str | None = None) -> DriveItem:
+def _item(
+    rel: str,
+    st: os.stat_result,
+    is_folder: bool,
+    name: str | None = None,
+    *,
+    identity: str | None = None,
+) -> DriveItem:
     """A file or folder of the local drive as listed. A local file has no drive item id: its path
-    is its identity, its size and modification time its eTag."""
+    (`identity`: as the file system holds it, when `rel` is its listed form) is its identity,
+    its size and modification time its eTag."""
     size = st.st_size
     return DriveItem(
-        "local-" + sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:20],
+        "local-" + sha1((identity or rel).encode("utf-8", "surrogateescape")).hexdigest()[:20],
         rel,
         rel.rsplit("/", 1)[-1] if name is None else name,
         is_folder,

@@ -49,7 +49,7 @@ FILES = [
     "embeddings/v2.0.1/part-2.csv",
 ]
 EMPTY_FOLDERS = ["market/2024-07-01"]
-RAW_NAME = b"market/2024-06-01/caf\xe9.csv"  # not UTF-8: listed with a surrogate escape
+RAW_NAME = b"market/2024-06-01/caf\xe9.csv"  # not UTF-8: listed as `caf\\xe9.csv`, refused
 
 # The verdicts, in listing order: (path, status, reason, dataset, version) of each problem, and
 # (key, folder, [(file name, format)], [(path, status, reason)] rejected) of each version.
@@ -287,14 +287,16 @@ def _build(root: Path, *, raw_name: bool = False) -> None:
         os.utime(folder, ns=(T0, T0 - j * 999_999_937))
 
 
-def _expected_item(root: Path, rel: str) -> DriveItem:
+def _expected_item(root: Path, rel: str, listed: str | None = None) -> DriveItem:
+    """The item of file `rel` (as the file system names it), listed as `listed`."""
+    listed = listed or rel
     st = os.lstat(os.fsencode(root) + b"/" + os.fsencode(rel))
     folder = os.path.isdir(os.fsencode(root) + b"/" + os.fsencode(rel))
     sha1 = hashlib.sha1
     return DriveItem(
         item_id="local-" + sha1(os.fsencode(rel)).hexdigest()[:20],
-        path=rel,
-        name=rel.split("/")[-1],
+        path=listed,
+        name=listed.split("/")[-1],
         is_folder=folder,
         size=0 if folder else st.st_size,
         modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
@@ -322,12 +324,16 @@ def test_every_listed_item_is_what_the_file_system_says(tmp_path):
     _build(tmp_path, raw_name=True)
     hostile_drive = tmp_path
     items = list(LocalDrive(hostile_drive).list_tree("datasets"))
-    on_disk = []
+    on_disk = {}  # listed path -> the path as the file system holds it
     for dirpath, dirnames, filenames in os.walk(os.fsencode(hostile_drive / "datasets")):
-        rel = os.fsdecode(os.path.relpath(dirpath, os.fsencode(hostile_drive)))
-        on_disk += [f"{rel}/{os.fsdecode(n)}" for n in dirnames + filenames]
+        rel = os.path.relpath(dirpath, os.fsencode(hostile_drive))
+        for n in dirnames + filenames:
+            # Bytes that are not UTF-8 are listed as \xNN.
+            listed = (rel + b"/" + n).decode("utf-8", "backslashreplace")
+            on_disk[listed] = os.fsdecode(rel + b"/" + n)
+    assert "datasets/market/2024-06-01/caf\\xe9.csv" in on_disk
     assert sorted(i.path for i in items) == sorted(on_disk)
-    assert items == [_expected_item(hostile_drive, i.path) for i in items]
+    assert items == [_expected_item(hostile_drive, on_disk[i.path], i.path) for i in items]
     # Each folder's children come in name order, right after their folder or its subtree.
     order = [i.path for i in items]
     for parent in {p.rsplit("/", 1)[0] for p in order}:
