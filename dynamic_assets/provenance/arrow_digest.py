@@ -40,14 +40,40 @@ class ArrowDigestError(ValueError):
     """The batches cannot be digested under spec v1 (a column's type is not its declared one)."""
 
 
+_PAIRS = np.frombuffer(b"".join(f"{i:02d}".encode() for i in range(100)), dtype=np.uint8).reshape(
+    100, 2
+)
+
+
+def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
+    """A string array of the rows of the ASCII matrix `chars` (rows x width)."""
+    n, k = chars.shape
+    offsets = np.arange(0, k * (n + 1), k, dtype=np.int32)
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars)), valid
+    )
+
+
 def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
     """A string array of the lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
     n, k = raw.shape
-    chars = np.ascontiguousarray(_HEX[raw].reshape(n, 2 * k))
-    offsets = np.arange(0, 2 * k * (n + 1), 2 * k, dtype=np.int64)
-    return pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(chars), valid
-    ).cast(pa.string())
+    return _fixed_strings(_HEX[raw].reshape(n, 2 * k), valid)
+
+
+def _digits(out: np.ndarray, at: int, values: np.ndarray, width: int) -> None:
+    """Write the non-negative `values` as `width` decimal digits (even) into columns `at`... of
+    the ASCII matrix `out`."""
+    for k in range(width - 2, -2, -2):
+        out[:, at + k : at + k + 2] = _PAIRS[values % 100]
+        values = values // 100
+
+
+def _fixed_ymd(out: np.ndarray, y: np.ndarray, m: np.ndarray, d: np.ndarray) -> None:
+    """`YYYY-MM-DD` into the first 10 columns of `out` (years 0 to 9999)."""
+    _digits(out, 0, y, 4)
+    out[:, 4] = out[:, 7] = ord("-")
+    _digits(out, 5, m, 2)
+    _digits(out, 8, d, 2)
 
 
 def _validity(arr: pa.Array) -> pa.Buffer | None:
@@ -112,6 +138,11 @@ def _keep_nulls(arr: pa.Array, text: pa.Array) -> pa.Array:
 def _date_text(arr: pa.Array) -> pa.Array:
     days = arr.cast(pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
     pg = days - np.int32(_PG_EPOCH_DAYS)  # wraps as the copy did
+    y, m, d = _civil(pg.astype(np.int64) + _PG_EPOCH_DAYS)
+    if len(y) and y.min() >= 1 and y.max() <= 9999:  # no infinity, no era, 4-digit years
+        out = np.empty((len(y), 10), dtype=np.uint8)
+        _fixed_ymd(out, y, m, d)
+        return _fixed_strings(out, _validity(arr))
     text = _infinite(pg, _ymd(pg.astype(np.int64) + _PG_EPOCH_DAYS, era=True))
     return _keep_nulls(arr, text)
 
@@ -126,6 +157,19 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
     secs, micros = np.divmod(rem, 1_000_000)
     hh, rest = np.divmod(secs, 3600)
     mi, ss = np.divmod(rest, 60)
+    y, m, d = _civil(days + _PG_EPOCH_DAYS)
+    if len(y) and y.min() >= -9998 and y.max() <= 9999:  # no infinity, 4-digit years
+        out = np.empty((len(y), 27), dtype=np.uint8)
+        _fixed_ymd(out, np.where(y <= 0, 1 - y, y), m, d)
+        out[:, 10] = ord("T")
+        _digits(out, 11, hh, 2)
+        out[:, 13] = out[:, 16] = ord(":")
+        _digits(out, 14, mi, 2)
+        _digits(out, 17, ss, 2)
+        out[:, 19] = ord(".")
+        _digits(out, 20, micros, 6)
+        out[:, 26] = ord("Z")
+        return _fixed_strings(out, _validity(arr))
     text = pc.binary_join_element_wise(
         _ymd(days + _PG_EPOCH_DAYS, era=False),
         "T",
@@ -239,8 +283,11 @@ class ArrowDigest:
         self.columns = columns
         self.rows = 0
         self._hashes: list[bytes] = []
+        self._digest: str | None = None
 
     def add(self, batch: pa.RecordBatch) -> None:
+        if self._digest is not None:
+            raise ValueError("rows added after the digest was taken")
         if batch.num_rows:
             self._hashes.append(row_hashes(row_texts(batch, self.columns)))
             self.rows += batch.num_rows
@@ -251,17 +298,28 @@ class ArrowDigest:
         return self
 
     def hexdigest(self) -> str:
-        hashes = np.frombuffer(b"".join(self._hashes), dtype="S32")
-        self._hashes = [hashes.tobytes()] if len(hashes) else []
-        # A sort of fixed-width byte strings: byte order, so groups are runs of one first byte.
-        ordered = np.sort(hashes).tobytes()
-        first = np.frombuffer(ordered, dtype=np.uint8)[::32]
-        bounds = np.searchsorted(first, np.arange(257), side="left")
+        """The content digest of the rows added so far (no more can be added after it)."""
+        if self._digest is None:
+            self._digest = self._group_digest()
+        return self._digest
+
+    def _group_digest(self) -> str:
+        # The row hashes in one buffer (each batch's freed as it is copied in), sorted in place
+        # as fixed-width byte strings: byte order, so each group is a run of one first byte.
+        hashes = np.empty(self.rows, dtype="S32")
+        flat = hashes.view(np.uint8)
+        at = 0
+        while self._hashes:
+            chunk = self._hashes.pop(0)
+            flat[at : at + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            at += len(chunk)
+        hashes.sort()
+        bounds = np.searchsorted(flat[::32], np.arange(257), side="left")
         outer = hashlib.sha256()
         for b in range(256):
             lo, hi = int(bounds[b]), int(bounds[b + 1])
             if hi > lo:
-                outer.update(bytes([b]) + hashlib.sha256(ordered[lo * 32 : hi * 32]).digest())
+                outer.update(bytes([b]) + hashlib.sha256(flat[lo * 32 : hi * 32]).digest())
         return outer.hexdigest()
 
 
