@@ -248,7 +248,7 @@ def digest_copy(
     names = [c.name for c in [*columns, *governance]]
     if parquet.schema_arrow.names != names:
         raise CopyError(f"has the columns {parquet.schema_arrow.names}, not the version's {names}")
-    digest = ArrowDigest(record["schema"]["columns"])
+    digest = ArrowDigest(record["schema"]["columns"], parquet.metadata.num_rows)
     try:
         for batch in parquet.iter_batches(batch_size=CHECK_BATCH_ROWS, use_threads=False):
             digest.add(batch)

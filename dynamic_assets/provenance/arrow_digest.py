@@ -40,6 +40,9 @@ class ArrowDigestError(ValueError):
     """The batches cannot be digested under spec v1 (a column's type is not its declared one)."""
 
 
+_HEX16 = (
+    _HEX.copy().view(np.uint16).reshape(256)
+)  # each byte's two hex digits, as they lie in memory
 _PAIRS = np.frombuffer(b"".join(f"{i:02d}".encode() for i in range(100)), dtype=np.uint8).reshape(
     100, 2
 )
@@ -57,7 +60,7 @@ def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
 def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
     """A string array of the lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
     n, k = raw.shape
-    return _fixed_strings(_HEX[raw].reshape(n, 2 * k), valid)
+    return _fixed_strings(_HEX16.take(raw).view(np.uint8).reshape(n, 2 * k), valid)
 
 
 def _digits(out: np.ndarray, at: int, values: np.ndarray, width: int) -> None:
@@ -244,6 +247,20 @@ def canonical_text(arr: pa.Array, type_: str) -> pa.Array:
     raise ArrowDigestError(f"type {type_!r} has no canonical form in spec v1")
 
 
+# The prefixes `V<len>:` of texts up to 4095 bytes long, then `N` (a NULL's), taken by index.
+_SHORT = 4096
+_PREFIX = pa.array([f"V{n}:" for n in range(_SHORT)] + ["N"], pa.string())
+
+
+def _prefixes(text: pa.Array) -> pa.Array:
+    """Each value's `V<byte length>:`, or `N` where it is NULL."""
+    lengths = pc.binary_length(text)
+    longest = pc.max(lengths).as_py()
+    if longest is not None and longest >= _SHORT:
+        return pc.binary_join_element_wise("V", lengths.cast(pa.string()), ":", "").fill_null("N")
+    return _PREFIX.take(lengths.fill_null(_SHORT) if text.null_count else lengths)
+
+
 def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
     """Each row's text: per declared column `N` for NULL, else `V<bytes>:<text>`."""
     parts: list[Any] = []
@@ -252,12 +269,13 @@ def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
             text = canonical_text(batch.column(c["name"]), c["type"])
         except ArrowDigestError as exc:
             raise ArrowDigestError(f"column {c['name']}: {exc}") from None
-        length = pc.binary_length(text).cast(pa.string())
-        parts.append(pc.binary_join_element_wise("V", length, ":", text, "").fill_null("N"))
+        # The short `V<len>:` / `N` prefixes apart, so each value's text is copied once, by the
+        # one join of all columns below.
+        parts.append(_prefixes(text))
+        parts.append(text.fill_null("") if text.null_count else text)
     if not parts:
         return pa.array([b""] * batch.num_rows, pa.binary())
-    joined = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
-    return joined.cast(pa.binary())
+    return pc.binary_join_element_wise(*parts, "").cast(pa.binary())
 
 
 def row_hashes(texts: pa.Array) -> bytes:
@@ -277,20 +295,30 @@ class ArrowDigest:
     `add` takes record batches holding (at least) the declared columns in their Arrow types as
     the copies carry them (`copies.export.arrow_type`): json as text, which for a file exported
     from Postgres is already its normalized jsonb text. A json text written otherwise gives
-    another digest than Postgres would (which normalizes it first)."""
+    another digest than Postgres would (which normalizes it first). The row hashes are kept in
+    one buffer of 32 bytes a row, sized by `expected_rows` (grown when more come)."""
 
-    def __init__(self, columns: list[dict[str, Any]]):
+    def __init__(self, columns: list[dict[str, Any]], expected_rows: int = 0):
         self.columns = columns
         self.rows = 0
-        self._hashes: list[bytes] = []
+        self._hashes = np.empty(max(expected_rows, 0), dtype="S32")
         self._digest: str | None = None
 
     def add(self, batch: pa.RecordBatch) -> None:
         if self._digest is not None:
             raise ValueError("rows added after the digest was taken")
-        if batch.num_rows:
-            self._hashes.append(row_hashes(row_texts(batch, self.columns)))
-            self.rows += batch.num_rows
+        n = batch.num_rows
+        if not n:
+            return
+        hashes = row_hashes(row_texts(batch, self.columns))
+        if self.rows + n > len(self._hashes):
+            grown = np.empty(max(self.rows + n, 2 * len(self._hashes)), dtype="S32")
+            grown[: self.rows] = self._hashes[: self.rows]
+            self._hashes = grown
+        self._hashes.view(np.uint8)[self.rows * 32 : (self.rows + n) * 32] = np.frombuffer(
+            hashes, dtype=np.uint8
+        )
+        self.rows += n
 
     def add_all(self, batches: Iterable[pa.RecordBatch]) -> ArrowDigest:
         for batch in batches:
@@ -301,19 +329,15 @@ class ArrowDigest:
         """The content digest of the rows added so far (no more can be added after it)."""
         if self._digest is None:
             self._digest = self._group_digest()
+            self._hashes = np.empty(0, dtype="S32")
         return self._digest
 
     def _group_digest(self) -> str:
-        # The row hashes in one buffer (each batch's freed as it is copied in), sorted in place
-        # as fixed-width byte strings: byte order, so each group is a run of one first byte.
-        hashes = np.empty(self.rows, dtype="S32")
-        flat = hashes.view(np.uint8)
-        at = 0
-        while self._hashes:
-            chunk = self._hashes.pop(0)
-            flat[at : at + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-            at += len(chunk)
+        # Sorted in place as fixed-width byte strings: byte order, so each group is a run of
+        # one first byte.
+        hashes = self._hashes[: self.rows]
         hashes.sort()
+        flat = hashes.view(np.uint8)
         bounds = np.searchsorted(flat[::32], np.arange(257), side="left")
         outer = hashlib.sha256()
         for b in range(256):
