@@ -343,7 +343,7 @@ class ArrowDigest:
         for b in range(256):
             lo, hi = int(bounds[b]), int(bounds[b + 1])
             if hi > lo:
-                outer.update(bytes([b]) + hashlib.sha256(flat[lo * 32 : hi * 32]).digest())
+                outer.update(bytes([b]) + hashlib.sha256(flat[lo * 32 : hi * 32].data).digest())
         return outer.hexdigest()
 
 
