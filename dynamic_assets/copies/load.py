@@ -50,8 +50,9 @@ _DIRECT: dict[str, pa.DataType] = {
     "timestamp without time zone": pa.timestamp("us"),
 }
 
-# Rows digested per batch when a copy is checked: the batch's canonical row texts are held at once.
-CHECK_BATCH_ROWS = 65_536
+# Rows digested per batch when a copy is checked: the batch's canonical row texts are held at
+# once (65,536 rows a batch peaked 33 MB higher on a 2,000,000-row file).
+CHECK_BATCH_ROWS = 16_384
 # Rows encoded per binary COPY message: a quarter of a row group, so that the decoded batch, its
 # cast copy and its encoded bytes stay small beside the file being read.
 LOAD_BATCH_ROWS = 16_384
