@@ -209,7 +209,7 @@ def verify_copy(
 ) -> None:
     """Read the archive file back from the drive and check it against what was written (its
     SHA-256) and against the version's fingerprint (row count and content digest, recomputed
-    in Postgres from the file's rows); nothing is kept."""
+    from the file's rows as it is read: `copies.load.check_copy`); nothing is kept."""
     where = f"{reg.where} (archive tier)"
     spool, got = _download(drive, path, where)
     with spool:

@@ -1,0 +1,355 @@
+"""The content digest of fingerprint spec v1 (docs/fingerprint.md, section 3) computed from Arrow
+record batches, without Postgres: for a Parquet copy of a curated version, read back once.
+
+Each column's canonical text is built vectorised (pyarrow.compute and numpy): integers and
+booleans by Arrow's casts, floats and vectors as the hex of their big-endian IEEE 754 bytes,
+dates and timestamps from their day and microsecond counts by the proleptic Gregorian calendar
+(any year, `BC` for dates before 1 AD as Postgres writes them), strings and json as they are
+(json: the file holds Postgres' normalized jsonb text, see `ArrowDigest`). The row text
+`V<len>:<text>` / `N` per column is joined in Arrow; only the SHA-256 of each row is taken one
+row at a time (hashlib). The row hashes are grouped by first byte and each group's sorted hashes
+hashed, as Postgres does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dynamic_assets.declarations.model import VECTOR_TYPE
+
+_HEX = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint8).reshape(
+    256, 2
+)
+_US_PER_DAY = 86_400_000_000
+# Postgres counts dates in int32 days and timestamps in int64 microseconds from 2000-01-01; the
+# binary COPY into Arrow (ADBC) shifts them to 1970-01-01 in the same width, wrapping around for
+# infinity (the type's maximum and minimum) and for timestamps after 292277 AD (and the way back
+# into Postgres wraps again). Shifting back in the same wrapping arithmetic gives Postgres'
+# values exactly.
+_PG_EPOCH_DAYS = 10_957
+_PG_EPOCH_US = _PG_EPOCH_DAYS * _US_PER_DAY
+
+
+class ArrowDigestError(ValueError):
+    """The batches cannot be digested under spec v1 (a column's type is not its declared one)."""
+
+
+_HEX16 = (
+    _HEX.copy().view(np.uint16).reshape(256)
+)  # each byte's two hex digits, as they lie in memory
+_PAIRS = np.frombuffer(b"".join(f"{i:02d}".encode() for i in range(100)), dtype=np.uint8).reshape(
+    100, 2
+)
+
+
+def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
+    """A string array of the rows of the ASCII matrix `chars` (rows x width)."""
+    n, k = chars.shape
+    offsets = np.arange(0, k * (n + 1), k, dtype=np.int32)
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars)), valid
+    )
+
+
+def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
+    """A string array of the lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
+    n, k = raw.shape
+    return _fixed_strings(_HEX16.take(raw).view(np.uint8).reshape(n, 2 * k), valid)
+
+
+def _digits(out: np.ndarray, at: int, values: np.ndarray, width: int) -> None:
+    """Write the non-negative `values` as `width` decimal digits (even) into columns `at`... of
+    the ASCII matrix `out`."""
+    for k in range(width - 2, -2, -2):
+        out[:, at + k : at + k + 2] = _PAIRS[values % 100]
+        values = values // 100
+
+
+def _fixed_ymd(out: np.ndarray, y: np.ndarray, m: np.ndarray, d: np.ndarray) -> None:
+    """`YYYY-MM-DD` into the first 10 columns of `out` (years 0 to 9999)."""
+    _digits(out, 0, y, 4)
+    out[:, 4] = out[:, 7] = ord("-")
+    _digits(out, 5, m, 2)
+    _digits(out, 8, d, 2)
+
+
+def _validity(arr: pa.Array) -> pa.Buffer | None:
+    """The array's validity bitmap, offset 0 (arrays here are not slices)."""
+    if arr.null_count == 0:
+        return None
+    return pc.is_valid(arr).buffers()[1]
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    """An array with offset 0, so its buffers can be read as they are."""
+    return pa.concat_arrays([arr]) if arr.offset else arr
+
+
+def _pad(values: np.ndarray, width: int) -> pa.Array:
+    return pc.utf8_lpad(pa.array(values).cast(pa.string()), width=width, padding="0")
+
+
+def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Proleptic Gregorian (astronomical year, month, day) of days since 1970-01-01."""
+    z = days.astype(np.int64) + 719_468
+    era = np.floor_divide(z, 146_097)
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = np.where(mp < 10, mp + 3, mp - 9)
+    return y + (m <= 2), m, d
+
+
+def _ymd(days: np.ndarray, *, era: bool) -> pa.Array:
+    """`YYYY-MM-DD` (at least 4 year digits); with `era` years before 1 AD as `YYYY-MM-DD BC`
+    (Postgres' date text), else as their absolute year with no era (its `to_char` `YYYY`)."""
+    y, m, d = _civil(days)
+    bc = y <= 0
+    year = np.where(bc, 1 - y, y)
+    text = pc.binary_join_element_wise(_pad(year, 4), _pad(m, 2), _pad(d, 2), "-")
+    if era and bc.any():
+        text = pc.if_else(pa.array(bc), pc.binary_join_element_wise(text, " BC", ""), text)
+    return text
+
+
+def _infinite(values: np.ndarray, text: pa.Array) -> pa.Array:
+    """`infinity` and `-infinity` where Postgres' `values` are the maximum and minimum."""
+    info = np.iinfo(values.dtype)
+    pos, neg = values == info.max, values == info.min
+    if pos.any() or neg.any():
+        text = pc.if_else(pa.array(pos), "infinity", text)
+        text = pc.if_else(pa.array(neg), "-infinity", text)
+    return text
+
+
+def _keep_nulls(arr: pa.Array, text: pa.Array) -> pa.Array:
+    """`text` with NULL where `arr` is NULL."""
+    if arr.null_count == 0:
+        return text
+    return pc.if_else(pc.is_valid(arr), text, pa.scalar(None, pa.string()))
+
+
+def _date_text(arr: pa.Array) -> pa.Array:
+    days = arr.cast(pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
+    pg = days - np.int32(_PG_EPOCH_DAYS)  # wraps as the copy did
+    y, m, d = _civil(pg.astype(np.int64) + _PG_EPOCH_DAYS)
+    if len(y) and y.min() >= 1 and y.max() <= 9999:  # no infinity, no era, 4-digit years
+        out = np.empty((len(y), 10), dtype=np.uint8)
+        _fixed_ymd(out, y, m, d)
+        return _fixed_strings(out, _validity(arr))
+    text = _infinite(pg, _ymd(pg.astype(np.int64) + _PG_EPOCH_DAYS, era=True))
+    return _keep_nulls(arr, text)
+
+
+def _timestamp_text(arr: pa.Array) -> pa.Array:
+    if arr.type.unit != "us":
+        raise ArrowDigestError(f"a timestamp column in {arr.type.unit}, not microseconds")
+    us = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    pg = us - np.int64(_PG_EPOCH_US)  # wraps as the copy did
+    days = np.floor_divide(pg, _US_PER_DAY)
+    rem = pg - days * _US_PER_DAY
+    secs, micros = np.divmod(rem, 1_000_000)
+    hh, rest = np.divmod(secs, 3600)
+    mi, ss = np.divmod(rest, 60)
+    y, m, d = _civil(days + _PG_EPOCH_DAYS)
+    if len(y) and y.min() >= -9998 and y.max() <= 9999:  # no infinity, 4-digit years
+        out = np.empty((len(y), 27), dtype=np.uint8)
+        _fixed_ymd(out, np.where(y <= 0, 1 - y, y), m, d)
+        out[:, 10] = ord("T")
+        _digits(out, 11, hh, 2)
+        out[:, 13] = out[:, 16] = ord(":")
+        _digits(out, 14, mi, 2)
+        _digits(out, 17, ss, 2)
+        out[:, 19] = ord(".")
+        _digits(out, 20, micros, 6)
+        out[:, 26] = ord("Z")
+        return _fixed_strings(out, _validity(arr))
+    text = pc.binary_join_element_wise(
+        _ymd(days + _PG_EPOCH_DAYS, era=False),
+        "T",
+        _pad(hh, 2),
+        ":",
+        _pad(mi, 2),
+        ":",
+        _pad(ss, 2),
+        ".",
+        _pad(micros, 6),
+        "Z",
+        "",
+    )
+    return _keep_nulls(arr, _infinite(pg, text))
+
+
+def _float_text(arr: pa.Array) -> pa.Array:
+    arr = _plain(arr)
+    data = np.frombuffer(arr.buffers()[1], dtype="<u8", count=len(arr), offset=0)
+    raw = data.astype(">u8").view(np.uint8).reshape(len(arr), 8)
+    return _fixed_hex(raw, _validity(arr))
+
+
+def _vector_text(arr: pa.Array, dim: int) -> pa.Array:
+    """pgvector's binary form in hex: uint16 dim, uint16 0, dim float32, big-endian."""
+    if isinstance(arr, pa.ListArray | pa.LargeListArray):
+        arr = arr.cast(pa.list_(pa.float32(), dim))
+    if not isinstance(arr, pa.FixedSizeListArray) or arr.type.list_size != dim:
+        raise ArrowDigestError(f"a vector column of type {arr.type}, not {dim} float32 values")
+    n = len(arr)
+    # All n * dim slots (a NULL vector's are there too, and masked by the validity below).
+    values = arr.values.slice(arr.offset * dim, n * dim).cast(pa.float32())
+    floats = np.frombuffer(_plain(values).buffers()[1], dtype="<u4", count=n * dim)
+    raw = np.empty((n, 4 + 4 * dim), dtype=np.uint8)
+    raw[:, 0:4] = np.frombuffer(np.array([dim, 0], dtype=">u2").tobytes(), dtype=np.uint8)
+    if n and dim:
+        raw[:, 4:] = floats.astype(">u4").view(np.uint8).reshape(n, 4 * dim)
+    return _fixed_hex(raw, _validity(arr))
+
+
+def canonical_text(arr: pa.Array, type_: str) -> pa.Array:
+    """The canonical text (spec v1) of each value of a column of declared type `type_`, NULL
+    where the value is NULL."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    kinds = {
+        "string": pa.types.is_string,
+        "json": pa.types.is_string,
+        "integer": pa.types.is_integer,
+        "float": pa.types.is_floating,
+        "boolean": pa.types.is_boolean,
+        "date": pa.types.is_date32,
+        "timestamp": pa.types.is_timestamp,
+    }
+    if type_ in kinds and not kinds[type_](arr.type):
+        raise ArrowDigestError(f"a {type_} column of Arrow type {arr.type}")
+    if type_ in ("string", "json"):
+        return arr
+    if type_ == "integer":
+        return arr.cast(pa.int64()).cast(pa.string())
+    if type_ == "boolean":
+        return arr.cast(pa.string())
+    if type_ == "float":
+        return _float_text(arr.cast(pa.float64()))
+    if type_ == "date":
+        return _date_text(arr)
+    if type_ == "timestamp":
+        return _timestamp_text(arr)
+    match = VECTOR_TYPE.match(type_)
+    if match:
+        return _vector_text(arr, int(match.group(1)))
+    raise ArrowDigestError(f"type {type_!r} has no canonical form in spec v1")
+
+
+# The prefixes `V<len>:` of texts up to 4095 bytes long, then `N` (a NULL's), taken by index.
+_SHORT = 4096
+_PREFIX = pa.array([f"V{n}:" for n in range(_SHORT)] + ["N"], pa.string())
+
+
+def _prefixes(text: pa.Array) -> pa.Array:
+    """Each value's `V<byte length>:`, or `N` where it is NULL."""
+    lengths = pc.binary_length(text)
+    longest = pc.max(lengths).as_py()
+    if longest is not None and longest >= _SHORT:
+        return pc.binary_join_element_wise("V", lengths.cast(pa.string()), ":", "").fill_null("N")
+    return _PREFIX.take(lengths.fill_null(_SHORT) if text.null_count else lengths)
+
+
+def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
+    """Each row's text: per declared column `N` for NULL, else `V<bytes>:<text>`."""
+    parts: list[Any] = []
+    for c in columns:
+        try:
+            text = canonical_text(batch.column(c["name"]), c["type"])
+        except ArrowDigestError as exc:
+            raise ArrowDigestError(f"column {c['name']}: {exc}") from None
+        # The short `V<len>:` / `N` prefixes apart, so each value's text is copied once, by the
+        # one join of all columns below.
+        parts.append(_prefixes(text))
+        parts.append(text.fill_null("") if text.null_count else text)
+    if not parts:
+        return pa.array([b""] * batch.num_rows, pa.binary())
+    return pc.binary_join_element_wise(*parts, "").cast(pa.binary())
+
+
+def row_hashes(texts: pa.Array) -> bytes:
+    """The SHA-256 of each row text, concatenated (32 bytes a row)."""
+    texts = _plain(texts.cast(pa.large_binary()))
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64, count=len(texts) + 1).tolist()
+    data = memoryview(texts.buffers()[2] or b"")
+    sha = hashlib.sha256
+    return b"".join(
+        [sha(data[a:b]).digest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    )
+
+
+class ArrowDigest:
+    """The row count and content digest of rows added batch by batch.
+
+    `add` takes record batches holding (at least) the declared columns in their Arrow types as
+    the copies carry them (`copies.export.arrow_type`): json as text, which for a file exported
+    from Postgres is already its normalized jsonb text. A json text written otherwise gives
+    another digest than Postgres would (which normalizes it first). The row hashes are kept in
+    one buffer of 32 bytes a row, sized by `expected_rows` (grown when more come)."""
+
+    def __init__(self, columns: list[dict[str, Any]], expected_rows: int = 0):
+        self.columns = columns
+        self.rows = 0
+        self._hashes = np.empty(max(expected_rows, 0), dtype="S32")
+        self._digest: str | None = None
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if self._digest is not None:
+            raise ValueError("rows added after the digest was taken")
+        n = batch.num_rows
+        if not n:
+            return
+        hashes = row_hashes(row_texts(batch, self.columns))
+        if self.rows + n > len(self._hashes):
+            grown = np.empty(max(self.rows + n, 2 * len(self._hashes)), dtype="S32")
+            grown[: self.rows] = self._hashes[: self.rows]
+            self._hashes = grown
+        self._hashes.view(np.uint8)[self.rows * 32 : (self.rows + n) * 32] = np.frombuffer(
+            hashes, dtype=np.uint8
+        )
+        self.rows += n
+
+    def add_all(self, batches: Iterable[pa.RecordBatch]) -> ArrowDigest:
+        for batch in batches:
+            self.add(batch)
+        return self
+
+    def hexdigest(self) -> str:
+        """The content digest of the rows added so far (no more can be added after it)."""
+        if self._digest is None:
+            self._digest = self._group_digest()
+            self._hashes = np.empty(0, dtype="S32")
+        return self._digest
+
+    def _group_digest(self) -> str:
+        # Sorted in place as fixed-width byte strings: byte order, so each group is a run of
+        # one first byte.
+        hashes = self._hashes[: self.rows]
+        hashes.sort()
+        flat = hashes.view(np.uint8)
+        bounds = np.searchsorted(flat[::32], np.arange(257), side="left")
+        outer = hashlib.sha256()
+        for b in range(256):
+            lo, hi = int(bounds[b]), int(bounds[b + 1])
+            if hi > lo:
+                outer.update(bytes([b]) + hashlib.sha256(flat[lo * 32 : hi * 32].data).digest())
+        return outer.hexdigest()
+
+
+def arrow_digest(
+    batches: Iterable[pa.RecordBatch], columns: list[dict[str, Any]]
+) -> tuple[int, str]:
+    """Row count and content digest (spec v1) of the rows in `batches`."""
+    d = ArrowDigest(columns).add_all(batches)
+    return d.rows, d.hexdigest()

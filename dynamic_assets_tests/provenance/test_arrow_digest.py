@@ -1,0 +1,160 @@
+"""The content digest computed from a Parquet copy's Arrow batches agrees with the fixed vectors
+of docs/fingerprint-vectors.json and with `content_digest` computed by Postgres on hostile values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from dynamic_assets.copies.export import ROW_ORIGIN, export_version
+from dynamic_assets.declarations.model import Column
+from dynamic_assets.provenance.arrow_digest import arrow_digest, canonical_text
+from dynamic_assets.provenance.fingerprint import content_digest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+VECTORS = json.loads((DOCS / "fingerprint-vectors.json").read_text(encoding="utf-8"))
+PGTYPE = {
+    "string": "text",
+    "integer": "bigint",
+    "float": "double precision",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamptz",
+    "json": "jsonb",
+}
+
+
+def _pg_type(type_: str) -> str:
+    return PGTYPE.get(type_, type_)
+
+
+def _table(db, name: str, columns: list[dict], versions: dict[str, list[list]]) -> None:
+    """`ai_curated.<name>` partitioned by version, the columns from Postgres text input."""
+    with db.connect() as conn, conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE ai_curated.{} (dataset_version text NOT NULL, {}, "
+                "_source_file_id bigint NOT NULL, _source_row bigint NOT NULL) "
+                "PARTITION BY LIST (dataset_version)"
+            ).format(
+                sql.Identifier(name),
+                sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c["name"]), sql.SQL(_pg_type(c["type"])))
+                    for c in columns
+                ),
+            )
+        )
+        for version, rows in versions.items():
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE ai_curated.{} PARTITION OF ai_curated.{} FOR VALUES IN ({})"
+                ).format(sql.Identifier(f"{name}__{version}"), sql.Identifier(name), version)
+            )
+            for n, row in enumerate(rows):
+                conn.execute(
+                    sql.SQL("INSERT INTO ai_curated.{} VALUES (%s, {}, 1, %s)").format(
+                        sql.Identifier(name),
+                        sql.SQL(", ").join(
+                            sql.SQL("%s::{}").format(sql.SQL(_pg_type(c["type"]))) for c in columns
+                        ),
+                    ),
+                    (version, *row, n),
+                )
+
+
+def _exported(db, name: str, version: str, columns: list[dict]):
+    """The version's rows as the Parquet copy the archive writes, read back as Arrow batches."""
+    cols = [Column.model_construct(**c) for c in columns]
+    with export_version(db, name, version, cols, governance=ROW_ORIGIN) as exported:
+        return pq.read_table(exported.file).to_batches()
+
+
+def _both(db, name: str, version: str, columns: list[dict]) -> tuple[tuple, tuple]:
+    with db.connect() as conn:
+        pg = content_digest(conn, name, version, columns)
+    return (pg.rows, pg.digest), arrow_digest(_exported(db, name, version, columns), columns)
+
+
+def test_the_values_of_the_fixed_vectors_give_their_canonical_text(db):
+    values = VECTORS["values"]
+    for n, v in enumerate(values):
+        columns = [{"name": "x", "type": v["type"], "nullable": True}]
+        _table(db, f"v{n}", columns, {"a": [[v["input"]]]})
+        (batch,) = _exported(db, f"v{n}", "a", columns)
+        assert canonical_text(batch.column("x"), v["type"]).to_pylist() == [v["canonical"]], v
+
+
+def test_the_rows_of_the_fixed_vectors_give_their_digest(db):
+    rows = VECTORS["rows"]
+    _table(db, "vrows", rows["columns"], {"a": [r["input"] for r in rows["rows"]]})
+    batches = _exported(db, "vrows", "a", rows["columns"])
+    assert arrow_digest(batches, rows["columns"]) == (rows["count"], rows["content_digest"])
+
+
+HOSTILE_COLUMNS = [
+    {"name": "s", "type": "string", "nullable": True},
+    {"name": "i", "type": "integer", "nullable": True},
+    {"name": "f", "type": "float", "nullable": True},
+    {"name": "b", "type": "boolean", "nullable": True},
+    {"name": "d", "type": "date", "nullable": True},
+    {"name": "t", "type": "timestamp", "nullable": True},
+    {"name": "j", "type": "json", "nullable": True},
+    {"name": "v", "type": "vector(3)", "nullable": True},
+]
+HOSTILE = [
+    ["", 0, "-0", "false", "10000-01-01", "1969-12-31 23:59:59.999999+00", "{}", "[0,-0,1e-45]"],
+    [None, None, None, None, None, None, None, "[-0.0,0,-1]"],
+    ["Zürich \"q\"\n東京 😀", -9223372036854775808, "NaN", "true", "0044-03-15 BC",
+     "0044-03-15 10:00:00 BC", '{"b": 1, "a": [1e2, 1.50, -0], "aa": "\\u0001é"}', "[1,2,3]"],
+    ["\r\n\t", 9223372036854775807, "Infinity", None, "infinity", "infinity", '"text"', "[1,1,1]"],
+    ["N", 1, "-Infinity", "true", "-infinity", "-infinity", "null", "[-1e38,1e38,0.1]"],
+    ["V3:abc", -1, "1e-320", "false", "0001-01-01", "12345-06-07 08:09:10.5+02", "[]", "[3,2,1]"],
+    ["line1\nline2", 42, "1.7976931348623157e308", "true", "1999-12-31",
+     "2024-02-29 23:59:59.999999-12", '[1.0E+2, "x", null, true]', "[0.5,-1,1e-7]"],
+    ["", 42, "5e-324", "true", "4713-01-01 BC", "1900-03-01 00:00:00+00", '{"": ""}', "[0,0,0]"],
+]  # fmt: skip
+
+
+# Years 1 to 9999 only (dates AD, timestamps of either era), no infinity: fixed-width text.
+ORDINARY = [
+    ["a", 1, "0.1", "true", "1000-01-01", "0044-03-15 10:00:00 BC", "{}", "[1,2,3]"],
+    [None, None, None, None, None, None, None, "[0,0,0]"],
+    ["b", 2, "-2.5", "false", "9999-12-31", "9999-12-31 23:59:59.999999+00", "1", "[1,1,1]"],
+    ["c", 3, "1e300", None, "1969-12-31", "1969-12-31 23:59:59.000001+00", "[]", "[3,2,1]"],
+    ["d", 4, "0", "true", "0001-01-01", "0001-01-01 00:00:00+00", "null", "[0,1,0]"],
+    ["e", 5, "-0", "true", "2024-02-29", "2024-02-29 12:34:56.5-07", '"x"', "[0,0,1]"],
+]  # fmt: skip
+
+
+def test_the_digest_of_hostile_values_agrees_with_postgres(db):
+    versions = {"a": HOSTILE, "b": HOSTILE[:1] + HOSTILE[:1], "c": ORDINARY}
+    _table(db, "hostile", HOSTILE_COLUMNS, versions)
+    for version in versions:
+        pg, arrow = _both(db, "hostile", version, HOSTILE_COLUMNS)
+        assert arrow == pg, version
+    assert _both(db, "hostile", "a", HOSTILE_COLUMNS)[1][0] == len(HOSTILE)
+
+
+def test_a_single_changed_value_changes_the_digest(db):
+    changed = [list(r) for r in HOSTILE]
+    changed[0][0] = " "  # one space for the empty string
+    nulls = [list(r) for r in HOSTILE]
+    nulls[0][0] = None  # NULL for the empty string
+    _table(db, "changed", HOSTILE_COLUMNS, {"a": HOSTILE, "b": changed, "c": nulls})
+    digests = {v: arrow_digest(_exported(db, "changed", v, HOSTILE_COLUMNS), HOSTILE_COLUMNS)
+               for v in ("a", "b", "c")}  # fmt: skip
+    assert len({d for _, d in digests.values()}) == 3
+    with db.connect() as conn:
+        for v, got in digests.items():
+            want = content_digest(conn, "changed", v, HOSTILE_COLUMNS)
+            assert got == (want.rows, want.digest)
+
+
+def test_no_rows_give_the_digest_of_nothing():
+    assert arrow_digest([], HOSTILE_COLUMNS) == (
+        0,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    )
