@@ -209,8 +209,13 @@ def _run_once(run: list[str], env: dict[str, str], work: Path, folder: Path) -> 
     second.mkdir()
     _place(folder / "part.csv", second / "part.csv")
     log = work / "run.log"
+    started = time.time()
     with open(log, "w") as f:
         result = watch_tree(run, stdout=f)
+    result["started_unix"] = started
+    logs = sorted((work / "home" / "logs").glob("run-*.log"))
+    if logs:  # Dagster's log of the measured run, beside the timeline of its memory
+        shutil.copyfile(logs[-1], DATA_DIR / "end_to_end_run.log")
     return result
 
 
@@ -222,6 +227,7 @@ def watch_tree(cmd: list[str], stdout=None) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=stdout)
     own, children, together = 0.0, {}, 0.0
+    timeline: list[tuple[float, float, float]] = []  # (s, the run's RSS MB, its children's)
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -230,15 +236,16 @@ def watch_tree(cmd: list[str], stdout=None) -> dict:
             tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             tree = []
-        now = 0.0
+        now, mine = 0.0, 0.0
         for p in tree:
             hwm, rss = _memory_mb(p.pid)
             now += rss
             if p.pid == proc.pid:
-                own = max(own, hwm)
+                own, mine = max(own, hwm), rss
             else:
                 children[p.pid] = max(children.get(p.pid, 0.0), hwm)
         together = max(together, now)
+        timeline.append((round(time.perf_counter() - started, 2), mine, round(now - mine, 1)))
         time.sleep(0.05)
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{cmd[0]} {' '.join(cmd[1:4])} ... failed")
@@ -249,6 +256,7 @@ def watch_tree(cmd: list[str], stdout=None) -> dict:
         "together_rss_mb": together,
         "ru_maxrss_mb": usage.ru_maxrss / 1024,
         "cpu_s": usage.ru_utime + usage.ru_stime,
+        "timeline": timeline,
     }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import queue
 import struct
 import threading
@@ -70,6 +71,21 @@ if TYPE_CHECKING:  # it builds on `curated`, which reads staging
     from dynamic_assets.datasets.typed_build import TypedBuild
 
 LINEAGE = [("_file_id", "bigint"), ("_row", "bigint")]
+
+
+def return_freed_memory() -> None:
+    """Arrow's allocations from jemalloc, which gives freed pages back to the system at once
+    (decay 0): the default pool (mimalloc) keeps each thread's freed pages, and the batches of
+    the two COPY streams are allocated and freed on several threads. A pool chosen in
+    `ARROW_DEFAULT_MEMORY_POOL` is left as it is."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        return
+    pa.jemalloc_set_decay_ms(0)
+    pa.set_memory_pool(pool)
 
 
 def staging_columns(ds: Dataset) -> list[tuple[str, str]]:
@@ -193,6 +209,7 @@ def load_version(
     `typed` (CSV): the version's typed table, streamed from the same batches on its own
     connection and checked before the staging commits; its caller commits or closes it.
     """
+    return_freed_memory()
     ensure_staging_table(conn, ds)
     loads: list[FileLoad] = []
     if typed is not None:

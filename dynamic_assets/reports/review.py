@@ -17,7 +17,6 @@ from dynamic_assets.db import Database
 from dynamic_assets.declarations.model import Declarations
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.drive.sync_events import record_quota
-from dynamic_assets.reports import charts as charts_
 from dynamic_assets.reports import render
 from dynamic_assets.reports.figures import Figures, weekly_figures
 from dynamic_assets.reports.sensor_health import SensorsHealth, Watched, sensors_health
@@ -70,6 +69,8 @@ def write_review(
         if instance is not None
         else SensorsHealth(unseen=no_instance)
     )
+    from dynamic_assets.reports import charts as charts_  # matplotlib loads with a review only
+
     charts = charts_.draw_all(figures)
     page = render.html(figures, charts).encode("utf-8")
     # A second review within the same second (another window, say) is written beside the first

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 
 import psycopg
+import pytest
 
 from dynamic_assets.datasets.pipeline import validate
 from dynamic_assets.provenance.fingerprint import content_digest, fingerprint_table, schema_record
@@ -120,3 +122,41 @@ def test_the_fingerprint_carries_the_digest_taken_while_the_checks_ran(tmp_path,
         ]
         fp = fingerprint_table(conn, ds, VERSION, table, files)
     assert fp.content_digest == fresh.digest and fp.rows == 5
+
+
+def scipy_stats_state() -> str:
+    """In the judging process: whether `scipy.stats` has executed ("loaded") or not yet."""
+    module = sys.modules.get("scipy.stats")
+    if module is None:
+        return "absent"
+    return "lazy" if type(module).__name__ == "_LazyModule" else "loaded"
+
+
+KL = {
+    "type": "expect_column_kl_divergence_to_be_less_than",
+    "column": "lifeExp",
+    "partition_object": {"bins": [0, 40, 70], "weights": [0.5, 0.5]},
+    "threshold": 0.6,
+}
+
+
+def test_the_judging_process_loads_scipy_stats_only_for_an_expectation_that_uses_it(tmp_path, db):
+    ds = gapminder(expectations=[EXPECTATIONS[0], KL])
+    with psycopg.connect(db.uri, autocommit=True) as conn:
+        stage(conn, tmp_path, ds)
+    if judge._pool is not None:  # a judging process of its own, fresh from its imports
+        judge._pool.shutdown()
+        judge._pool = None
+    judge.prepare()
+    assert judge._pool is not None
+    assert judge._pool.submit(scipy_stats_state).result(timeout=300) == "lazy"
+
+    outcomes = judge.run_expectations(db.uri, ds, VERSION)
+
+    assert judge._pool.submit(scipy_stats_state).result(timeout=60) == "loaded"
+    # Two of the five lifetimes are under 40: KL(observed || declared) of (0.4, 0.6) against
+    # (0.5, 0.5), computed here without scipy.
+    kl = 0.4 * math.log(0.4 / 0.5) + 0.6 * math.log(0.6 / 0.5)
+    assert [o.error for o in outcomes] == [None, None]
+    assert [o.success for o in outcomes] == [True, True]
+    assert outcomes[1].observed == pytest.approx(kl, rel=1e-9)

@@ -34,11 +34,8 @@ from dynamic_assets.read.curated import FingerprintMismatch
 from dynamic_assets.settings import Settings
 from dynamic_assets.training import records
 from dynamic_assets.training.checkpoint import WEIGHTS_FILE, CheckpointError
-from dynamic_assets.training.features import TrainingDataError
-from dynamic_assets.training.fit import TrainingError
 from dynamic_assets.training.identity import config_hash, run_tags
 from dynamic_assets.training.tracking import tracked_run
-from dynamic_assets.training.train import train_version
 
 AC = dg.AutomationCondition
 # What a model's description says of the versions it is trained on, by `versions`.
@@ -229,6 +226,12 @@ def build_training_asset(model: Model, ds: Dataset, decls: Declarations) -> dg.A
                     data_version=dg.DataVersion(existing.version),
                 )
                 return
+            # pandas and the estimators load with the first model trained, not with the
+            # definitions (a run that only ingests never holds them)
+            from dynamic_assets.training.features import TrainingDataError
+            from dynamic_assets.training.fit import TrainingError
+            from dynamic_assets.training.train import train_version
+
             tags = run_tags(model, version, fingerprint, context.run.run_id)
             with tracked_run(
                 mlflow.tracking(), model.name, run_name=f"{model.name}-{version}", tags=tags
