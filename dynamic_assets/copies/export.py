@@ -124,10 +124,16 @@ def parquet_schema(
     """The file's schema: `cols` with their declared types, the dataset and version (and the
     fingerprint when given) as schema metadata."""
     empty = typed_table(pa.table({c.name: pa.array([], arrow_type(c)) for c in cols}), cols)
+    # A vector is written as a float32 list, its length in the field's `declared_type`: a
+    # fixed-size list holding a NULL is written by pyarrow but not read back by it.
+    fields = [
+        f.with_type(pa.list_(f.type.value_type)) if pa.types.is_fixed_size_list(f.type) else f
+        for f in empty.schema
+    ]
     meta = {"dynamic_assets.dataset": dataset, "dynamic_assets.version": version}
     if fingerprint:
         meta["dynamic_assets.fingerprint"] = fingerprint
-    return empty.schema.with_metadata(meta)
+    return pa.schema(fields, metadata=meta)
 
 
 @contextmanager

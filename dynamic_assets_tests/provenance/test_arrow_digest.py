@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
@@ -13,6 +14,7 @@ from dynamic_assets.copies.export import ROW_ORIGIN, export_version
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.provenance.arrow_digest import arrow_digest, canonical_text
 from dynamic_assets.provenance.fingerprint import content_digest
+from dynamic_assets.read.frames import typed_table
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 VECTORS = json.loads((DOCS / "fingerprint-vectors.json").read_text(encoding="utf-8"))
@@ -158,3 +160,23 @@ def test_no_rows_give_the_digest_of_nothing():
         0,
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     )
+
+
+def test_a_null_vector_is_exported_read_back_and_digested(db):
+    """pyarrow writes a fixed-size list holding a NULL to Parquet but cannot read it back: the
+    copy carries vectors as float32 lists, their length in the field's `declared_type`."""
+    rows = [list(r) for r in HOSTILE]
+    rows[1][7] = None
+    _table(db, "nullvec", HOSTILE_COLUMNS, {"a": rows})
+    cols = [Column.model_construct(**c) for c in HOSTILE_COLUMNS]
+    with export_version(db, "nullvec", "a", cols, governance=ROW_ORIGIN) as exported:
+        table = pq.read_table(exported.file)  # an independent reader of the file
+    field = table.schema.field("v")
+    assert field.metadata[b"declared_type"] == b"vector(3)"
+    ordered = table.sort_by("_source_row").column("v").to_pylist()
+    assert ordered[1] is None
+    assert ordered[0] == pa.array([0.0, -0.0, 1e-45], pa.float32()).to_pylist()
+    typed = typed_table(table.select(["v"]), [cols[-1]])
+    assert typed.schema.field("v").type == pa.list_(pa.float32(), 3)
+    pg, arrow = _both(db, "nullvec", "a", HOSTILE_COLUMNS)
+    assert arrow == pg
