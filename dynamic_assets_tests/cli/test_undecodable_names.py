@@ -68,3 +68,26 @@ def test_run_names_and_records_a_name_that_is_not_utf8(tmp_path, db_url, db):
     )
     assert again.exit_code == 1, again.output
     assert "Traceback" not in again.output
+
+
+class _Listed:
+    def __init__(self, items):
+        self.items = items
+
+    def list_tree(self, folder):
+        return iter(self.items)
+
+
+def test_a_graph_name_with_a_lone_surrogate_is_refused_as_text(decls):
+    """JSON may carry a lone surrogate (`\\ud800`): the item's path is text a database stores."""
+    from dynamic_assets.drive.graph.items import item_from_json
+
+    raw = "datasets/market/2024-06-01/a\ud800.csv"
+    item = item_from_json({"id": "1", "name": "a\ud800.csv", "file": {}, "size": 3}, raw)
+    assert item.path == "datasets/market/2024-06-01/a\\ud800.csv"
+    assert item.name == "a\\ud800.csv"
+    found = discover(_Listed([item]), decls)
+    vf = found.versions["market/2024-06-01"]
+    assert [(p.path, p.reason) for p in vf.rejected] == [
+        ("datasets/market/2024-06-01/a\\ud800.csv", "the name contains a path separator")
+    ]

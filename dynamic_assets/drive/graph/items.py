@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from dynamic_assets.declarations.names import listed_name
 from dynamic_assets.drive.base import DriveItem
 
 ITEM_FIELDS = (
@@ -58,14 +59,17 @@ def reported_hashes(js: dict) -> dict[str, str]:
 
 
 def item_from_json(js: dict, path: str) -> DriveItem:
-    """A `DriveItem` from a driveItem resource; `path` is relative to the drive root folder."""
+    """A `DriveItem` from a driveItem resource; `path` is relative to the drive root folder. A
+    name holding a lone surrogate (JSON allows `\\ud800`) is listed with it escaped, as text
+    that can be recorded, and is then refused as any name with a backslash."""
     file = js.get("file") or {}
+    path = listed_name(path)
     is_folder = "folder" in js or "package" in js or not file
     user = ((js.get("lastModifiedBy") or {}).get("user") or {}).get("displayName")
     return DriveItem(
         item_id=str(js["id"]),
         path=path,
-        name=js.get("name") or path.rsplit("/", 1)[-1],
+        name=listed_name(js.get("name") or path.rsplit("/", 1)[-1]),
         is_folder=is_folder,
         size=0 if is_folder else int(js.get("size") or 0),
         modified_at=parse_time(js.get("lastModifiedDateTime")),
