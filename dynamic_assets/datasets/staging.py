@@ -56,6 +56,7 @@ from dynamic_assets.db.tables import (
 from dynamic_assets.declarations.model import Dataset
 from dynamic_assets.declarations.names import WRITER_COLUMNS
 from dynamic_assets.drive.base import DriveItem
+from dynamic_assets.formats import arrays
 from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
 from dynamic_assets.formats.hashing import HashingReader
@@ -270,8 +271,8 @@ def judge_forms(values: pa.Array, form: str, *, non_finite: bool = False) -> boo
     trimmed = pc.utf8_trim(values, characters=" ")
     ok = pc.match_substring_regex(trimmed, form)
     if non_finite:
-        ok = pc.or_(ok, pc.is_in(pc.ascii_lower(trimmed), pa.array(NON_FINITE_WORDS)))
-    bad = pc.and_(pc.not_equal(trimmed, ""), pc.invert(ok))
+        ok = pc.or_(ok, pc.is_in(pc.ascii_lower(trimmed), arrays.strings(NON_FINITE_WORDS)))
+    bad = pc.and_(pc.not_equal(trimmed, arrays.text("")), pc.invert(ok))
     return not pc.any(bad).as_py()
 
 
@@ -430,8 +431,8 @@ def _encoder(
 
 def _lineage(file_id: int, start: int, n: int) -> list[pa.Array]:
     return [
-        pa.array(np.full(n, file_id, dtype=np.int64)),
-        pa.array(np.arange(start, start + n, dtype=np.int64)),
+        arrays.numbers(np.full(n, file_id, dtype=np.int64)),
+        arrays.numbers(np.arange(start, start + n, dtype=np.int64)),
     ]
 
 
@@ -591,9 +592,9 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
 def _json_batch(schema, file_id: int, texts: list[str], rows: list[int]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(texts, pa.string()),
-            pa.array(np.full(len(texts), file_id, dtype=np.int64)),
-            pa.array(rows, pa.int64()),
+            arrays.strings(texts),
+            arrays.numbers(np.full(len(texts), file_id, dtype=np.int64)),
+            arrays.numbers(np.asarray(rows, dtype=np.int64)),
         ],
         schema=schema,
     )

@@ -39,6 +39,7 @@ from dynamic_assets.datasets.curated import (
 from dynamic_assets.db.connection import connect
 from dynamic_assets.db.tables import CURATED_SCHEMA, build_name, ident
 from dynamic_assets.declarations.model import Dataset
+from dynamic_assets.formats.arrays import null, text
 
 # Declared types whose text Postgres reads in COPY exactly as the build's cast reads it.
 TYPES = frozenset({"string", "integer", "float", "date", "timestamp", "boolean", "json"})
@@ -124,7 +125,7 @@ class TypedBuild:
         for col, values in zip(self.ds.columns, columns, strict=True):
             if col.type != "string":
                 trimmed = pc.utf8_trim(values, characters=" ")
-                values = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+                values = pc.if_else(pc.equal(trimmed, text("")), null(pa.string()), trimmed)
             arrays.append(values)
         batch = pa.RecordBatch.from_arrays(
             arrays + lineage, names=[str(i) for i in range(len(arrays) + len(lineage))]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from dynamic_assets.formats.arrays import empty
 from dynamic_assets.formats.errors import (
     DuplicateColumns,
     LoadError,
@@ -135,9 +136,7 @@ class CsvFile:
         )
         schema = pa.schema([(n, pa.string()) for n in names])
         if header_batch:
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([], pa.string()) for _ in names], schema=schema
-            )
+            yield pa.RecordBatch.from_arrays([empty(pa.string()) for _ in names], schema=schema)
         for batch in reader:
             if batch.num_rows:
                 yield pa.RecordBatch.from_arrays([batch.column(n) for n in names], schema=schema)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dynamic_assets.declarations.model import VECTOR_TYPE
+from dynamic_assets.formats.arrays import strings
 
 _HEX = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint8).reshape(
     256, 2
@@ -249,7 +250,7 @@ def canonical_text(arr: pa.Array, type_: str) -> pa.Array:
 
 # The prefixes `V<len>:` of texts up to 4095 bytes long, then `N` (a NULL's), taken by index.
 _SHORT = 4096
-_PREFIX = pa.array([f"V{n}:" for n in range(_SHORT)] + ["N"], pa.string())
+_PREFIX = strings([f"V{n}:" for n in range(_SHORT)] + ["N"])
 
 
 def _prefixes(text: pa.Array) -> pa.Array:
