@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow as pa
 
 
-def strings(values: Sequence[str | bytes], type_: pa.DataType | None = None) -> pa.Array:
-    """A string (or, with `type_=pa.binary()`, binary) array of `values`, none of them NULL."""
+def strings(values: Sequence[str | bytes | None], type_: pa.DataType | None = None) -> pa.Array:
+    """A string (or, with `type_=pa.binary()`, binary) array of `values`; None is NULL."""
     type_ = type_ or pa.string()
-    encoded = [v.encode() if isinstance(v, str) else bytes(v) for v in values]
+    encoded = [b"" if v is None else v.encode() if isinstance(v, str) else bytes(v) for v in values]
+    missing = [v is None for v in values]
     lengths = np.fromiter((len(v) for v in encoded), dtype=np.int64, count=len(encoded))
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -27,7 +28,8 @@ def strings(values: Sequence[str | bytes], type_: pa.DataType | None = None) -> 
         raise ValueError("the values hold more than 2 GiB: use a large type")
     data = pa.py_buffer(b"".join(encoded))
     offsets_buffer = pa.py_buffer(offsets if large else offsets.astype(np.int32))
-    return pa.Array.from_buffers(type_, len(encoded), [None, offsets_buffer, data])
+    validity = booleans(~np.array(missing, dtype=bool)).buffers()[1] if any(missing) else None
+    return pa.Array.from_buffers(type_, len(encoded), [validity, offsets_buffer, data])
 
 
 def numbers(values: np.ndarray) -> pa.Array:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.declarations.names import WRITER_COLUMNS
+from dynamic_assets.formats.arrays import strings
 from dynamic_assets.formats.errors import LoadError, column_difference
 from dynamic_assets.formats.hashing import ByteSource, HashingReader
 
@@ -141,12 +142,11 @@ def _cast_column(path: str, col: Column, arr: pa.Array, start: int, sensitive: b
     if col.type == "json" and not (
         pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
     ):
-        return pa.array(
+        return strings(
             [
                 None if v is None else json.dumps(v, ensure_ascii=False, default=str)
                 for v in arr.to_pylist()
-            ],
-            pa.string(),
+            ]
         )
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()

@@ -487,3 +487,32 @@ def test_a_failed_first_load_leaves_no_version(db, tmp_path):
         assert staged(conn, PEOPLE, "v1", ["id"]) == []
         # The connection is usable afterwards.
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_parquet_json_column_of_structs_is_staged_as_its_json_text(db, tmp_path):
+    meta = Dataset(
+        name="meta",
+        formats=["parquet"],
+        columns=[{"name": "id", "type": "integer"}, {"name": "info", "type": "json"}],
+    )
+    info = [{"tag": "Zürich ✓", "n": 1, "at": date(2024, 6, 1)}, None, {"tag": "", "n": None}]
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "info": pa.array(
+                info,
+                pa.struct([("tag", pa.string()), ("n", pa.int64()), ("at", pa.date32())]),
+            ),
+        }
+    )
+    path = write_file(tmp_path, "part-0.parquet", table)
+    with db.connect(autocommit=True) as conn:
+        load_version(conn, meta, "v1", [source_file(path, meta)])
+        rows = staged(conn, meta, "v1", ["id", "info"])
+    # The text Python's json writes for each struct (dates by their str()), read back as jsonb.
+    expected = [
+        {"tag": "Zürich ✓", "n": 1, "at": "2024-06-01"},
+        None,
+        {"tag": "", "n": None, "at": None},
+    ]
+    assert [(i, v) for i, v in rows] == list(zip([1, 2, 3], expected, strict=True))

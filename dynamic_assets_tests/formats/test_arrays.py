@@ -12,7 +12,7 @@ import pytest
 
 from dynamic_assets.formats import arrays
 
-TEXTS = ["", "a", 'Zürich, "quoted"\nline2 – 東京', "\x00", "😀" * 3, "x" * 70_000]
+TEXTS = ["", None, "a", 'Zürich, "quoted"\nline2 – 東京', "\x00", "😀" * 3, "x" * 70_000]
 
 
 @pytest.mark.parametrize("type_", [pa.string(), pa.large_string(), pa.binary(), pa.large_binary()])
@@ -20,7 +20,7 @@ def test_strings_equal_pyarrows_own(type_):
     values = (
         TEXTS
         if pa.types.is_string(type_) or pa.types.is_large_string(type_)
-        else [t.encode() for t in TEXTS]
+        else [None if t is None else t.encode() for t in TEXTS]
     )
     built = arrays.strings(values, type_)
     built.validate(full=True)
