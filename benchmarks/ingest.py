@@ -708,6 +708,24 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def only_parquet(bench: Bench, csv_path: Path, repeat: int, load_before: float) -> None:
+    """psql `\\copy` and `load_version` Parquet alone, alternating; the ratio of the medians."""
+    plan = [
+        ("psql", partial(bench.psql_copy, csv_path)),
+        ("parquet", partial(run_child, "parquet", uri=bench.uri, rows=bench.rows)),
+    ]
+    bench.rounds(plan, repeat)
+    by = {r["step"]: r for r in bench.results}
+    base = bench.fingerprint("public.bench_psql")
+    same = bench.fingerprint("ai_raw.bench_parquet", f"dataset_version = '{VERSION}'") == base
+    print(f"content check against the psql table: {'ok' if same else 'FAILED'}")
+    ratio = by["psql"]["seconds"] / by["parquet"]["seconds"]
+    print(
+        f"Parquet / psql: {ratio:.2f}x; load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after"
+    )
+
+
 def start_server(keep: bool):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
@@ -734,6 +752,11 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=3,
         help="rounds of the steps but pandas and hashing; each step's median is reported",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["parquet"],
+        help="parquet: psql \\copy and load_version Parquet alone, in alternating rounds",
     )
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--uri", default="", help=argparse.SUPPRESS)
@@ -763,6 +786,10 @@ def main(argv: list[str] | None = None) -> None:
         if load_before > 0.5:
             print(f"warning: load average {load_before:.1f}; other programs will skew the timings")
         bench = Bench(uri, a.rows, server.get_pid())
+        if a.only == "parquet":
+            only_parquet(bench, csv_path, a.repeat, load_before)
+            bench.conn.close()
+            return
         child_steps = ("csv", "parquet", "curated", "read_curated", "read_sql")
         plan = [("psql", partial(bench.psql_copy, csv_path))] + [
             (step, partial(run_child, step, uri=uri, rows=a.rows)) for step in child_steps

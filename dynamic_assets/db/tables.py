@@ -63,20 +63,36 @@ def dataset_lock(conn: psycopg.Connection, schema: str, dataset: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{dataset}",))
 
 
+def version_check(built: str, version: str) -> sql.Composed:
+    """The CHECK constraint of the table `built` that lets ATTACH as the partition of `version`
+    skip scanning it; given to CREATE TABLE, it is checked row by row as the rows go in."""
+    return sql.SQL(
+        "CONSTRAINT {} CHECK (dataset_version IS NOT NULL AND dataset_version = {})"
+    ).format(sql.Identifier(f"{built}_v"), sql.Literal(version))
+
+
 def swap_partition(
-    conn: psycopg.Connection, schema: str, dataset: str, version: str, built: str
+    conn: psycopg.Connection,
+    schema: str,
+    dataset: str,
+    version: str,
+    built: str,
+    *,
+    checked: bool = False,
 ) -> None:
     """Make the table `built` the partition of `version`, replacing the previous one.
 
     Runs inside the caller's transaction: until it commits, readers see the old partition.
-    The CHECK constraint added first lets ATTACH skip scanning the new table.
+    The CHECK constraint (`version_check`) lets ATTACH skip scanning the new table; it is added
+    here (a scan of the table) unless `checked` says the table was created with it.
     """
     part = partition_name(dataset, version)
-    conn.execute(
-        sql.SQL(
-            "ALTER TABLE {} ADD CONSTRAINT {} CHECK (dataset_version IS NOT NULL AND dataset_version = {})"
-        ).format(ident(schema, built), sql.Identifier(f"{built}_v"), sql.Literal(version))
-    )
+    if not checked:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD {}").format(
+                ident(schema, built), version_check(built, version)
+            )
+        )
     dataset_lock(conn, schema, dataset)
     if partition_exists(conn, schema, part):
         conn.execute(
