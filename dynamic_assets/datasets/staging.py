@@ -8,8 +8,9 @@ server's regular expression pass; otherwise that pass finds the value and the di
 it (file, row, column) in the staged text. JSON and JSON Lines land as one `jsonb` record per row, Parquet typed.
 Every batch is encoded to Postgres' binary COPY format by `pgpq` on a worker thread while the
 main thread sends the previous one, so parsing and the server's COPY run on both cores; a JSON
-record of `LONG_RECORD` characters or more is a tuple of its own around its UTF-8 bytes. Memory
-stays bounded by the batch size (and the longest record, held at most twice) whatever the file
+record of `LONG_RECORD` characters or more is a tuple of its own around its UTF-8 bytes, sent
+from the line's own bytes when the reader passes it on unparsed. Memory stays bounded by the
+batch size (and the longest record, held once unparsed, at most twice parsed) whatever the file
 size. Each row carries its lineage: the
 `onedrive_ingest` id of its file and its row (CSV, Parquet, JSON array) or line (JSON Lines).
 The readers are told when the dataset is declared sensitive, and so is every `LoadError` raised

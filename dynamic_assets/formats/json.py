@@ -7,6 +7,10 @@ Every record must be an object; NaN and infinities are refused (JSON has no such
 are the NUL character, which Postgres cannot store, a lone UTF-16 surrogate escape (`\ud800`
 without its pair: not a character, refused by Postgres' jsonb) and nesting deeper than Python's
 parser reads. For a sensitive dataset an error never shows what the parser quoted from the file.
+A JSON Lines line of `LINE_PIECE` bytes or more can be passed on unparsed (`UnparsedRecord`): its
+bytes are judged against JSON's grammar without building text or value (`_plain_object`, which
+takes only what Python's json reads as an object); any other line is parsed, so a refusal keeps
+the parser's words and position.
 """
 
 from __future__ import annotations
