@@ -174,9 +174,8 @@ def _lines_records(
         if long_unparsed and end - start >= LINE_PIECE and _plain_object(raw, start, end):
             if raw.find(b"\\u0000", start, end) >= 0:
                 raise LoadError(path, NUL_ESCAPE, line=lineno, sensitive=sensitive)
-            # A long line that is one object in JSON's own grammar, with no escape a string
-            # needs decoded to be judged, is handed over as its bytes, never as text or value:
-            # the consumer holds its only reference.
+            # A long line that is plainly one object is handed over as its bytes, never as
+            # text or value: the consumer holds its only reference.
             unparsed = [UnparsedRecord(lineno, memoryview(raw)[start:end])]
             del raw
             yield unparsed.pop()
@@ -243,26 +242,30 @@ def _parsed_line(
     return JsonRecord(lineno, None, obj, text)
 
 
-# JSON's grammar (RFC 8259), which Python's json reads alike: a value of the grammar that is not
-# NaN, an infinity or an integer of more digits than Python converts.
+# JSON's grammar (RFC 8259), which Python's json reads alike: a value of the grammar is never NaN,
+# an infinity or (bounded here) an integer of more digits than Python converts.
 _JSON_BLANKS = re.compile(rb"[ \t\n\r]*")
 _SCALAR = re.compile(rb"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false|null")
-_STRING_REST = re.compile(rb'(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"')
+# An escape: a character's, a \\u escape of no UTF-16 surrogate, or a high and low surrogate's
+# pair (as Python's json pairs them); a lone surrogate is left to the parser, which refuses it.
+_ESCAPE_PATTERN = (
+    rb'\\(?:["\\/bfnrt]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4}'
+    rb"|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+_ESCAPE = re.compile(_ESCAPE_PATTERN)
+_STRING_REST = re.compile(rb"(?:" + _ESCAPE_PATTERN + rb'[^"\\\x00-\x1f]*)*"')
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 _MAX_DIGITS = 4000  # an integer's digits Python converts (its limit is 4300)
 _MAX_DEPTH = 500  # nesting read without a parser's recursion (Python's reads to about 990)
-_SURROGATE_ESCAPE_BYTES = re.compile(_SURROGATE_ESCAPE.pattern.encode())
 _KEY, _FIRST_KEY, _COLON, _VALUE, _FIRST_VALUE, _AFTER = range(6)
 
 
 def _plain_object(buf: bytes | bytearray, start: int, end: int) -> bool:
     """Whether `buf[start:end]` is UTF-8 text of one JSON object that Python's json reads as
-    one, nested at most `_MAX_DEPTH` deep, with no UTF-16 surrogate escape (whose pairing needs
-    the strings decoded): judged on the bytes, building no text and no value. False says
+    one, nested at most `_MAX_DEPTH` deep, with no lone UTF-16 surrogate escape: judged on the
+    bytes, building no text and no value. False says
     nothing of the line: the parser then reads it."""
     if buf[start] != 0x7B or not _utf8(buf, start, end):  # "{"
-        return False
-    if _SURROGATE_ESCAPE_BYTES.search(buf, start, end):
         return False
     closers = bytearray(b"}")
     pos, state = start + 1, _FIRST_KEY
@@ -348,9 +351,6 @@ def _string_end(buf: bytes | bytearray, pos: int, end: int) -> int:
         if esc is None:
             return -1
         pos = esc.end()
-
-
-_ESCAPE = re.compile(rb'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
 
 
 def _has_control(buf: bytes | bytearray, start: int, end: int) -> bool:

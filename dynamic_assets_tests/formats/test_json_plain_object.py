@@ -17,6 +17,8 @@ def json_reads_an_object(data: bytes) -> bool:
 
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=refuse)
+        # Every string is text: no lone UTF-16 surrogate.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):
         return False
     return isinstance(value, dict)
@@ -30,6 +32,8 @@ PLAIN = [
     '{"é": "東京 \U0001f600", "esc": "\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9"}'.encode(),
     b'{"a":' + b"[" * 400 + b"]" * 400 + b"}",
     b'{"n": ' + b"9" * 4000 + b"}",
+    b'{"\\ud83d\\ude00": "\\uD83D\\uDE00 \\ud7ff\\ue000\\\\ud800 \\u00e9\\ud800\\udc00\\udbff\\udfff"}',
+    b'{"a": "' + b"\\ud83d\\ude00x\\n" * 100 + b'"}',
 ]
 NOT_PLAIN = [
     b"[]",
@@ -56,8 +60,14 @@ NOT_PLAIN = [
     b'{"a": True}',
     b'{"a": "\\x"}',
     b'{"a": "\\u12"}',
-    b'{"a": "\\ud800"}',  # json reads it; its pairing is judged on the decoded strings
-    b'{"a": "\\ud83d\\ude00"}',
+    b'{"a": "\\ud800"}',
+    b'{"a": "\\udc00"}',
+    b'{"\\udfff": 1}',
+    b'{"a": "\\ud83d\\ud83d\\ude00"}',
+    b'{"a": "\\ud83d\\u0041"}',
+    b'{"a": "\\ude00\\ud83d"}',
+    b'{"a": "\\\\\\ud800"}',
+    b'{"a": "' + b"\\ud83d\\ude00x" * 100 + b'\\ud83d"}',
     b'{"a": "a\tb"}',
     b'{"a": "a\x00b"}',
     b'{"a":\x0b1}',
