@@ -244,7 +244,7 @@ def _parsed_line(
 
 # JSON's grammar (RFC 8259), which Python's json reads alike: a value of the grammar is never NaN,
 # an infinity or (bounded here) an integer of more digits than Python converts.
-_JSON_BLANKS = re.compile(rb"[ \t\n\r]*")
+_SPACES = re.compile(rb" *")  # JSON's other blanks are control characters, not taken
 _SCALAR = re.compile(rb"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false|null")
 # An escape: a character's, a \\u escape of no UTF-16 surrogate, or a high and low surrogate's
 # pair (as Python's json pairs them); a lone surrogate is left to the parser, which refuses it.
@@ -253,24 +253,33 @@ _ESCAPE_PATTERN = (
     rb"|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
 )
 _ESCAPE = re.compile(_ESCAPE_PATTERN)
-_STRING_REST = re.compile(rb"(?:" + _ESCAPE_PATTERN + rb'[^"\\\x00-\x1f]*)*"')
-_CONTROL = re.compile(rb"[\x00-\x1f]")
 _MAX_DIGITS = 4000  # an integer's digits Python converts (its limit is 4300)
 _MAX_DEPTH = 500  # nesting read without a parser's recursion (Python's reads to about 990)
 _KEY, _FIRST_KEY, _COLON, _VALUE, _FIRST_VALUE, _AFTER = range(6)
 
 
-def _plain_object(buf: bytes | bytearray, start: int, end: int) -> bool:
+def _plain_object(
+    buf: bytes | bytearray, start: int, end: int, *, bytes_per_token: int = 1024
+) -> bool:
     """Whether `buf[start:end]` is UTF-8 text of one JSON object that Python's json reads as
-    one, nested at most `_MAX_DEPTH` deep, with no lone UTF-16 surrogate escape: judged on the
-    bytes, building no text and no value. False says
-    nothing of the line: the parser then reads it."""
-    if buf[start] != 0x7B or not _utf8(buf, start, end):  # "{"
+    one, with no control character (blanks other than spaces included), nested at most
+    `_MAX_DEPTH` deep, with no lone UTF-16 surrogate escape: judged on the bytes, building no
+    text and no value. A line of more than one string, escape or comma every `bytes_per_token`
+    bytes is not judged (the walk costs some microseconds a token, where the parser's are far
+    cheaper). False says nothing of the line: the parser then reads it."""
+    if buf[start] != 0x7B:  # "{"
+        return False
+    tokens = buf.count(b'"', start, end) + buf.count(b"\\", start, end)
+    if (tokens + buf.count(b",", start, end)) * bytes_per_token > end - start:
+        return False
+    if np.frombuffer(buf, np.uint8, end - start, start).min() < 0x20:
+        return False
+    if not _utf8(buf, start, end):
         return False
     closers = bytearray(b"}")
     pos, state = start + 1, _FIRST_KEY
     while True:
-        pos = _JSON_BLANKS.match(buf, pos, end).end()  # type: ignore[union-attr]
+        pos = _SPACES.match(buf, pos, end).end()  # type: ignore[union-attr]
         if pos >= end:
             return False
         c = buf[pos]
@@ -323,13 +332,9 @@ def _plain_object(buf: bytes | bytearray, start: int, end: int) -> bool:
         pos, state = m.end(), _AFTER
 
 
-_ESCAPES_BY_FIND = 64  # escapes of a string found one by one before a regular expression reads on
-
-
 def _string_end(buf: bytes | bytearray, pos: int, end: int) -> int:
-    """Where the JSON string opening at `pos` ends (after its quote), or -1 if it is not one.
-    Its plain runs are found by byte search and checked for control characters in bulk."""
-    escapes = 0
+    """Where the JSON string opening at `pos` ends (after its quote), or -1 if it is not one
+    (the line holds no control character): its quotes and escapes are found by byte search."""
     pos += 1
     quote = -1
     while True:
@@ -338,26 +343,12 @@ def _string_end(buf: bytes | bytearray, pos: int, end: int) -> int:
             if quote < 0:
                 return -1
         slash = buf.find(b"\\", pos, quote)
-        stop = quote if slash < 0 else slash
-        if _has_control(buf, pos, stop):
-            return -1
         if slash < 0:
             return quote + 1
-        escapes += 1
-        if escapes > _ESCAPES_BY_FIND:
-            m = _STRING_REST.match(buf, slash, end)
-            return -1 if m is None else m.end()
         esc = _ESCAPE.match(buf, slash, end)
         if esc is None:
             return -1
         pos = esc.end()
-
-
-def _has_control(buf: bytes | bytearray, start: int, end: int) -> bool:
-    """Whether `buf[start:end]` holds a byte below 0x20."""
-    if end - start < 1 << 16:
-        return _CONTROL.search(buf, start, end) is not None
-    return bool(np.frombuffer(buf, np.uint8, end - start, start).min() < 0x20)
 
 
 def _utf8(buf: bytes | bytearray, start: int, end: int) -> bool:

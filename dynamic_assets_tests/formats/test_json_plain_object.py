@@ -71,6 +71,8 @@ NOT_PLAIN = [
     b'{"a": "a\tb"}',
     b'{"a": "a\x00b"}',
     b'{"a":\x0b1}',
+    b'{"a":\t1}',  # JSON's blank, but a control character: left to the parser
+    b'{"a":\r1}',
     b'{"a":\x0c1}',
     b'{"a": "\xff"}',
     b'{"a": "\xed\xa0\x80"}',  # a surrogate written in UTF-8
@@ -85,13 +87,13 @@ NOT_PLAIN = [
 
 @pytest.mark.parametrize("data", PLAIN)
 def test_plain_objects_are_judged_so_and_read_by_json(data):
-    assert _plain_object(data, 0, len(data))
+    assert _plain_object(data, 0, len(data), bytes_per_token=0)
     assert json_reads_an_object(data)
 
 
 @pytest.mark.parametrize("data", NOT_PLAIN)
 def test_what_is_not_a_plain_object_is_left_to_json(data):
-    assert not _plain_object(data, 0, len(data))
+    assert not _plain_object(data, 0, len(data), bytes_per_token=0)
 
 
 def test_no_mutation_of_an_object_is_judged_plain_that_json_refuses():
@@ -110,7 +112,7 @@ def test_no_mutation_of_an_object_is_judged_plain_that_json_refuses():
             elif at < len(data):
                 data[at] = rng.choice(alphabet)
         data = bytes(data)
-        if data[:1] == b"{" and _plain_object(data, 0, len(data)):
+        if data[:1] == b"{" and _plain_object(data, 0, len(data), bytes_per_token=0):
             seen_plain += 1
             assert json_reads_an_object(data), data
     assert seen_plain > 1000
@@ -126,3 +128,16 @@ def test_utf8_read_in_pieces_is_judged_as_python_decodes(char, skip):
         bad = good[:at] + b"\x80" + good[at:]
         assert not _utf8(bad, 0, len(bad))
     assert _utf8(b"x" + good + b"\xff", 1, len(good) + 1)
+
+
+def test_a_line_dense_in_strings_escapes_or_items_is_left_to_json():
+    sparse = b'{"a": "' + b"x" * 10_000 + b'\\n", "b": [1, 2]}'
+    assert _plain_object(sparse, 0, len(sparse))
+    for dense in (
+        b'{"a": "' + b"x" * 5000 + b'", ' + b'"b": 1, ' * 3 + b'"c": 2}',
+        b'{"a": "' + b"x\\n" * 1000 + b'"}',
+        b'{"a": [' + b"1, " * 1000 + b"2]}",
+    ):
+        assert json_reads_an_object(dense)
+        assert _plain_object(dense, 0, len(dense), bytes_per_token=0)
+        assert not _plain_object(dense, 0, len(dense))
