@@ -8,8 +8,9 @@ server's regular expression pass; otherwise that pass finds the value and the di
 it (file, row, column) in the staged text. JSON and JSON Lines land as one `jsonb` record per row, Parquet typed.
 Every batch is encoded to Postgres' binary COPY format by `pgpq` on a worker thread while the
 main thread sends the previous one, so parsing and the server's COPY run on both cores; a JSON
-record of `LONG_RECORD` characters or more is a tuple of its own around its UTF-8 bytes. Memory
-stays bounded by the batch size (and the longest record, held at most twice) whatever the file
+record of `LONG_RECORD` characters or more is a tuple of its own around its UTF-8 bytes, sent
+from the line's own bytes when the reader passes it on unparsed. Memory stays bounded by the
+batch size (and the longest record, held once unparsed, at most twice parsed) whatever the file
 size. Each row carries its lineage: the
 `onedrive_ingest` id of its file and its row (CSV, Parquet, JSON array) or line (JSON Lines).
 The readers are told when the dataset is declared sensitive, and so is every `LoadError` raised
@@ -61,7 +62,13 @@ from dynamic_assets.formats import arrays
 from dynamic_assets.formats.csv import HEADER_ONLY, CsvFile
 from dynamic_assets.formats.errors import LoadError
 from dynamic_assets.formats.hashing import HashingReader
-from dynamic_assets.formats.json import JSON_BATCH, LINE_PIECE, JsonRecord, json_records
+from dynamic_assets.formats.json import (
+    JSON_BATCH,
+    LINE_PIECE,
+    JsonRecord,
+    UnparsedRecord,
+    json_records_or_lines,
+)
 from dynamic_assets.formats.parquet import (
     declared_arrow_type,
     open_parquet,
@@ -524,6 +531,7 @@ def _json_text(record: JsonRecord, renamed: dict[str, str]) -> str:
 # Characters of JSON text from which a record is sent as a tuple of its own (the reader hands such
 # a record over holding no reference to it).
 LONG_RECORD = LINE_PIECE
+COPY_PIECE = 1 << 20  # bytes of a long record sent at a time
 BATCH_TEXT = 8 << 20  # characters of JSON text a batch holds at most (beside `JSON_BATCH` records)
 # A binary COPY tuple of (_record jsonb, _file_id bigint, _row bigint): its field count, the jsonb
 # field's length and version byte before the record's UTF-8 text, the two lineage fields after.
@@ -545,37 +553,47 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
         rows: list[int] = []
         held = 0  # characters in `texts`
         # Each record, then each batch's texts and its Arrow copy, are dropped as soon as they
-        # are passed on; a batch ends at `JSON_BATCH` records or `BATCH_TEXT` characters. A record of `LONG_RECORD` characters or more is not batched: its text is
-        # encoded once to UTF-8, dropped, and sent as its own COPY tuple around those bytes, so
-        # that a long line is held at most twice at any time (bytes and text while decoded,
-        # text and value while parsed, text and UTF-8 while encoded).
-        for record in json_records(f.path, stream, f.format, sensitive=sensitive):
-            text = _json_text(record, renamed)
+        # are passed on; a batch ends at `JSON_BATCH` records or `BATCH_TEXT` characters. A long
+        # record is not batched but sent as a COPY tuple of its own: a line the reader passes on
+        # unparsed is sent from its bytes piece by piece, so that it is held once; a parsed one
+        # (keys to rename, surrogate escapes) is encoded once to UTF-8, and held at most twice
+        # at any time (bytes and text while decoded, text and value while parsed, text and
+        # UTF-8 while encoded).
+        records = json_records_or_lines(
+            f.path, stream, f.format, sensitive=sensitive, long_unparsed=not renamed
+        )
+        for record in records:
             number = record.number
-            del record
-            if len(text) < LONG_RECORD:
-                held += len(text)
-                texts.append(text)
-                rows.append(number)
+            data: bytes | memoryview
+            if isinstance(record, UnparsedRecord):
+                data = record.data
+                del record
+            else:
+                text = _json_text(record, renamed)
+                del record
+                if len(text) < LONG_RECORD:
+                    held += len(text)
+                    texts.append(text)
+                    rows.append(number)
+                    del text
+                    if len(texts) >= JSON_BATCH or held >= BATCH_TEXT:
+                        batch = _json_batch(schema, f.file_id, texts, rows)
+                        n, texts, rows, held = len(texts), [], [], 0
+                        data = enc.write_batch(batch)
+                        del batch
+                        yield data, n
+                        del data
+                    continue
+                data = text.encode("utf-8")
                 del text
-                if len(texts) >= JSON_BATCH or held >= BATCH_TEXT:
-                    batch = _json_batch(schema, f.file_id, texts, rows)
-                    n, texts, rows, held = len(texts), [], [], 0
-                    data = enc.write_batch(batch)
-                    del batch
-                    yield data, n
-                    del data
-                continue
             if texts:
                 batch = _json_batch(schema, f.file_id, texts, rows)
                 n, texts, rows, held = len(texts), [], [], 0
-                data = enc.write_batch(batch)
+                yield enc.write_batch(batch), n
                 del batch
-                yield data, n
-            data = text.encode("utf-8")
-            del text
             yield _RECORD_HEAD.pack(3, len(data) + 1, 1), 0
-            yield data, 0
+            for at in range(0, len(data), COPY_PIECE):
+                yield bytes(data[at : at + COPY_PIECE]), 0
             del data
             yield _RECORD_TAIL.pack(8, f.file_id, 8, number), 1
         if texts:

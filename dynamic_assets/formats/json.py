@@ -7,6 +7,10 @@ Every record must be an object; NaN and infinities are refused (JSON has no such
 are the NUL character, which Postgres cannot store, a lone UTF-16 surrogate escape (`\ud800`
 without its pair: not a character, refused by Postgres' jsonb) and nesting deeper than Python's
 parser reads. For a sensitive dataset an error never shows what the parser quoted from the file.
+A JSON Lines line of `LINE_PIECE` bytes or more can be passed on unparsed (`UnparsedRecord`): its
+bytes are judged against JSON's grammar without building text or value (`_plain_object`, which
+takes only what Python's json reads as an object); any other line is parsed, so a refusal keeps
+the parser's words and position.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
 import ijson
+import numpy as np
 
 from dynamic_assets.formats.errors import BrokenJsonArray, LoadError, NotAnObject
 
@@ -24,6 +29,7 @@ JSON_BATCH = 20_000  # records a staging batch holds
 _HEAD = 1 << 16  # bytes read to see the shape
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 TOO_DEEP = "the JSON is nested too deeply to read"
+NUL_ESCAPE = "a string contains the NUL character (\\u0000), which Postgres cannot store"
 LONE_SURROGATE = (
     "a string holds a lone UTF-16 surrogate (\\ud800 to \\udfff without its pair), "
     "which is not a character"
@@ -43,6 +49,18 @@ class JsonRecord(NamedTuple):
     def number(self) -> int:
         """The line or the row, whichever the record has."""
         return self.line if self.line is not None else self.row or 0
+
+
+class UnparsedRecord(NamedTuple):
+    """A long JSON Lines object passed on as the UTF-8 bytes of its line (without the blanks
+    around it), judged to be JSON but not parsed: `data` is the text Postgres reads."""
+
+    line: int
+    data: memoryview
+
+    @property
+    def number(self) -> int:
+        return self.line
 
 
 class ByteStream(Protocol):
@@ -93,6 +111,22 @@ def json_records(
 ) -> Iterator[JsonRecord]:
     """The records of a `json` or `jsonl` file read from `stream`; raises `LoadError` naming
     `path` and the line or row (with `sensitive`, without text from the file)."""
+    for record in json_records_or_lines(path, stream, fmt, sensitive=sensitive):
+        assert isinstance(record, JsonRecord)
+        yield record
+
+
+def json_records_or_lines(
+    path: str,
+    stream: ByteStream,
+    fmt: str,
+    *,
+    sensitive: bool = False,
+    long_unparsed: bool = False,
+) -> Iterator[JsonRecord | UnparsedRecord]:
+    """`json_records`; with `long_unparsed`, a JSON Lines line of `LINE_PIECE` bytes or more that
+    is plainly one object comes as an `UnparsedRecord`, refused or staged as its record would
+    be."""
     head = stream.read(_HEAD)
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -103,7 +137,13 @@ def json_records(
     if first == b"[" and fmt == "json":
         yield from _array_records(path, src, sensitive)
     elif first == b"{":
-        yield from _lines_records(path, src, sensitive, single_object_hint=fmt == "json")
+        yield from _lines_records(
+            path,
+            src,
+            sensitive,
+            single_object_hint=fmt == "json",
+            long_unparsed=long_unparsed,
+        )
     else:
         raise LoadError(
             path, "not a JSON array of objects nor JSON Lines (one object per line)", line=1
@@ -115,66 +155,218 @@ def _reject_constant(name: str) -> Any:
 
 
 def _lines_records(
-    path: str, src: _Prefixed, sensitive: bool, *, single_object_hint: bool = False
-) -> Iterator[JsonRecord]:
+    path: str,
+    src: _Prefixed,
+    sensitive: bool,
+    *,
+    single_object_hint: bool = False,
+    long_unparsed: bool = False,
+) -> Iterator[JsonRecord | UnparsedRecord]:
     lineno = 0
     raw: bytes | bytearray
     while raw := src.readline(LINE_PIECE):
         lineno += 1
         if len(raw) == LINE_PIECE and not raw.endswith(b"\n"):
             raw = _rest_of_line(src, raw)
-        # The line is decoded in place, without its surrounding blanks, and dropped: a long line
-        # is held once as bytes, then once as text beside its parsed value, then handed over
-        # with nothing here keeping it alive.
         start, end = _stripped(raw)
         if start == end:
             continue
-        try:
-            text = str(memoryview(raw)[start:end], "utf-8")
-        except UnicodeDecodeError as exc:
-            raise LoadError(
-                path,
-                f"not valid UTF-8 at column {exc.start + 1}",
-                line=lineno,
-                detail=f"byte 0x{raw[start + exc.start]:02x}",
-                sensitive=sensitive,
-            ) from None
-        del raw
-        try:
-            obj = json.loads(text, parse_constant=_reject_constant)
-        except RecursionError:
-            raise LoadError(path, TOO_DEEP, line=lineno) from None
-        except json.JSONDecodeError as exc:
-            raise _line_error(path, text, lineno, exc, sensitive, single_object_hint) from None
-        except ValueError as exc:  # NaN or an infinity
-            raise LoadError(
-                path, "not valid JSON", line=lineno, detail=str(exc), sensitive=sensitive
-            ) from None
-        if not isinstance(obj, dict):
-            raise NotAnObject(
-                path,
-                f"each line must be a JSON object, found {type(obj).__name__}",
-                obj,
-                line=lineno,
-                sensitive=sensitive,
-            )
-        if "\\u0000" in text:
-            raise LoadError(
-                path,
-                "a string contains the NUL character (\\u0000), which Postgres cannot store",
-                line=lineno,
-                sensitive=sensitive,
-            )
-        if _SURROGATE_ESCAPE.search(text) and not _encodable(path, obj, lineno):
-            raise LoadError(path, LONE_SURROGATE, line=lineno)
-        if len(text) < LINE_PIECE:
-            yield JsonRecord(lineno, None, obj, text)
+        if long_unparsed and end - start >= LINE_PIECE and _plain_object(raw, start, end):
+            if raw.find(b"\\u0000", start, end) >= 0:
+                raise LoadError(path, NUL_ESCAPE, line=lineno, sensitive=sensitive)
+            # A long line that is plainly one object is handed over as its bytes, never as
+            # text or value: the consumer holds its only reference.
+            unparsed = [UnparsedRecord(lineno, memoryview(raw)[start:end])]
+            del raw
+            yield unparsed.pop()
             continue
-        handed = [JsonRecord(lineno, None, obj, text)]
-        del obj, text
+        # Otherwise the line is decoded in place, without its surrounding blanks, and dropped:
+        # a long line is held once as bytes, then once as text beside its parsed value, then
+        # handed over with nothing here keeping it alive.
+        text = _decoded(path, raw, start, end, lineno, sensitive)
+        del raw
+        record = _parsed_line(path, text, lineno, sensitive, single_object_hint)
+        del text
+        if len(record.text) < LINE_PIECE:
+            yield record
+            continue
+        handed = [record]
+        del record
         # A long record is popped as it is yielded: the consumer holds its only reference, and
         # can drop its value (or text) as soon as it has passed it on.
         yield handed.pop()
+
+
+def _decoded(
+    path: str, raw: bytes | bytearray, start: int, end: int, lineno: int, sensitive: bool
+) -> str:
+    """The text of the line `raw[start:end]`."""
+    try:
+        return str(memoryview(raw)[start:end], "utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError(
+            path,
+            f"not valid UTF-8 at column {exc.start + 1}",
+            line=lineno,
+            detail=f"byte 0x{raw[start + exc.start]:02x}",
+            sensitive=sensitive,
+        ) from None
+
+
+def _parsed_line(
+    path: str, text: str, lineno: int, sensitive: bool, single_object_hint: bool
+) -> JsonRecord:
+    """The record of a line's text, parsed by Python's json."""
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise LoadError(path, TOO_DEEP, line=lineno) from None
+    except json.JSONDecodeError as exc:
+        raise _line_error(path, text, lineno, exc, sensitive, single_object_hint) from None
+    except ValueError as exc:  # NaN, an infinity, an integer of too many digits
+        raise LoadError(
+            path, "not valid JSON", line=lineno, detail=str(exc), sensitive=sensitive
+        ) from None
+    if not isinstance(obj, dict):
+        raise NotAnObject(
+            path,
+            f"each line must be a JSON object, found {type(obj).__name__}",
+            obj,
+            line=lineno,
+            sensitive=sensitive,
+        )
+    if "\\u0000" in text:
+        raise LoadError(path, NUL_ESCAPE, line=lineno, sensitive=sensitive)
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(path, obj, lineno):
+        raise LoadError(path, LONE_SURROGATE, line=lineno)
+    return JsonRecord(lineno, None, obj, text)
+
+
+# JSON's grammar (RFC 8259), which Python's json reads alike: a value of the grammar is never NaN,
+# an infinity or (bounded here) an integer of more digits than Python converts.
+_SPACES = re.compile(rb" *")  # JSON's other blanks are control characters, not taken
+_SCALAR = re.compile(rb"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false|null")
+# An escape: a character's, a \\u escape of no UTF-16 surrogate, or a high and low surrogate's
+# pair (as Python's json pairs them); a lone surrogate is left to the parser, which refuses it.
+_ESCAPE_PATTERN = (
+    rb'\\(?:["\\/bfnrt]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4}'
+    rb"|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+_ESCAPE = re.compile(_ESCAPE_PATTERN)
+_MAX_DIGITS = 4000  # an integer's digits Python converts (its limit is 4300)
+_MAX_DEPTH = 500  # nesting read without a parser's recursion (Python's reads to about 990)
+_KEY, _FIRST_KEY, _COLON, _VALUE, _FIRST_VALUE, _AFTER = range(6)
+
+
+def _plain_object(
+    buf: bytes | bytearray, start: int, end: int, *, bytes_per_token: int = 1024
+) -> bool:
+    """Whether `buf[start:end]` is UTF-8 text of one JSON object that Python's json reads as
+    one, with no control character (blanks other than spaces included), nested at most
+    `_MAX_DEPTH` deep, with no lone UTF-16 surrogate escape: judged on the bytes, building no
+    text and no value. A line of more than one string, escape or comma every `bytes_per_token`
+    bytes is not judged (the walk costs some microseconds a token, where the parser's are far
+    cheaper). False says nothing of the line: the parser then reads it."""
+    if buf[start] != 0x7B:  # "{"
+        return False
+    tokens = buf.count(b'"', start, end) + buf.count(b"\\", start, end)
+    if (tokens + buf.count(b",", start, end)) * bytes_per_token > end - start:
+        return False
+    if np.frombuffer(buf, np.uint8, end - start, start).min() < 0x20:
+        return False
+    if not _utf8(buf, start, end):
+        return False
+    closers = bytearray(b"}")
+    pos, state = start + 1, _FIRST_KEY
+    while True:
+        pos = _SPACES.match(buf, pos, end).end()  # type: ignore[union-attr]
+        if pos >= end:
+            return False
+        c = buf[pos]
+        if state == _AFTER:
+            if c == 0x2C:  # ","
+                state = _KEY if closers[-1] == 0x7D else _VALUE
+                pos += 1
+                continue
+            if c != closers[-1]:
+                return False
+            closers.pop()
+            pos += 1
+            if not closers:
+                return pos == end
+            continue
+        if state == _COLON:
+            if c != 0x3A:  # ":"
+                return False
+            state, pos = _VALUE, pos + 1
+            continue
+        if state in (_KEY, _FIRST_KEY):
+            if c == 0x7D and state == _FIRST_KEY:  # an empty object's "}", read as after a member
+                state = _AFTER
+                continue
+            if c != 0x22:  # '"'
+                return False
+            pos, state = _string_end(buf, pos, end), _COLON
+            if pos < 0:
+                return False
+            continue
+        if c in (0x7B, 0x5B):  # "{" or "["
+            if len(closers) >= _MAX_DEPTH:
+                return False
+            closers.append(c + 2)  # "}" or "]"
+            state, pos = (_FIRST_KEY if c == 0x7B else _FIRST_VALUE), pos + 1
+            continue
+        if c == 0x5D and state == _FIRST_VALUE:  # an empty array's "]", read as after an item
+            state = _AFTER
+            continue
+        if c == 0x22:
+            pos, state = _string_end(buf, pos, end), _AFTER
+            if pos < 0:
+                return False
+            continue
+        m = _SCALAR.match(buf, pos, end)
+        if m is None:
+            return False
+        if m[1] is not None and m[2] is None and m[3] is None and len(m[1]) > _MAX_DIGITS:
+            return False
+        pos, state = m.end(), _AFTER
+
+
+def _string_end(buf: bytes | bytearray, pos: int, end: int) -> int:
+    """Where the JSON string opening at `pos` ends (after its quote), or -1 if it is not one
+    (the line holds no control character): its quotes and escapes are found by byte search."""
+    pos += 1
+    quote = -1
+    while True:
+        if quote < pos:  # the first quote, or the one after an escape that ended past it
+            quote = buf.find(b'"', pos, end)
+            if quote < 0:
+                return -1
+        slash = buf.find(b"\\", pos, quote)
+        if slash < 0:
+            return quote + 1
+        esc = _ESCAPE.match(buf, slash, end)
+        if esc is None:
+            return -1
+        pos = esc.end()
+
+
+def _utf8(buf: bytes | bytearray, start: int, end: int) -> bool:
+    """Whether `buf[start:end]` is UTF-8 (as Python decodes it), decoded piece by piece."""
+    if buf.isascii():
+        return True
+    view = memoryview(buf)
+    while start < end:
+        stop = min(start + LINE_PIECE, end)
+        try:
+            str(view[start:stop], "utf-8")
+        except UnicodeDecodeError as exc:
+            # A character cut by the end of the piece is read again with the next one.
+            if stop == end or exc.reason != "unexpected end of data" or exc.start == 0:
+                return False
+            stop = start + exc.start
+        start = stop
+    return True
 
 
 _BLANKS = b" \t\n\r\x0b\x0c"
