@@ -48,6 +48,32 @@ _PAIRS = np.frombuffer(b"".join(f"{i:02d}".encode() for i in range(100)), dtype=
 )
 
 
+def _text_scalar(value: str) -> pa.Scalar:
+    """A string scalar made from its buffers: `pa.scalar` of a Python value (which pyarrow.compute
+    calls on one given as an argument) makes pyarrow import pandas, about 40 MB of the process,
+    to ask whether the value is a pandas object."""
+    data = value.encode()
+    offsets = np.array([0, len(data)], dtype=np.int32)
+    return pa.StringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(data))[0]
+
+
+_EMPTY, _DASH, _BC, _T, _COLON, _DOT, _Z, _V, _N, _INFINITY, _NEG_INFINITY = map(
+    _text_scalar, ["", "-", " BC", "T", ":", ".", "Z", "V", "N", "infinity", "-infinity"]
+)
+_NULL_TEXT = pa.nulls(1, pa.string())[0]
+
+
+def _integer_scalar(value: np.integer) -> pa.Scalar:
+    """An integer scalar made from its buffer (`pa.array` of a numpy array asks pandas too)."""
+    data = np.array([value])
+    type_ = pa.from_numpy_dtype(data.dtype)
+    return pa.Array.from_buffers(type_, 1, [None, pa.py_buffer(data)])[0]
+
+
+_ZERO_32 = _integer_scalar(np.int32(0))
+_ZERO_64 = _integer_scalar(np.int64(0))
+
+
 def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
     """A string array of the rows of the ASCII matrix `chars` (rows x width)."""
     n, k = chars.shape
@@ -91,6 +117,13 @@ def _plain(arr: pa.Array) -> pa.Array:
     return pa.concat_arrays([arr]) if arr.offset else arr
 
 
+def _values(arr: pa.Array, dtype: type[np.integer]) -> np.ndarray:
+    """The values of an integer array with no NULL, read from its buffer (`Array.to_numpy` makes
+    pyarrow import pandas)."""
+    arr = _plain(arr)
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr))
+
+
 def _pad(values: np.ndarray, width: int) -> pa.Array:
     return pc.utf8_lpad(pa.array(values).cast(pa.string()), width=width, padding="0")
 
@@ -115,9 +148,9 @@ def _ymd(days: np.ndarray, *, era: bool) -> pa.Array:
     y, m, d = _civil(days)
     bc = y <= 0
     year = np.where(bc, 1 - y, y)
-    text = pc.binary_join_element_wise(_pad(year, 4), _pad(m, 2), _pad(d, 2), "-")
+    text = pc.binary_join_element_wise(_pad(year, 4), _pad(m, 2), _pad(d, 2), _DASH)
     if era and bc.any():
-        text = pc.if_else(pa.array(bc), pc.binary_join_element_wise(text, " BC", ""), text)
+        text = pc.if_else(pa.array(bc), pc.binary_join_element_wise(text, _BC, _EMPTY), text)
     return text
 
 
@@ -126,8 +159,8 @@ def _infinite(values: np.ndarray, text: pa.Array) -> pa.Array:
     info = np.iinfo(values.dtype)
     pos, neg = values == info.max, values == info.min
     if pos.any() or neg.any():
-        text = pc.if_else(pa.array(pos), "infinity", text)
-        text = pc.if_else(pa.array(neg), "-infinity", text)
+        text = pc.if_else(pa.array(pos), _INFINITY, text)
+        text = pc.if_else(pa.array(neg), _NEG_INFINITY, text)
     return text
 
 
@@ -135,11 +168,11 @@ def _keep_nulls(arr: pa.Array, text: pa.Array) -> pa.Array:
     """`text` with NULL where `arr` is NULL."""
     if arr.null_count == 0:
         return text
-    return pc.if_else(pc.is_valid(arr), text, pa.scalar(None, pa.string()))
+    return pc.if_else(pc.is_valid(arr), text, _NULL_TEXT)
 
 
 def _date_text(arr: pa.Array) -> pa.Array:
-    days = arr.cast(pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
+    days = _values(arr.cast(pa.int32()).fill_null(_ZERO_32), np.int32)
     pg = days - np.int32(_PG_EPOCH_DAYS)  # wraps as the copy did
     y, m, d = _civil(pg.astype(np.int64) + _PG_EPOCH_DAYS)
     if len(y) and y.min() >= 1 and y.max() <= 9999:  # no infinity, no era, 4-digit years
@@ -153,7 +186,7 @@ def _date_text(arr: pa.Array) -> pa.Array:
 def _timestamp_text(arr: pa.Array) -> pa.Array:
     if arr.type.unit != "us":
         raise ArrowDigestError(f"a timestamp column in {arr.type.unit}, not microseconds")
-    us = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    us = _values(arr.cast(pa.int64()).fill_null(_ZERO_64), np.int64)
     pg = us - np.int64(_PG_EPOCH_US)  # wraps as the copy did
     days = np.floor_divide(pg, _US_PER_DAY)
     rem = pg - days * _US_PER_DAY
@@ -175,16 +208,16 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
         return _fixed_strings(out, _validity(arr))
     text = pc.binary_join_element_wise(
         _ymd(days + _PG_EPOCH_DAYS, era=False),
-        "T",
+        _T,
         _pad(hh, 2),
-        ":",
+        _COLON,
         _pad(mi, 2),
-        ":",
+        _COLON,
         _pad(ss, 2),
-        ".",
+        _DOT,
         _pad(micros, 6),
-        "Z",
-        "",
+        _Z,
+        _EMPTY,
     )
     return _keep_nulls(arr, _infinite(pg, text))
 
@@ -249,7 +282,15 @@ def canonical_text(arr: pa.Array, type_: str) -> pa.Array:
 
 # The prefixes `V<len>:` of texts up to 4095 bytes long, then `N` (a NULL's), taken by index.
 _SHORT = 4096
-_PREFIX = pa.array([f"V{n}:" for n in range(_SHORT)] + ["N"], pa.string())
+_PREFIX_TEXT = [f"V{n}:".encode() for n in range(_SHORT)] + [b"N"]
+# Built from its buffers: `pa.array` of a Python list makes pyarrow import pandas (about 40 MB
+# of the process) to ask whether the list is a pandas object.
+_SHORT_INDEX = _integer_scalar(np.int64(_SHORT))
+_PREFIX = pa.StringArray.from_buffers(
+    len(_PREFIX_TEXT),
+    pa.py_buffer(np.cumsum([0] + [len(t) for t in _PREFIX_TEXT], dtype=np.int32)),
+    pa.py_buffer(b"".join(_PREFIX_TEXT)),
+)
 
 
 def _prefixes(text: pa.Array) -> pa.Array:
@@ -257,8 +298,12 @@ def _prefixes(text: pa.Array) -> pa.Array:
     lengths = pc.binary_length(text)
     longest = pc.max(lengths).as_py()
     if longest is not None and longest >= _SHORT:
-        return pc.binary_join_element_wise("V", lengths.cast(pa.string()), ":", "").fill_null("N")
-    return _PREFIX.take(lengths.fill_null(_SHORT) if text.null_count else lengths)
+        return pc.binary_join_element_wise(_V, lengths.cast(pa.string()), _COLON, _EMPTY).fill_null(
+            _N
+        )
+    return _PREFIX.take(
+        lengths.fill_null(_SHORT_INDEX.cast(lengths.type)) if text.null_count else lengths
+    )
 
 
 def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
@@ -272,10 +317,12 @@ def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
         # The short `V<len>:` / `N` prefixes apart, so each value's text is copied once, by the
         # one join of all columns below.
         parts.append(_prefixes(text))
-        parts.append(text.fill_null("") if text.null_count else text)
+        parts.append(text.fill_null(_EMPTY) if text.null_count else text)
     if not parts:
-        return pa.array([b""] * batch.num_rows, pa.binary())
-    return pc.binary_join_element_wise(*parts, "").cast(pa.binary())
+        n = batch.num_rows
+        offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int32))
+        return pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(b"")])
+    return pc.binary_join_element_wise(*parts, _EMPTY).cast(pa.binary())
 
 
 def row_hashes(texts: pa.Array) -> bytes:
