@@ -117,6 +117,17 @@ def _plain(arr: pa.Array) -> pa.Array:
     return pa.concat_arrays([arr]) if arr.offset else arr
 
 
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array of integers or booleans as an Arrow array with no NULL, built from its buffer
+    (`pa.array` asks pandas whether the array is a pandas object)."""
+    if values.dtype == np.bool_:
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+    values = np.ascontiguousarray(values)
+    type_ = pa.from_numpy_dtype(values.dtype)
+    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(values)])
+
+
 def _values(arr: pa.Array, dtype: type[np.integer]) -> np.ndarray:
     """The values of an integer array with no NULL, read from its buffer (`Array.to_numpy` makes
     pyarrow import pandas)."""
@@ -125,7 +136,7 @@ def _values(arr: pa.Array, dtype: type[np.integer]) -> np.ndarray:
 
 
 def _pad(values: np.ndarray, width: int) -> pa.Array:
-    return pc.utf8_lpad(pa.array(values).cast(pa.string()), width=width, padding="0")
+    return pc.utf8_lpad(_arrow(values).cast(pa.string()), width=width, padding="0")
 
 
 def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,7 +161,7 @@ def _ymd(days: np.ndarray, *, era: bool) -> pa.Array:
     year = np.where(bc, 1 - y, y)
     text = pc.binary_join_element_wise(_pad(year, 4), _pad(m, 2), _pad(d, 2), _DASH)
     if era and bc.any():
-        text = pc.if_else(pa.array(bc), pc.binary_join_element_wise(text, _BC, _EMPTY), text)
+        text = pc.if_else(_arrow(bc), pc.binary_join_element_wise(text, _BC, _EMPTY), text)
     return text
 
 
@@ -159,8 +170,8 @@ def _infinite(values: np.ndarray, text: pa.Array) -> pa.Array:
     info = np.iinfo(values.dtype)
     pos, neg = values == info.max, values == info.min
     if pos.any() or neg.any():
-        text = pc.if_else(pa.array(pos), _INFINITY, text)
-        text = pc.if_else(pa.array(neg), _NEG_INFINITY, text)
+        text = pc.if_else(_arrow(pos), _INFINITY, text)
+        text = pc.if_else(_arrow(neg), _NEG_INFINITY, text)
     return text
 
 
