@@ -33,7 +33,10 @@ from dynamic_assets.declarations.model import Column
 from dynamic_assets.read.frames import typed_table
 
 ROW_GROUP_ROWS = 65_536
-SPOOL_BYTES = 32 * 1024 * 1024
+# A file up to this size stays in memory, a larger one goes to a temporary file on disk: a larger
+# in-memory spool is held whole, and copied once more when it spills (32 MiB peaked 28 MB higher
+# when archiving 2,000,000 rows).
+SPOOL_BYTES = 4 * 1024 * 1024
 # The governance columns of a curated row (not validated as declared names: they start with '_',
 # which declarations may not). The first two say where each row came from and order the file.
 GOVERNANCE = [
