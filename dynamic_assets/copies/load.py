@@ -243,7 +243,9 @@ def digest_copy(
     """The row count and content digest (over the record's schema) of the Parquet file in
     `source`, every column of which is read and decoded."""
     try:
-        parquet = pq.ParquetFile(source)
+        # Each column chunk read when it is decoded: pre-buffering would read up to 32 MiB of
+        # the file at once, ahead of the rows digested.
+        parquet = pq.ParquetFile(source, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
         raise CopyError(f"is not readable Parquet: {exc}") from None
     names = [c.name for c in [*columns, *governance]]

@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import psycopg
 import pyarrow as pa
@@ -61,8 +61,10 @@ from dynamic_assets.db.tables import (
 from dynamic_assets.declarations.model import HNSW_MAX_DIM, Column
 from dynamic_assets.drive.base import Drive
 from dynamic_assets.lifecycle import encryption
-from dynamic_assets.provenance.checks import ArchiveCopy, ArchiveReader
 from dynamic_assets.provenance.fingerprint import FingerprintError
+
+if TYPE_CHECKING:
+    from dynamic_assets.provenance.checks import ArchiveCopy, ArchiveReader
 
 CHUNK = 1024 * 1024
 Step = Callable[[str], None]
@@ -434,6 +436,8 @@ def archive_reader(db: Database, drive: Drive) -> ArchiveReader:
     drive, its SHA-256 compared with the one recorded when it was archived, and its rows loaded
     beside the version's partition and digested against the fingerprint `record` (whatever the
     SHA-256 says: the digest is what proves the rows); nothing is kept."""
+    # The verifier's module (with its TON and HTTP clients) only here, not in an archiving process.
+    from dynamic_assets.provenance.checks import ArchiveCopy
 
     def read(dataset: str, version: str, record: dict[str, Any]) -> ArchiveCopy:
         with db.connect() as conn:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dynamic_assets.declarations.model import VECTOR_TYPE
-from dynamic_assets.formats.arrays import strings
+from dynamic_assets.formats import arrays
 
 _HEX = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint8).reshape(
     256, 2
@@ -47,6 +47,17 @@ _HEX16 = (
 _PAIRS = np.frombuffer(b"".join(f"{i:02d}".encode() for i in range(100)), dtype=np.uint8).reshape(
     100, 2
 )
+
+
+# The scalars given to compute functions, made without pandas (`formats.arrays`).
+_EMPTY, _DASH, _BC, _T, _COLON, _DOT, _Z, _V, _N, _INFINITY, _NEG_INFINITY = map(
+    arrays.text, ["", "-", " BC", "T", ":", ".", "Z", "V", "N", "infinity", "-infinity"]
+)
+_NULL_TEXT = arrays.null(pa.string())
+
+
+_ZERO_32 = arrays.numbers(np.zeros(1, dtype=np.int32))[0]
+_ZERO_64 = arrays.numbers(np.zeros(1, dtype=np.int64))[0]
 
 
 def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
@@ -92,8 +103,20 @@ def _plain(arr: pa.Array) -> pa.Array:
     return pa.concat_arrays([arr]) if arr.offset else arr
 
 
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array of integers or booleans as an Arrow array with no NULL, without pandas."""
+    return arrays.booleans(values) if values.dtype == np.bool_ else arrays.numbers(values)
+
+
+def _values(arr: pa.Array, dtype: type[np.integer]) -> np.ndarray:
+    """The values of an integer array with no NULL, read from its buffer (`Array.to_numpy` makes
+    pyarrow import pandas)."""
+    arr = _plain(arr)
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr))
+
+
 def _pad(values: np.ndarray, width: int) -> pa.Array:
-    return pc.utf8_lpad(pa.array(values).cast(pa.string()), width=width, padding="0")
+    return pc.utf8_lpad(_arrow(values).cast(pa.string()), width=width, padding="0")
 
 
 def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,9 +139,9 @@ def _ymd(days: np.ndarray, *, era: bool) -> pa.Array:
     y, m, d = _civil(days)
     bc = y <= 0
     year = np.where(bc, 1 - y, y)
-    text = pc.binary_join_element_wise(_pad(year, 4), _pad(m, 2), _pad(d, 2), "-")
+    text = pc.binary_join_element_wise(_pad(year, 4), _pad(m, 2), _pad(d, 2), _DASH)
     if era and bc.any():
-        text = pc.if_else(pa.array(bc), pc.binary_join_element_wise(text, " BC", ""), text)
+        text = pc.if_else(_arrow(bc), pc.binary_join_element_wise(text, _BC, _EMPTY), text)
     return text
 
 
@@ -127,8 +150,8 @@ def _infinite(values: np.ndarray, text: pa.Array) -> pa.Array:
     info = np.iinfo(values.dtype)
     pos, neg = values == info.max, values == info.min
     if pos.any() or neg.any():
-        text = pc.if_else(pa.array(pos), "infinity", text)
-        text = pc.if_else(pa.array(neg), "-infinity", text)
+        text = pc.if_else(_arrow(pos), _INFINITY, text)
+        text = pc.if_else(_arrow(neg), _NEG_INFINITY, text)
     return text
 
 
@@ -136,11 +159,11 @@ def _keep_nulls(arr: pa.Array, text: pa.Array) -> pa.Array:
     """`text` with NULL where `arr` is NULL."""
     if arr.null_count == 0:
         return text
-    return pc.if_else(pc.is_valid(arr), text, pa.scalar(None, pa.string()))
+    return pc.if_else(pc.is_valid(arr), text, _NULL_TEXT)
 
 
 def _date_text(arr: pa.Array) -> pa.Array:
-    days = arr.cast(pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
+    days = _values(arr.cast(pa.int32()).fill_null(_ZERO_32), np.int32)
     pg = days - np.int32(_PG_EPOCH_DAYS)  # wraps as the copy did
     y, m, d = _civil(pg.astype(np.int64) + _PG_EPOCH_DAYS)
     if len(y) and y.min() >= 1 and y.max() <= 9999:  # no infinity, no era, 4-digit years
@@ -154,7 +177,7 @@ def _date_text(arr: pa.Array) -> pa.Array:
 def _timestamp_text(arr: pa.Array) -> pa.Array:
     if arr.type.unit != "us":
         raise ArrowDigestError(f"a timestamp column in {arr.type.unit}, not microseconds")
-    us = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    us = _values(arr.cast(pa.int64()).fill_null(_ZERO_64), np.int64)
     pg = us - np.int64(_PG_EPOCH_US)  # wraps as the copy did
     days = np.floor_divide(pg, _US_PER_DAY)
     rem = pg - days * _US_PER_DAY
@@ -176,16 +199,16 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
         return _fixed_strings(out, _validity(arr))
     text = pc.binary_join_element_wise(
         _ymd(days + _PG_EPOCH_DAYS, era=False),
-        "T",
+        _T,
         _pad(hh, 2),
-        ":",
+        _COLON,
         _pad(mi, 2),
-        ":",
+        _COLON,
         _pad(ss, 2),
-        ".",
+        _DOT,
         _pad(micros, 6),
-        "Z",
-        "",
+        _Z,
+        _EMPTY,
     )
     return _keep_nulls(arr, _infinite(pg, text))
 
@@ -250,7 +273,8 @@ def canonical_text(arr: pa.Array, type_: str) -> pa.Array:
 
 # The prefixes `V<len>:` of texts up to 4095 bytes long, then `N` (a NULL's), taken by index.
 _SHORT = 4096
-_PREFIX = strings([f"V{n}:" for n in range(_SHORT)] + ["N"])
+_SHORT_INDEX = arrays.numbers(np.array([_SHORT], dtype=np.int64))[0]
+_PREFIX = arrays.strings([f"V{n}:" for n in range(_SHORT)] + ["N"])
 
 
 def _prefixes(text: pa.Array) -> pa.Array:
@@ -258,8 +282,12 @@ def _prefixes(text: pa.Array) -> pa.Array:
     lengths = pc.binary_length(text)
     longest = pc.max(lengths).as_py()
     if longest is not None and longest >= _SHORT:
-        return pc.binary_join_element_wise("V", lengths.cast(pa.string()), ":", "").fill_null("N")
-    return _PREFIX.take(lengths.fill_null(_SHORT) if text.null_count else lengths)
+        return pc.binary_join_element_wise(_V, lengths.cast(pa.string()), _COLON, _EMPTY).fill_null(
+            _N
+        )
+    return _PREFIX.take(
+        lengths.fill_null(_SHORT_INDEX.cast(lengths.type)) if text.null_count else lengths
+    )
 
 
 def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
@@ -273,10 +301,10 @@ def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
         # The short `V<len>:` / `N` prefixes apart, so each value's text is copied once, by the
         # one join of all columns below.
         parts.append(_prefixes(text))
-        parts.append(text.fill_null("") if text.null_count else text)
+        parts.append(text.fill_null(_EMPTY) if text.null_count else text)
     if not parts:
-        return pa.array([b""] * batch.num_rows, pa.binary())
-    return pc.binary_join_element_wise(*parts, "").cast(pa.binary())
+        return arrays.strings([b""] * batch.num_rows, pa.binary())
+    return pc.binary_join_element_wise(*parts, _EMPTY).cast(pa.binary())
 
 
 def row_hashes(texts: pa.Array) -> bytes:

@@ -4,6 +4,8 @@ of docs/fingerprint-vectors.json and with `content_digest` computed by Postgres 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -180,3 +182,38 @@ def test_a_null_vector_is_exported_read_back_and_digested(db):
     assert typed.schema.field("v").type == pa.list_(pa.float32(), 3)
     pg, arrow = _both(db, "nullvec", "a", HOSTILE_COLUMNS)
     assert arrow == pg
+
+
+# An archiving process: exports the version and digests its copy, then says what it loaded.
+_ARCHIVING = """
+import json, sys
+import dynamic_assets.lifecycle.archive
+from dynamic_assets.copies.export import ROW_ORIGIN, export_version
+from dynamic_assets.copies.load import digest_copy
+from dynamic_assets.db import Database
+from dynamic_assets.declarations.model import Column
+uri, name, version, columns = json.loads(sys.argv[1])
+cols = [Column.model_construct(**c) for c in columns]
+with export_version(Database(uri), name, version, cols, governance=ROW_ORIGIN) as exported:
+    record = {"schema": {"columns": columns}}
+    got = digest_copy(cols, record, exported.file, governance=ROW_ORIGIN)
+    print(json.dumps([got.rows, got.hexdigest(), "pandas" in sys.modules]))
+"""
+
+
+def test_an_archiving_process_digests_hostile_values_without_loading_pandas(db):
+    """Exporting and digesting a copy takes no pandas (about 40 MB of the process's peak memory
+    when archiving), and its digest is still Postgres'."""
+    rows = [list(r) for r in HOSTILE + ORDINARY]
+    rows[1][7] = None
+    _table(db, "nopandas", HOSTILE_COLUMNS, {"a": rows})
+    with db.connect() as conn:
+        want = content_digest(conn, "nopandas", "a", HOSTILE_COLUMNS)
+    argument = json.dumps([db.uri, "nopandas", "a", HOSTILE_COLUMNS])
+    done = subprocess.run(
+        [sys.executable, "-c", _ARCHIVING, argument], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    rows_got, digest, pandas_loaded = json.loads(done.stdout)
+    assert (rows_got, digest) == (want.rows, want.digest)
+    assert not pandas_loaded
