@@ -156,7 +156,9 @@ def _plaintext(
         yield cast(IO[bytes], plain)
 
 
-def _upload(drive: Drive, path: str, spool: IO[bytes], size: int) -> None:
+def upload_file(drive: Drive, path: str, spool: IO[bytes], size: int) -> None:
+    """`spool`'s `size` bytes to the drive's `path`, replacing a file there (through an upload
+    session where the drive has one)."""
     spool.seek(0)
     upload = getattr(drive, "upload", None)
     if upload is not None:
@@ -165,7 +167,7 @@ def _upload(drive: Drive, path: str, spool: IO[bytes], size: int) -> None:
         drive.write_bytes(path, spool.read(), overwrite=True)
 
 
-def _download(drive: Drive, path: str, where: str) -> tuple[IO[bytes], str]:
+def download_file(drive: Drive, path: str, where: str) -> tuple[IO[bytes], str]:
     """The drive's file in a spooled temporary file (the caller closes it), with its SHA-256."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned
     digest = hashlib.sha256()
@@ -213,7 +215,7 @@ def verify_copy(
     SHA-256) and against the version's fingerprint (row count and content digest, recomputed
     from the file's rows as it is read: `copies.load.check_copy`); nothing is kept."""
     where = f"{reg.where} (archive tier)"
-    spool, got = _download(drive, path, where)
+    spool, got = download_file(drive, path, where)
     with spool:
         if got != sha256:
             raise ArchiveError(
@@ -289,7 +291,7 @@ def archive_version(
                     f"records {reg.record['rows']['count']}; nothing was archived"
                 )
             try:
-                _upload(drive, path, file, size)
+                upload_file(drive, path, file, size)
             except OSError as exc:
                 raise ArchiveError(
                     f"{reg.where} (archive tier): uploading {path} failed: {exc}"
@@ -366,7 +368,7 @@ def _archived_file(drive: Drive, reg: Registered, refusal: str) -> tuple[dict[st
             f"{reg.where} (archive tier): the archive file was written for fingerprint "
             f"{found.get('fingerprint')}, the version's is {reg.fingerprint}"
         )
-    spool, got = _download(drive, found["path"], f"{reg.where} (archive tier)")
+    spool, got = download_file(drive, found["path"], f"{reg.where} (archive tier)")
     if got != found["sha256"]:
         spool.close()
         raise ArchiveError(
@@ -446,7 +448,7 @@ def archive_reader(db: Database, drive: Drive) -> ArchiveReader:
         if reg.tier != "archive" or not found:
             raise ArchiveError(f"{reg.where} is in the {reg.tier} tier, not in the archive")
         where = f"{reg.where} (archive tier)"
-        spool, sha256 = _download(drive, found["path"], where)
+        spool, sha256 = download_file(drive, found["path"], where)
         same = sha256 == found["sha256"]
         with spool:
             try:

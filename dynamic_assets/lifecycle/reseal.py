@@ -34,9 +34,9 @@ from dynamic_assets.lifecycle import encryption
 from dynamic_assets.lifecycle.archive import (
     ArchiveError,
     Step,
-    _download,
-    _upload,
+    download_file,
     registered,
+    upload_file,
     verify_copy,
 )
 
@@ -134,7 +134,7 @@ def reseal_version(
                 f"{found.get('fingerprint')}, the version's is {reg.fingerprint}; not encrypted"
             )
         sealed_path = f"{plain_path}.enc"
-        plain, got = _download(drive, plain_path, where)
+        plain, got = download_file(drive, plain_path, where)
         with plain, tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as sealed:
             if got != found["sha256"]:
                 raise ArchiveError(
@@ -146,7 +146,7 @@ def reseal_version(
             sealed.seek(0)
             sha256 = hashlib.file_digest(sealed, "sha256").hexdigest()
             try:
-                _upload(drive, sealed_path, sealed, size)
+                upload_file(drive, sealed_path, sealed, size)
             except OSError as exc:
                 raise ArchiveError(f"{where}: uploading {sealed_path} failed: {exc}") from None
         step("uploaded")
