@@ -15,7 +15,8 @@ own process:
     RSS (VmHWM of the process), with the step times the run recorded in `etl_runs`;
   - a second `dynamic-assets run --no-train` with nothing new to do;
   - `read_curated` of the version against the physical limit, the same rows read by binary
-    `COPY ... TO` into Arrow through ADBC, and `pandas.read_sql`.
+    `COPY ... TO` into Arrow through ADBC (alternating, 3 times each, the median), and
+    `pandas.read_sql` (once).
 
 The figures go to stdout as Markdown and to `benchmarks/.data/end_to_end.json`.
 """
@@ -311,8 +312,13 @@ print(json.dumps({"seconds": s, "rows": len(df)}))
 """
 
 
-def _reads(env: dict[str, str], uri: str) -> dict:
+def _reads(env: dict[str, str], uri: str, rounds: int = 3) -> dict:
+    """`read_curated` and binary COPY into Arrow, alternating, `rounds` times each (the median
+    and every figure kept), then `pandas.read_sql` once; each in a fresh process."""
+    import statistics
+
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(uri) as conn:
         names = [
@@ -324,23 +330,37 @@ def _reads(env: dict[str, str], uri: str) -> dict:
                 (DATASET,),
             ).fetchall()
         ]
-    query = (
-        "SELECT " + ", ".join(f'"{n}"' for n in names) + f" FROM ai_curated.{DATASET} "
-        f"WHERE dataset_version = '{VERSION}'"
-    )
-    out = {}
-    for label, code, args in (
-        ("read_curated", READ, [DATASET, VERSION]),
-        ("adbc_copy", ADBC, [uri, query]),
-        ("pandas_read_sql", PANDAS, [uri, query]),
-    ):
+        query = (
+            sql.SQL("SELECT {} FROM {} WHERE dataset_version = {}")
+            .format(
+                sql.SQL(", ").join(sql.Identifier(n) for n in names),
+                sql.Identifier("ai_curated", DATASET),
+                sql.Literal(VERSION),
+            )
+            .as_string(conn)
+        )
+
+    def once(code: str, args: list[str]) -> dict:
         done = subprocess.run(
             [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
         )
         if done.returncode:
-            out[label] = {"error": done.stderr.strip().splitlines()[-1:]}
-        else:
-            out[label] = json.loads(done.stdout.strip().splitlines()[-1])
+            return {"error": done.stderr.strip().splitlines()[-1:]}
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    runs: dict[str, list[dict]] = {"read_curated": [], "adbc_copy": []}
+    for _ in range(rounds):
+        runs["read_curated"].append(once(READ, [DATASET, VERSION]))
+        runs["adbc_copy"].append(once(ADBC, [uri, query]))
+    out: dict[str, dict] = {}
+    for label, results in runs.items():
+        failed = [r for r in results if "error" in r]
+        if failed:
+            out[label] = failed[0]
+            continue
+        seconds = [r["seconds"] for r in results]
+        out[label] = {**results[0], "seconds": statistics.median(seconds), "each": seconds}
+    out["pandas_read_sql"] = once(PANDAS, [uri, query])
     return out
 
 
