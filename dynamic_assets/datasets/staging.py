@@ -22,8 +22,10 @@ eTag and modified time; a file that moved meanwhile is refused as `FileChanged`.
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
+import math
 import os
 import queue
 import struct
@@ -337,7 +339,7 @@ def _read_file(
     try:
         rows = _pipe_copy(conn, copy_sql, source.produce)
     except psycopg.errors.DataError as exc:
-        raise _copy_error(f.path, exc, ds.sensitive) from None
+        raise _copy_error(f.path, exc, ds.sensitive, source.located) from None
     except psycopg.Error as exc:
         raise LoadError(
             f.path,
@@ -360,19 +362,28 @@ def _read_file(
     )
 
 
-def _copy_error(path: str, exc: psycopg.Error, sensitive: bool) -> LoadError:
+def _copy_error(
+    path: str,
+    exc: psycopg.Error,
+    sensitive: bool,
+    located: Callable[[int], dict[str, int]] | None = None,
+) -> LoadError:
+    """The refusal of a value by the COPY, at the file's row or line of the tuple Postgres names
+    (its context says `line N` for the Nth tuple of the stream)."""
     ctx = exc.diag.context or ""
-    row = None
+    where: dict[str, int] = {}
     marker = ", line "
     if marker in ctx:
         try:
-            row = int(ctx.split(marker, 1)[1].split(",", 1)[0].split(":", 1)[0])
+            tuple_number = int(ctx.split(marker, 1)[1].split(",", 1)[0].split(":", 1)[0])
         except ValueError:
-            row = None
+            pass
+        else:
+            where = located(tuple_number) if located else {"row": tuple_number}
     return LoadError(
         path,
         "value rejected by Postgres",
-        row=row,
+        **where,
         detail=exc.diag.message_primary or "",
         sensitive=sensitive,
     )
@@ -460,6 +471,8 @@ class _Source:
     finish: Callable[[], tuple[str, int]]
     source_types: dict[str, str] | None = None  # Parquet: set by `produce`
     forms_judged: bool = False  # CSV: set by `produce` once every value was judged in its form
+    # Where the COPY's Nth tuple is in the file ({"line": n} or {"row": n}); None: row N.
+    located: Callable[[int], dict[str, int]] | None = None
 
 
 def _lineage_schema(data: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -537,6 +550,7 @@ BATCH_TEXT = 8 << 20  # characters of JSON text a batch holds at most (beside `J
 # field's length and version byte before the record's UTF-8 text, the two lineage fields after.
 _RECORD_HEAD = struct.Struct("!hiB")
 _RECORD_TAIL = struct.Struct("!iqiq")
+_TRAILER = b"\xff\xff"  # the end of a binary COPY stream (a tuple of -1 fields)
 
 
 def _json_source(ds: Dataset, f: SourceFile) -> _Source:
@@ -544,11 +558,21 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
     sensitive = ds.sensitive
     renamed = _renamed_keys(ds)
     state: dict = {}
+    # Where each tuple is in the file, kept as the tuple numbers from which the record's number
+    # (line or row) is the tuple's plus an offset that changed there (at blank lines): a few
+    # entries whatever the file's size.
+    shifts: list[tuple[int, int]] = []
+    label = "line" if f.format == "jsonl" else "row"
+
+    def located(tuple_number: int) -> dict[str, int]:
+        at = bisect.bisect_right(shifts, (tuple_number, math.inf)) - 1
+        return {label: tuple_number + (shifts[at][1] if at >= 0 else 0)}
 
     def produce() -> Iterator[tuple[bytes, int]]:
         stream = state["stream"] = HashingReader(f.open())
         enc = _encoder(schema, jsonb={RECORD_COLUMN})
         yield enc.write_header(), 0
+        sent = 0  # tuples, in the order the server reads them
         texts: list[str] = []
         rows: list[int] = []
         held = 0  # characters in `texts`
@@ -564,6 +588,9 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
         )
         for record in records:
             number = record.number
+            sent += 1
+            if number - sent != (shifts[-1][1] if shifts else 0):
+                shifts.append((sent, number - sent))
             data: bytes | memoryview
             if isinstance(record, UnparsedRecord):
                 data = record.data
@@ -591,6 +618,14 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
                 n, texts, rows, held = len(texts), [], [], 0
                 yield enc.write_batch(batch), n
                 del batch
+            # pgpq holds back the tuples of small batches until its buffer fills: they go out
+            # first (its stream without the trailer), and a new encoder goes on after the long
+            # record, so that the server reads the tuples in the file's order.
+            pending = enc.finish()
+            assert pending.endswith(_TRAILER), "pgpq's stream ends with the COPY trailer"
+            enc = _encoder(schema, jsonb={RECORD_COLUMN})
+            enc.write_header()  # already sent
+            yield pending[: -len(_TRAILER)], 0
             yield _RECORD_HEAD.pack(3, len(data) + 1, 1), 0
             for at in range(0, len(data), COPY_PIECE):
                 yield bytes(data[at : at + COPY_PIECE]), 0
@@ -608,7 +643,7 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
     def finish() -> tuple[str, int]:
         return state["stream"].finish()
 
-    return _Source(schema.names, produce, finish)
+    return _Source(schema.names, produce, finish, located=located)
 
 
 def _json_batch(schema, file_id: int, texts: list[str], rows: list[int]) -> pa.RecordBatch:
