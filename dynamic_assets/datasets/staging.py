@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import io
-import json
 import math
 import os
 import queue
@@ -69,6 +68,7 @@ from dynamic_assets.formats.json import (
     LINE_PIECE,
     JsonRecord,
     UnparsedRecord,
+    dumps,
     json_records_or_lines,
 )
 from dynamic_assets.formats.parquet import (
@@ -538,7 +538,7 @@ def _json_text(record: JsonRecord, renamed: dict[str, str]) -> str:
     value = {
         renamed.get(k, k): v for k, v in record.value.items() if k in renamed or k not in targets
     }
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return dumps(value)
 
 
 # Characters of JSON text from which a record is sent as a tuple of its own (the reader hands such
@@ -584,7 +584,12 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
         # at any time (bytes and text while decoded, text and value while parsed, text and
         # UTF-8 while encoded).
         records = json_records_or_lines(
-            f.path, stream, f.format, sensitive=sensitive, long_unparsed=not renamed
+            f.path,
+            stream,
+            f.format,
+            sensitive=sensitive,
+            long_unparsed=not renamed,
+            exact_numbers=bool(renamed),  # written back by `dumps`, each number as it was
         )
         for record in records:
             number = record.number

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import ijson
 import numpy as np
+import simplejson
 
 from dynamic_assets.formats.errors import BrokenJsonArray, LoadError, NotAnObject
 
@@ -34,6 +36,13 @@ LONE_SURROGATE = (
     "a string holds a lone UTF-16 surrogate (\\ud800 to \\udfff without its pair), "
     "which is not a character"
 )
+
+
+def dumps(value: Any) -> str:
+    """The JSON text of a parsed value whose numbers are exact (integers of any size, a
+    `Decimal` for any other number): each written as the file wrote it, so that Postgres' jsonb
+    reads the file's number, not a double's rounding of it (`1.50` stays `1.50`)."""
+    return simplejson.dumps(value, ensure_ascii=False, use_decimal=True, allow_nan=False)
 
 
 class JsonRecord(NamedTuple):
@@ -123,10 +132,13 @@ def json_records_or_lines(
     *,
     sensitive: bool = False,
     long_unparsed: bool = False,
+    exact_numbers: bool = False,
 ) -> Iterator[JsonRecord | UnparsedRecord]:
     """`json_records`; with `long_unparsed`, a JSON Lines line of `LINE_PIECE` bytes or more that
     is plainly one object comes as an `UnparsedRecord`, refused or staged as its record would
-    be."""
+    be; with `exact_numbers`, a JSON Lines record's value holds its non-integer numbers as
+    `Decimal`, for `dumps` to write them back as they were (a JSON Lines line's own text is
+    otherwise what is staged)."""
     head = stream.read(_HEAD)
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -143,6 +155,7 @@ def json_records_or_lines(
             sensitive,
             single_object_hint=fmt == "json",
             long_unparsed=long_unparsed,
+            exact_numbers=exact_numbers,
         )
     else:
         raise LoadError(
@@ -161,6 +174,7 @@ def _lines_records(
     *,
     single_object_hint: bool = False,
     long_unparsed: bool = False,
+    exact_numbers: bool = False,
 ) -> Iterator[JsonRecord | UnparsedRecord]:
     lineno = 0
     raw: bytes | bytearray
@@ -185,7 +199,7 @@ def _lines_records(
         # handed over with nothing here keeping it alive.
         text = _decoded(path, raw, start, end, lineno, sensitive)
         del raw
-        record = _parsed_line(path, text, lineno, sensitive, single_object_hint)
+        record = _parsed_line(path, text, lineno, sensitive, single_object_hint, exact_numbers)
         del text
         if len(record.text) < LINE_PIECE:
             yield record
@@ -214,11 +228,18 @@ def _decoded(
 
 
 def _parsed_line(
-    path: str, text: str, lineno: int, sensitive: bool, single_object_hint: bool
+    path: str,
+    text: str,
+    lineno: int,
+    sensitive: bool,
+    single_object_hint: bool,
+    exact_numbers: bool = False,
 ) -> JsonRecord:
-    """The record of a line's text, parsed by Python's json."""
+    """The record of a line's text, parsed by Python's json (non-integer numbers as `Decimal`
+    with `exact_numbers`)."""
+    exact: dict[str, Any] = {"parse_float": Decimal} if exact_numbers else {}
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, **exact)
     except RecursionError:
         raise LoadError(path, TOO_DEEP, line=lineno) from None
     except json.JSONDecodeError as exc:
@@ -425,7 +446,7 @@ def _line_error(
 def _encodable(path: str, obj: Any, lineno: int) -> bool:
     """Whether every string of a parsed value (keys included) is text UTF-8 can hold."""
     try:
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        simplejson.dumps(obj, ensure_ascii=False, use_decimal=True).encode("utf-8")
     except UnicodeEncodeError:
         return False
     except RecursionError:
@@ -436,6 +457,9 @@ def _encodable(path: str, obj: Any, lineno: int) -> bool:
 def _array_records(path: str, src: _Prefixed, sensitive: bool) -> Iterator[JsonRecord]:
     index = 0
     try:
+        # Numbers as floats, and integers within 64 bits (beyond, the parser refuses them): the
+        # C parser's exact numbers crash the interpreter on an integer of more digits than
+        # Python converts (4,300), which a hostile file can hold.
         for obj in ijson.items(src, "item", use_float=True):
             index += 1
             if not isinstance(obj, dict):
@@ -447,7 +471,7 @@ def _array_records(path: str, src: _Prefixed, sensitive: bool) -> Iterator[JsonR
                     sensitive=sensitive,
                 )
             try:
-                text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+                text = dumps(obj)
             except RecursionError:
                 raise LoadError(
                     path, f"array item {index} is nested too deeply to read", row=index
