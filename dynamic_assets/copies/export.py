@@ -30,6 +30,7 @@ from psycopg import sql
 from dynamic_assets.db import Database
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Column
+from dynamic_assets.formats import arrays
 from dynamic_assets.read.frames import typed_table
 
 ROW_GROUP_ROWS = 65_536
@@ -126,11 +127,11 @@ def parquet_schema(
 ) -> pa.Schema:
     """The file's schema: `cols` with their declared types, the dataset and version (and the
     fingerprint when given) as schema metadata."""
-    # Empty columns from `pa.nulls`: `pa.array([])` and `Schema.empty_table` make pyarrow import
-    # pandas (about 40 MB of the process).
+    # Empty columns from `formats.arrays`: `pa.array([])` and `Schema.empty_table` make pyarrow
+    # import pandas (about 40 MB of the process).
     empty = typed_table(
         pa.Table.from_arrays(
-            [pa.nulls(0, arrow_type(c)) for c in cols], names=[c.name for c in cols]
+            [arrays.empty(arrow_type(c)) for c in cols], names=[c.name for c in cols]
         ),
         cols,
     )
