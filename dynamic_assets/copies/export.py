@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import queue
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,6 +37,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from dynamic_assets.db import Database
+from dynamic_assets.db.connection import redact_url
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.formats import arrays
@@ -73,6 +75,11 @@ ARROW_TYPES = {
     "timestamp": pa.timestamp("us", tz="UTC"),
     "json": pa.string(),
 }
+
+
+class ExportError(RuntimeError):
+    """The version's rows could not be read from Postgres or written as Parquet: the server's,
+    the driver's or Arrow's reason, on one line."""
 
 
 @dataclass
@@ -317,19 +324,32 @@ def _write(
 ) -> int:
     """The rows of `query` written to `spool` as Parquet (through `seal`), checked to come in
     origin order when `order` is given; the row count."""
+    import adbc_driver_manager
+
     rows = 0
-    with (
-        _result(uri, query, _AS_THEY_LIE if order is not None else ()) as reader,
-        _read_ahead(reader) as batches,
-    ):
-        sink: IO[bytes] | io.RawIOBase = spool if seal is None else seal(spool)
-        with pq.ParquetWriter(sink, schema, **WRITER_OPTIONS) as writer:
-            for group in _row_groups(batches, cols, order):
-                writer.write_table(group.cast(schema), row_group_size=ROW_GROUP_ROWS)
-                rows += group.num_rows
-        if sink is not spool:
-            sink.close()
+    try:
+        with (
+            _result(uri, query, _AS_THEY_LIE if order is not None else ()) as reader,
+            _read_ahead(reader) as batches,
+        ):
+            sink: IO[bytes] | io.RawIOBase = spool if seal is None else seal(spool)
+            with pq.ParquetWriter(sink, schema, **WRITER_OPTIONS) as writer:
+                for group in _row_groups(batches, cols, order):
+                    writer.write_table(group.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                    rows += group.num_rows
+            if sink is not spool:
+                sink.close()
+    except (adbc_driver_manager.Error, pa.ArrowException) as exc:
+        raise ExportError(_reason(exc, uri)) from None
     return rows
+
+
+def _reason(exc: Exception, uri: str) -> str:
+    """The driver's or Arrow's message on one line, without its status code, the driver's name
+    or the connection string."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^[A-Z_]+: ", "", text).replace("[libpq] ", "").replace("ERROR: ", "")
+    return text.replace(uri, redact_url(uri))
 
 
 _END = object()

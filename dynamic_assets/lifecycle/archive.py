@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dynamic_assets.copies.export import GOVERNANCE, SPOOL_BYTES, export_version
+from dynamic_assets.copies.export import GOVERNANCE, SPOOL_BYTES, ExportError, export_version
 from dynamic_assets.copies.load import (
     ContentCheck,
     CopyError,
@@ -280,22 +280,28 @@ def archive_version(
         sealed = None
         if key is not None:
             sealed = {"format": encryption.FORMAT_NAME, "key_id": encryption.key_id(key)}
-        with export_version(
-            rows_db, dataset, version, reg.columns, governance=GOVERNANCE, seal=seal
-        ) as exported:
-            file, sha256, size = exported.file, exported.sha256, exported.size_bytes
-            step("exported")
-            if exported.rows != int(reg.record["rows"]["count"]):
-                raise ArchiveError(
-                    f"{reg.where} (core tier): {exported.rows} rows exported, the fingerprint "
-                    f"records {reg.record['rows']['count']}; nothing was archived"
-                )
-            try:
-                upload_file(drive, path, file, size)
-            except OSError as exc:
-                raise ArchiveError(
-                    f"{reg.where} (archive tier): uploading {path} failed: {exc}"
-                ) from None
+        tier = "core" if source is None else "main"
+        try:
+            with export_version(
+                rows_db, dataset, version, reg.columns, governance=GOVERNANCE, seal=seal
+            ) as exported:
+                file, sha256, size = exported.file, exported.sha256, exported.size_bytes
+                step("exported")
+                if exported.rows != int(reg.record["rows"]["count"]):
+                    raise ArchiveError(
+                        f"{reg.where} ({tier} tier): {exported.rows} rows exported, the fingerprint "
+                        f"records {reg.record['rows']['count']}; nothing was archived"
+                    )
+                try:
+                    upload_file(drive, path, file, size)
+                except OSError as exc:
+                    raise ArchiveError(
+                        f"{reg.where} (archive tier): uploading {path} failed: {exc}"
+                    ) from None
+        except ExportError as exc:
+            raise ArchiveError(
+                f"{reg.where} ({tier} tier): reading its rows failed: {exc}; nothing was archived"
+            ) from None
         step("uploaded")
         verify_copy(rows_db, reg, drive, path, sha256, sealed)
         step("verified")

@@ -157,3 +157,28 @@ def test_a_writer_that_stops_early_stops_the_reader():
     with export._read_ahead(reader) as batches:
         next(batches)
     assert _readers() == []
+
+
+def test_an_export_the_server_refuses_fails_in_one_line_and_drops_nothing(
+    curated, drive, drive_root, monkeypatch
+):
+    from dynamic_assets.lifecycle.archive import ArchiveError, archive_version
+
+    part = ident(CURATED_SCHEMA, partition_name(DATASET, VERSION))
+    with curated.connect() as holder, holder.transaction():
+        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(part))
+        # libpq's sessions wait 200 ms at most for a lock: the export's read gives up.
+        monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=200")
+        with pytest.raises(ArchiveError) as raised:
+            archive_version(curated, drive, "archive", DATASET, VERSION)
+        monkeypatch.delenv("PGOPTIONS")
+    message = str(raised.value)
+    assert message.startswith(f"{DATASET} {VERSION} (core tier): reading its rows failed: ")
+    assert "lock timeout" in message
+    assert message.endswith("; nothing was archived")
+    assert "\n" not in message and curated.uri not in message
+    assert _readers() == []
+    with curated.connect() as conn:
+        assert registered(conn, DATASET, VERSION).tier == "core"
+    assert not (drive_root / "archive").exists() or not any((drive_root / "archive").rglob("*"))
+    assert archive_version(curated, drive, "archive", DATASET, VERSION) is not None
