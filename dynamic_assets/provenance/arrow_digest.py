@@ -14,7 +14,7 @@ hashed, as Postgres does.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -318,6 +318,30 @@ def row_hashes(texts: pa.Array) -> bytes:
     )
 
 
+def sorted_groups(hashes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """The 32-byte strings `hashes` (dtype S32) in byte order, as each first byte's group.
+
+    Ordered by an integer sort of their first 8 bytes (big-endian), each group then gathered
+    from its rows on its own: several times faster than sorting the byte strings, and no sorted
+    copy of them all is made. Only a group in which different hashes share their first 8 bytes
+    is sorted as byte strings."""
+    hashes = np.ascontiguousarray(hashes)
+    flat = hashes.view(np.uint8)
+    order = np.argsort(flat.view(">u8")[::4].astype(np.uint64))
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(flat[::32], minlength=256))])
+    rows = hashes.view("V32")
+    for byte in range(256):
+        lo, hi = int(bounds[byte]), int(bounds[byte + 1])
+        if hi == lo:
+            continue
+        group = np.take(rows, order[lo:hi]).view("S32")
+        heads = group.view(">u8")[::4]
+        tied = heads[1:] == heads[:-1]
+        if tied.any() and (group[1:][tied] != group[:-1][tied]).any():
+            group.sort()
+        yield byte, group
+
+
 class ArrowDigest:
     """The row count and content digest of rows added batch by batch.
 
@@ -362,17 +386,9 @@ class ArrowDigest:
         return self._digest
 
     def _group_digest(self) -> str:
-        # Sorted in place as fixed-width byte strings: byte order, so each group is a run of
-        # one first byte.
-        hashes = self._hashes[: self.rows]
-        hashes.sort()
-        flat = hashes.view(np.uint8)
-        bounds = np.searchsorted(flat[::32], np.arange(257), side="left")
         outer = hashlib.sha256()
-        for b in range(256):
-            lo, hi = int(bounds[b]), int(bounds[b + 1])
-            if hi > lo:
-                outer.update(bytes([b]) + hashlib.sha256(flat[lo * 32 : hi * 32].data).digest())
+        for byte, group in sorted_groups(self._hashes[: self.rows]):
+            outer.update(bytes([byte]) + hashlib.sha256(group.data).digest())
         return outer.hexdigest()
 
 

@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
 from dynamic_assets.copies.export import ROW_ORIGIN, export_version
 from dynamic_assets.declarations.model import Column
-from dynamic_assets.provenance.arrow_digest import arrow_digest, canonical_text
+from dynamic_assets.provenance.arrow_digest import arrow_digest, canonical_text, sorted_groups
 from dynamic_assets.provenance.fingerprint import content_digest
 from dynamic_assets.read.frames import typed_table
 
@@ -217,3 +218,32 @@ def test_an_archiving_process_digests_hostile_values_without_loading_pandas(db):
     rows_got, digest, pandas_loaded = json.loads(done.stdout)
     assert (rows_got, digest) == (want.rows, want.digest)
     assert not pandas_loaded
+
+
+def _in_groups(hashes: np.ndarray) -> list[tuple[int, list[bytes]]]:
+    return [
+        (byte, [bytes(h) for h in group.view(np.uint8).reshape(-1, 32)])
+        for byte, group in sorted_groups(hashes)
+    ]
+
+
+def _sorted_by_python(raw: np.ndarray) -> list[tuple[int, list[bytes]]]:
+    ordered = sorted(bytes(r) for r in raw)
+    return [(b, [h for h in ordered if h[0] == b]) for b in sorted({h[0] for h in ordered})]
+
+
+def test_row_hashes_are_ordered_byte_by_byte_also_where_their_first_bytes_agree():
+    """The row hashes are ordered by an integer sort of their first 8 bytes; hashes that share
+    those (and equal ones) are still in the order of a byte-wise sort, grouped by first byte."""
+    rng = np.random.default_rng(7)
+    raw = rng.integers(0, 256, size=(2000, 32), dtype=np.uint8)
+    raw[100:140, :8] = raw[0, :8]  # 41 hashes with one 8-byte head, differing after it
+    raw[140:150, :31] = raw[1, :31]  # differing in the last byte only
+    raw[150:160] = raw[2]  # equal hashes
+    raw[160:170, 8:] = 0  # zeros after a random head
+    raw[170:180, 0] = 0  # one first byte shared by several
+    assert _in_groups(raw.reshape(-1).view("S32")) == _sorted_by_python(raw)
+    # Equal hashes only (no two different ones with one head): the integer order as it is.
+    equal = raw[[*range(180, 2000), 2, 2, 3]]
+    assert _in_groups(equal.reshape(-1).view("S32")) == _sorted_by_python(equal)
+    assert _in_groups(raw[:0].reshape(-1).view("S32")) == []
