@@ -13,6 +13,7 @@ hashed, as Postgres does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -69,10 +70,16 @@ def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
     )
 
 
-def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
-    """A string array of the lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
+# A column's canonical texts all of one width: the ASCII matrix (rows x width) and the validity
+# bitmap (None: no NULL). Kept as a matrix up to the row texts, where adjacent ones are joined by
+# numpy, their `V<width>:` prefixes included.
+Fixed = tuple[np.ndarray, pa.Buffer | None]
+
+
+def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> Fixed:
+    """The lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
     n, k = raw.shape
-    return _fixed_strings(_HEX16.take(raw).view(np.uint8).reshape(n, 2 * k), valid)
+    return _HEX16.take(raw).view(np.uint8).reshape(n, 2 * k), valid
 
 
 def _digits(out: np.ndarray, at: int, values: np.ndarray, width: int) -> None:
@@ -162,19 +169,53 @@ def _keep_nulls(arr: pa.Array, text: pa.Array) -> pa.Array:
     return pc.if_else(pc.is_valid(arr), text, _NULL_TEXT)
 
 
-def _date_text(arr: pa.Array) -> pa.Array:
+def _ymd_rows(days: np.ndarray, first_year: int) -> np.ndarray | None:
+    """`YYYY-MM-DD` of days since 1970-01-01 (a year before 1 AD as its absolute year), or None
+    when a year is before `first_year` or after 9999 (not 4 digits)."""
+    y, m, d = _civil(days)
+    if y.min() < first_year or y.max() > 9999:
+        return None
+    out = np.empty((len(y), 10), dtype=np.uint8)
+    _fixed_ymd(out, np.where(y <= 0, 1 - y, y), m, d)
+    return out
+
+
+def _ymd_chars(days: np.ndarray, first_year: int) -> np.ndarray | None:
+    """`_ymd_rows`, each day of the values' span written once and taken by index when the span
+    is no longer than the values (as a version's days mostly are)."""
+    if not len(days):
+        return np.empty((0, 10), dtype=np.uint8)
+    lo, hi = int(days.min()), int(days.max())
+    if hi - lo >= len(days):
+        return _ymd_rows(days, first_year)
+    table = _ymd_rows(np.arange(lo, hi + 1, dtype=np.int64), first_year)
+    return None if table is None else table[days - lo]
+
+
+@functools.cache
+def _clock() -> tuple[np.ndarray, np.ndarray]:
+    """`HH:MM:SS` of each second of a day (86,400 x 8) and the 3 digits of 0-999 (1,000 x 3)."""
+    secs = np.arange(86_400, dtype=np.int64)
+    hms = np.empty((86_400, 8), dtype=np.uint8)
+    _digits(hms, 0, secs // 3600, 2)
+    _digits(hms, 3, secs // 60 % 60, 2)
+    _digits(hms, 6, secs % 60, 2)
+    hms[:, 2] = hms[:, 5] = ord(":")
+    three = np.frombuffer(b"".join(f"{i:03d}".encode() for i in range(1000)), dtype=np.uint8)
+    return hms, three.reshape(1000, 3)
+
+
+def _date_text(arr: pa.Array) -> pa.Array | Fixed:
     days = _values(arr.cast(pa.int32()).fill_null(_ZERO_32), np.int32)
     pg = days - np.int32(_PG_EPOCH_DAYS)  # wraps as the copy did
-    y, m, d = _civil(pg.astype(np.int64) + _PG_EPOCH_DAYS)
-    if len(y) and y.min() >= 1 and y.max() <= 9999:  # no infinity, no era, 4-digit years
-        out = np.empty((len(y), 10), dtype=np.uint8)
-        _fixed_ymd(out, y, m, d)
-        return _fixed_strings(out, _validity(arr))
+    chars = _ymd_chars(pg.astype(np.int64) + _PG_EPOCH_DAYS, 1)
+    if chars is not None:  # no infinity, no era, 4-digit years
+        return chars, _validity(arr)
     text = _infinite(pg, _ymd(pg.astype(np.int64) + _PG_EPOCH_DAYS, era=True))
     return _keep_nulls(arr, text)
 
 
-def _timestamp_text(arr: pa.Array) -> pa.Array:
+def _timestamp_text(arr: pa.Array) -> pa.Array | Fixed:
     if arr.type.unit != "us":
         raise ArrowDigestError(f"a timestamp column in {arr.type.unit}, not microseconds")
     us = _values(arr.cast(pa.int64()).fill_null(_ZERO_64), np.int64)
@@ -182,21 +223,20 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
     days = np.floor_divide(pg, _US_PER_DAY)
     rem = pg - days * _US_PER_DAY
     secs, micros = np.divmod(rem, 1_000_000)
+    ymd = _ymd_chars(days + _PG_EPOCH_DAYS, -9998)
+    if ymd is not None:  # no infinity, 4-digit years
+        hms, three = _clock()
+        out = np.empty((len(us), 27), dtype=np.uint8)
+        out[:, :10] = ymd
+        out[:, 10] = ord("T")
+        out[:, 11:19] = hms[secs]
+        out[:, 19] = ord(".")
+        out[:, 20:23] = three[micros // 1000]
+        out[:, 23:26] = three[micros % 1000]
+        out[:, 26] = ord("Z")
+        return out, _validity(arr)
     hh, rest = np.divmod(secs, 3600)
     mi, ss = np.divmod(rest, 60)
-    y, m, d = _civil(days + _PG_EPOCH_DAYS)
-    if len(y) and y.min() >= -9998 and y.max() <= 9999:  # no infinity, 4-digit years
-        out = np.empty((len(y), 27), dtype=np.uint8)
-        _fixed_ymd(out, np.where(y <= 0, 1 - y, y), m, d)
-        out[:, 10] = ord("T")
-        _digits(out, 11, hh, 2)
-        out[:, 13] = out[:, 16] = ord(":")
-        _digits(out, 14, mi, 2)
-        _digits(out, 17, ss, 2)
-        out[:, 19] = ord(".")
-        _digits(out, 20, micros, 6)
-        out[:, 26] = ord("Z")
-        return _fixed_strings(out, _validity(arr))
     text = pc.binary_join_element_wise(
         _ymd(days + _PG_EPOCH_DAYS, era=False),
         _T,
@@ -213,14 +253,14 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
     return _keep_nulls(arr, _infinite(pg, text))
 
 
-def _float_text(arr: pa.Array) -> pa.Array:
+def _float_text(arr: pa.Array) -> Fixed:
     arr = _plain(arr)
     data = np.frombuffer(arr.buffers()[1], dtype="<u8", count=len(arr), offset=0)
     raw = data.astype(">u8").view(np.uint8).reshape(len(arr), 8)
     return _fixed_hex(raw, _validity(arr))
 
 
-def _vector_text(arr: pa.Array, dim: int) -> pa.Array:
+def _vector_text(arr: pa.Array, dim: int) -> Fixed:
     """pgvector's binary form in hex: uint16 dim, uint16 0, dim float32, big-endian."""
     if isinstance(arr, pa.ListArray | pa.LargeListArray):
         arr = arr.cast(pa.list_(pa.float32(), dim))
@@ -240,6 +280,12 @@ def _vector_text(arr: pa.Array, dim: int) -> pa.Array:
 def canonical_text(arr: pa.Array, type_: str) -> pa.Array:
     """The canonical text (spec v1) of each value of a column of declared type `type_`, NULL
     where the value is NULL."""
+    text = _canonical(arr, type_)
+    return _fixed_strings(*text) if isinstance(text, tuple) else text
+
+
+def _canonical(arr: pa.Array, type_: str) -> pa.Array | Fixed:
+    """`canonical_text`, as a matrix where all texts have one width."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     kinds = {
@@ -293,15 +339,28 @@ def _prefixes(text: pa.Array) -> pa.Array:
 def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
     """Each row's text: per declared column `N` for NULL, else `V<bytes>:<text>`."""
     parts: list[Any] = []
+    block: list[np.ndarray] = []  # adjacent fixed-width columns with no NULL, prefixes included
     for c in columns:
         try:
-            text = canonical_text(batch.column(c["name"]), c["type"])
+            text = _canonical(batch.column(c["name"]), c["type"])
         except ArrowDigestError as exc:
             raise ArrowDigestError(f"column {c['name']}: {exc}") from None
+        if isinstance(text, tuple) and text[1] is None:
+            chars = text[0]
+            prefix = np.frombuffer(f"V{chars.shape[1]}:".encode(), dtype=np.uint8)
+            block += [np.broadcast_to(prefix, (len(chars), len(prefix))), chars]
+            continue
+        if block:
+            parts.append(_fixed_strings(np.concatenate(block, axis=1), None))
+            block = []
+        if isinstance(text, tuple):
+            text = _fixed_strings(*text)
         # The short `V<len>:` / `N` prefixes apart, so each value's text is copied once, by the
         # one join of all columns below.
         parts.append(_prefixes(text))
         parts.append(text.fill_null(_EMPTY) if text.null_count else text)
+    if block:
+        parts.append(_fixed_strings(np.concatenate(block, axis=1), None))
     if not parts:
         return arrays.strings([b""] * batch.num_rows, pa.binary())
     return pc.binary_join_element_wise(*parts, _EMPTY).cast(pa.binary())
