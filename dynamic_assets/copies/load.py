@@ -253,8 +253,7 @@ def digest_copy(
         raise CopyError(f"has the columns {parquet.schema_arrow.names}, not the version's {names}")
     digest = ArrowDigest(record["schema"]["columns"], parquet.metadata.num_rows)
     try:
-        for batch in parquet.iter_batches(batch_size=CHECK_BATCH_ROWS, use_threads=False):
-            digest.add(batch)
+        digest.add_all(parquet.iter_batches(batch_size=CHECK_BATCH_ROWS, use_threads=False))
     except (pa.ArrowException, OSError) as exc:
         raise CopyError(f"cannot be read whole: {exc}") from None
     except (ArrowDigestError, KeyError) as exc:

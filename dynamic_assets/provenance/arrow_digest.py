@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import queue
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -366,15 +369,26 @@ def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, _EMPTY).cast(pa.binary())
 
 
+# Rows hashed between two moments the GIL is given up (about a millisecond): a thread building
+# the next batch's row texts, mostly outside the GIL, waits for it no longer than that (else up
+# to the interpreter's switch interval, 5 ms, each time it comes back from Arrow or numpy).
+_HASH_RUN = 1024
+# Batches whose row texts are built ahead of the hashing (their memory: a few MB each).
+_AHEAD = 2
+
+
 def row_hashes(texts: pa.Array) -> bytes:
     """The SHA-256 of each row text, concatenated (32 bytes a row)."""
     texts = _plain(texts.cast(pa.large_binary()))
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64, count=len(texts) + 1).tolist()
     data = memoryview(texts.buffers()[2] or b"")
     sha = hashlib.sha256
-    return b"".join(
-        [sha(data[a:b]).digest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-    )
+    hashes: list[bytes] = []
+    for start in range(0, len(texts), _HASH_RUN):
+        run = offsets[start : start + _HASH_RUN + 1]
+        hashes += [sha(data[a:b]).digest() for a, b in zip(run[:-1], run[1:], strict=True)]
+        time.sleep(0)  # gives the GIL to a thread waiting for it
+    return b"".join(hashes)
 
 
 def sorted_groups(hashes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -419,10 +433,12 @@ class ArrowDigest:
     def add(self, batch: pa.RecordBatch) -> None:
         if self._digest is not None:
             raise ValueError("rows added after the digest was taken")
-        n = batch.num_rows
-        if not n:
-            return
-        hashes = row_hashes(row_texts(batch, self.columns))
+        if batch.num_rows:
+            self._add_texts(row_texts(batch, self.columns))
+
+    def _add_texts(self, texts: pa.Array) -> None:
+        n = len(texts)
+        hashes = row_hashes(texts)
         if self.rows + n > len(self._hashes):
             grown = np.empty(max(self.rows + n, 2 * len(self._hashes)), dtype="S32")
             grown[: self.rows] = self._hashes[: self.rows]
@@ -433,8 +449,44 @@ class ArrowDigest:
         self.rows += n
 
     def add_all(self, batches: Iterable[pa.RecordBatch]) -> ArrowDigest:
-        for batch in batches:
-            self.add(batch)
+        """`add` each batch in turn, over two threads: another thread takes the batches from
+        `batches` (a Parquet reader decodes them then) and builds their row texts, up to
+        `_AHEAD` batches ahead, while this one hashes them. An exception in the other thread is
+        raised here; the other thread has ended when this returns or raises."""
+        if self._digest is not None:
+            raise ValueError("rows added after the digest was taken")
+        ahead: queue.Queue[pa.Array | Exception | None] = queue.Queue(maxsize=_AHEAD)
+        stop = threading.Event()
+
+        def put(item: pa.Array | Exception | None) -> bool:
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def build() -> None:
+            try:
+                for batch in batches:
+                    if batch.num_rows and not put(row_texts(batch, self.columns)):
+                        return
+            except Exception as exc:  # raised in the hashing thread
+                put(exc)
+            else:
+                put(None)
+
+        worker = threading.Thread(target=build, name="arrow-digest-row-texts", daemon=True)
+        worker.start()
+        try:
+            while (item := ahead.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                self._add_texts(item)
+        finally:
+            stop.set()
+            worker.join()
         return self
 
     def hexdigest(self) -> str:
