@@ -79,6 +79,22 @@ def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
 Fixed = tuple[np.ndarray, pa.Buffer | None]
 
 
+def _side_by_side(n: int, pieces: list[bytes | np.ndarray]) -> np.ndarray:
+    """The ASCII matrix (n rows) of `pieces` side by side, each either the same bytes in every
+    row or a matrix of n rows. Written through a record type with one field a piece, a piece's
+    bytes of a row copied as one value."""
+    pieces = [p for p in pieces if (len(p) if isinstance(p, bytes) else p.shape[1])]
+    widths = [len(p) if isinstance(p, bytes) else p.shape[1] for p in pieces]
+    record = np.dtype([(f"f{i}", f"V{w}") for i, w in enumerate(widths)])
+    out = np.empty(n, dtype=record)
+    for i, (p, w) in enumerate(zip(pieces, widths, strict=True)):
+        if isinstance(p, bytes):
+            out[f"f{i}"] = np.void(p)
+        else:
+            out[f"f{i}"] = np.ascontiguousarray(p).view(f"V{w}").reshape(n)
+    return out.view(np.uint8).reshape(n, record.itemsize)
+
+
 def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> Fixed:
     """The lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
     n, k = raw.shape
@@ -192,12 +208,15 @@ def _ymd_chars(days: np.ndarray, first_year: int) -> np.ndarray | None:
     if hi - lo >= len(days):
         return _ymd_rows(days, first_year)
     table = _ymd_rows(np.arange(lo, hi + 1, dtype=np.int64), first_year)
-    return None if table is None else table[days - lo]
+    if table is None:
+        return None
+    return np.take(table.view("V10").reshape(-1), days - lo).view(np.uint8).reshape(-1, 10)
 
 
 @functools.cache
 def _clock() -> tuple[np.ndarray, np.ndarray]:
-    """`HH:MM:SS` of each second of a day (86,400 x 8) and the 3 digits of 0-999 (1,000 x 3)."""
+    """`HH:MM:SS` of each second of a day and the 3 digits of 0-999, as values of 8 and 3
+    bytes."""
     secs = np.arange(86_400, dtype=np.int64)
     hms = np.empty((86_400, 8), dtype=np.uint8)
     _digits(hms, 0, secs // 3600, 2)
@@ -205,7 +224,7 @@ def _clock() -> tuple[np.ndarray, np.ndarray]:
     _digits(hms, 6, secs % 60, 2)
     hms[:, 2] = hms[:, 5] = ord(":")
     three = np.frombuffer(b"".join(f"{i:03d}".encode() for i in range(1000)), dtype=np.uint8)
-    return hms, three.reshape(1000, 3)
+    return hms.view("V8").reshape(-1), three.view("V3")
 
 
 def _date_text(arr: pa.Array) -> pa.Array | Fixed:
@@ -229,15 +248,12 @@ def _timestamp_text(arr: pa.Array) -> pa.Array | Fixed:
     ymd = _ymd_chars(days + _PG_EPOCH_DAYS, -9998)
     if ymd is not None:  # no infinity, 4-digit years
         hms, three = _clock()
-        out = np.empty((len(us), 27), dtype=np.uint8)
-        out[:, :10] = ymd
-        out[:, 10] = ord("T")
-        out[:, 11:19] = hms[secs]
-        out[:, 19] = ord(".")
-        out[:, 20:23] = three[micros // 1000]
-        out[:, 23:26] = three[micros % 1000]
-        out[:, 26] = ord("Z")
-        return out, _validity(arr)
+        millis = micros // 1000
+        pieces = [ymd, b"T", np.take(hms, secs), b".", np.take(three, millis)]
+        pieces += [np.take(three, micros - millis * 1000), b"Z"]
+        n = len(us)
+        pieces = [p if isinstance(p, bytes) else p.view(np.uint8).reshape(n, -1) for p in pieces]
+        return _side_by_side(n, pieces), _validity(arr)
     hh, rest = np.divmod(secs, 3600)
     mi, ss = np.divmod(rest, 60)
     text = pc.binary_join_element_wise(
@@ -342,19 +358,17 @@ def _prefixes(text: pa.Array) -> pa.Array:
 def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
     """Each row's text: per declared column `N` for NULL, else `V<bytes>:<text>`."""
     parts: list[Any] = []
-    block: list[np.ndarray] = []  # adjacent fixed-width columns with no NULL, prefixes included
+    block: list[bytes | np.ndarray] = []  # adjacent fixed-width texts with no NULL, prefixed
     for c in columns:
         try:
             text = _canonical(batch.column(c["name"]), c["type"])
         except ArrowDigestError as exc:
             raise ArrowDigestError(f"column {c['name']}: {exc}") from None
         if isinstance(text, tuple) and text[1] is None:
-            chars = text[0]
-            prefix = np.frombuffer(f"V{chars.shape[1]}:".encode(), dtype=np.uint8)
-            block += [np.broadcast_to(prefix, (len(chars), len(prefix))), chars]
+            block += [f"V{text[0].shape[1]}:".encode(), text[0]]
             continue
         if block:
-            parts.append(_fixed_strings(np.concatenate(block, axis=1), None))
+            parts.append(_fixed_strings(_side_by_side(batch.num_rows, block), None))
             block = []
         if isinstance(text, tuple):
             text = _fixed_strings(*text)
@@ -363,7 +377,7 @@ def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
         parts.append(_prefixes(text))
         parts.append(text.fill_null(_EMPTY) if text.null_count else text)
     if block:
-        parts.append(_fixed_strings(np.concatenate(block, axis=1), None))
+        parts.append(_fixed_strings(_side_by_side(batch.num_rows, block), None))
     if not parts:
         return arrays.strings([b""] * batch.num_rows, pa.binary())
     return pc.binary_join_element_wise(*parts, _EMPTY).cast(pa.binary())
