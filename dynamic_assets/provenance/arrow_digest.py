@@ -383,10 +383,11 @@ def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, _EMPTY).cast(pa.binary())
 
 
-# Rows hashed between two moments the GIL is given up (about a millisecond): a thread building
-# the next batch's row texts, mostly outside the GIL, waits for it no longer than that (else up
-# to the interpreter's switch interval, 5 ms, each time it comes back from Arrow or numpy).
-_HASH_RUN = 1024
+# Rows hashed between two moments the GIL is given up (about 0.1 ms): a thread building the
+# next batch's row texts, mostly outside the GIL, waits for it no longer than that (else up to
+# the interpreter's switch interval, 5 ms, each time it comes back from Arrow or numpy). Fewer
+# rows a run give that thread more time than the hashing, whose own waits then grow.
+_HASH_RUN = 128
 # Batches whose row texts are built ahead of the hashing (their memory: a few MB each).
 _AHEAD = 2
 
