@@ -406,23 +406,27 @@ def row_hashes(texts: pa.Array) -> bytes:
     return b"".join(hashes)
 
 
+# The row hashes are ordered a part at a time: those of _SORT_SPAN first bytes.
+_SORT_SPAN = 4
+
+
 def sorted_groups(hashes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """The 32-byte strings `hashes` (dtype S32) in byte order, as each first byte's group.
 
-    A sixteenth of the hashes at a time (those of 16 first bytes), so the memory taken besides
-    `hashes` is a sixteenth of theirs: taken out, ordered by an integer sort of their first 8
-    bytes (big-endian) and one gather, several times faster than sorting byte strings. Only a
-    group in which different hashes share their first 8 bytes is sorted as byte strings."""
+    A part at a time (the hashes of `_SORT_SPAN` first bytes), so the memory taken besides
+    `hashes` is about that part's: taken out, ordered by an integer sort of their first 8 bytes
+    (big-endian) and one gather, several times faster than sorting byte strings. Only a group
+    in which different hashes share their first 8 bytes is sorted as byte strings."""
     hashes = np.ascontiguousarray(hashes)
     rows = hashes.view("V32")
-    high = hashes.view(np.uint8)[::32] >> 4
-    for h in range(16):
-        part = np.take(rows, np.flatnonzero(high == h)).view("S32")
+    first = hashes.view(np.uint8)[::32] // _SORT_SPAN
+    for start in range(0, 256, _SORT_SPAN):
+        part = np.take(rows, np.flatnonzero(first == start // _SORT_SPAN)).view("S32")
         part = np.take(part.view("V32"), np.argsort(part.view(">u8")[::4].astype(np.uint64)))
         part = part.view("S32")
-        bounds = np.searchsorted(part.view(np.uint8)[::32], np.arange(16 * h, 16 * h + 17))
-        for byte in range(16 * h, 16 * h + 16):
-            lo, hi = int(bounds[byte - 16 * h]), int(bounds[byte - 16 * h + 1])
+        span = np.arange(start, start + _SORT_SPAN + 1)
+        bounds = np.searchsorted(part.view(np.uint8)[::32], span).tolist()
+        for byte, lo, hi in zip(span.tolist(), bounds, bounds[1:], strict=False):
             if hi == lo:
                 continue
             group = part[lo:hi]
