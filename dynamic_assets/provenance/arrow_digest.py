@@ -5,10 +5,13 @@ Each column's canonical text is built vectorised (pyarrow.compute and numpy): in
 booleans by Arrow's casts, floats and vectors as the hex of their big-endian IEEE 754 bytes,
 dates and timestamps from their day and microsecond counts by the proleptic Gregorian calendar
 (any year, `BC` for dates before 1 AD as Postgres writes them), strings and json as they are
-(json: the file holds Postgres' normalized jsonb text, see `ArrowDigest`). The row text
-`V<len>:<text>` / `N` per column is joined in Arrow; only the SHA-256 of each row is taken one
-row at a time (hashlib). The row hashes are grouped by first byte and each group's sorted hashes
-hashed, as Postgres does.
+(json: the file holds Postgres' normalized jsonb text, see `ArrowDigest`); texts of one width
+(dates, timestamps of 4-digit years, floats, vectors) as numpy matrices. The row text
+`V<len>:<text>` / `N` per column is joined in Arrow (adjacent fixed-width columns with no NULL
+first by numpy); only the SHA-256 of each row is taken one row at a time (hashlib), in one
+thread while another reads the next batches and builds their row texts (`ArrowDigest.add_all`).
+The row hashes are grouped by first byte and each group's sorted hashes hashed, as Postgres
+does.
 """
 
 from __future__ import annotations
