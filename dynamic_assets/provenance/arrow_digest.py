@@ -5,16 +5,23 @@ Each column's canonical text is built vectorised (pyarrow.compute and numpy): in
 booleans by Arrow's casts, floats and vectors as the hex of their big-endian IEEE 754 bytes,
 dates and timestamps from their day and microsecond counts by the proleptic Gregorian calendar
 (any year, `BC` for dates before 1 AD as Postgres writes them), strings and json as they are
-(json: the file holds Postgres' normalized jsonb text, see `ArrowDigest`). The row text
-`V<len>:<text>` / `N` per column is joined in Arrow; only the SHA-256 of each row is taken one
-row at a time (hashlib). The row hashes are grouped by first byte and each group's sorted hashes
-hashed, as Postgres does.
+(json: the file holds Postgres' normalized jsonb text, see `ArrowDigest`); texts of one width
+(dates, timestamps of 4-digit years, floats, vectors) as numpy matrices. The row text
+`V<len>:<text>` / `N` per column is joined in Arrow (adjacent fixed-width columns with no NULL
+first by numpy); only the SHA-256 of each row is taken one row at a time (hashlib), in one
+thread while another reads the next batches and builds their row texts (`ArrowDigest.add_all`).
+The row hashes are grouped by first byte and each group's sorted hashes hashed, as Postgres
+does.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -69,10 +76,32 @@ def _fixed_strings(chars: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
     )
 
 
-def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> pa.Array:
-    """A string array of the lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
+# A column's canonical texts all of one width: the ASCII matrix (rows x width) and the validity
+# bitmap (None: no NULL). Kept as a matrix up to the row texts, where adjacent ones are joined by
+# numpy, their `V<width>:` prefixes included.
+Fixed = tuple[np.ndarray, pa.Buffer | None]
+
+
+def _side_by_side(n: int, pieces: list[bytes | np.ndarray]) -> np.ndarray:
+    """The ASCII matrix (n rows) of `pieces` side by side, each either the same bytes in every
+    row or a matrix of n rows. Written through a record type with one field a piece, a piece's
+    bytes of a row copied as one value."""
+    pieces = [p for p in pieces if (len(p) if isinstance(p, bytes) else p.shape[1])]
+    widths = [len(p) if isinstance(p, bytes) else p.shape[1] for p in pieces]
+    record = np.dtype([(f"f{i}", f"V{w}") for i, w in enumerate(widths)])
+    out = np.empty(n, dtype=record)
+    for i, (p, w) in enumerate(zip(pieces, widths, strict=True)):
+        if isinstance(p, bytes):
+            out[f"f{i}"] = np.void(p)
+        else:
+            out[f"f{i}"] = np.ascontiguousarray(p).view(f"V{w}").reshape(n)
+    return out.view(np.uint8).reshape(n, record.itemsize)
+
+
+def _fixed_hex(raw: np.ndarray, valid: pa.Buffer | None) -> Fixed:
+    """The lower-case hex of each row of the uint8 matrix `raw` (rows x k)."""
     n, k = raw.shape
-    return _fixed_strings(_HEX16.take(raw).view(np.uint8).reshape(n, 2 * k), valid)
+    return _HEX16.take(raw).view(np.uint8).reshape(n, 2 * k), valid
 
 
 def _digits(out: np.ndarray, at: int, values: np.ndarray, width: int) -> None:
@@ -162,19 +191,56 @@ def _keep_nulls(arr: pa.Array, text: pa.Array) -> pa.Array:
     return pc.if_else(pc.is_valid(arr), text, _NULL_TEXT)
 
 
-def _date_text(arr: pa.Array) -> pa.Array:
+def _ymd_rows(days: np.ndarray, first_year: int) -> np.ndarray | None:
+    """`YYYY-MM-DD` of days since 1970-01-01 (a year before 1 AD as its absolute year), or None
+    when a year is before `first_year` or after 9999 (not 4 digits)."""
+    y, m, d = _civil(days)
+    if y.min() < first_year or y.max() > 9999:
+        return None
+    out = np.empty((len(y), 10), dtype=np.uint8)
+    _fixed_ymd(out, np.where(y <= 0, 1 - y, y), m, d)
+    return out
+
+
+def _ymd_chars(days: np.ndarray, first_year: int) -> np.ndarray | None:
+    """`_ymd_rows`, each day of the values' span written once and taken by index when the span
+    is no longer than the values (as a version's days mostly are)."""
+    if not len(days):
+        return np.empty((0, 10), dtype=np.uint8)
+    lo, hi = int(days.min()), int(days.max())
+    if hi - lo >= len(days):
+        return _ymd_rows(days, first_year)
+    table = _ymd_rows(np.arange(lo, hi + 1, dtype=np.int64), first_year)
+    if table is None:
+        return None
+    return np.take(table.view("V10").reshape(-1), days - lo).view(np.uint8).reshape(-1, 10)
+
+
+@functools.cache
+def _clock() -> tuple[np.ndarray, np.ndarray]:
+    """`HH:MM:SS` of each second of a day and the 3 digits of 0-999, as values of 8 and 3
+    bytes."""
+    secs = np.arange(86_400, dtype=np.int64)
+    hms = np.empty((86_400, 8), dtype=np.uint8)
+    _digits(hms, 0, secs // 3600, 2)
+    _digits(hms, 3, secs // 60 % 60, 2)
+    _digits(hms, 6, secs % 60, 2)
+    hms[:, 2] = hms[:, 5] = ord(":")
+    three = np.frombuffer(b"".join(f"{i:03d}".encode() for i in range(1000)), dtype=np.uint8)
+    return hms.view("V8").reshape(-1), three.view("V3")
+
+
+def _date_text(arr: pa.Array) -> pa.Array | Fixed:
     days = _values(arr.cast(pa.int32()).fill_null(_ZERO_32), np.int32)
     pg = days - np.int32(_PG_EPOCH_DAYS)  # wraps as the copy did
-    y, m, d = _civil(pg.astype(np.int64) + _PG_EPOCH_DAYS)
-    if len(y) and y.min() >= 1 and y.max() <= 9999:  # no infinity, no era, 4-digit years
-        out = np.empty((len(y), 10), dtype=np.uint8)
-        _fixed_ymd(out, y, m, d)
-        return _fixed_strings(out, _validity(arr))
+    chars = _ymd_chars(pg.astype(np.int64) + _PG_EPOCH_DAYS, 1)
+    if chars is not None:  # no infinity, no era, 4-digit years
+        return chars, _validity(arr)
     text = _infinite(pg, _ymd(pg.astype(np.int64) + _PG_EPOCH_DAYS, era=True))
     return _keep_nulls(arr, text)
 
 
-def _timestamp_text(arr: pa.Array) -> pa.Array:
+def _timestamp_text(arr: pa.Array) -> pa.Array | Fixed:
     if arr.type.unit != "us":
         raise ArrowDigestError(f"a timestamp column in {arr.type.unit}, not microseconds")
     us = _values(arr.cast(pa.int64()).fill_null(_ZERO_64), np.int64)
@@ -182,21 +248,17 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
     days = np.floor_divide(pg, _US_PER_DAY)
     rem = pg - days * _US_PER_DAY
     secs, micros = np.divmod(rem, 1_000_000)
+    ymd = _ymd_chars(days + _PG_EPOCH_DAYS, -9998)
+    if ymd is not None:  # no infinity, 4-digit years
+        hms, three = _clock()
+        millis = micros // 1000
+        pieces = [ymd, b"T", np.take(hms, secs), b".", np.take(three, millis)]
+        pieces += [np.take(three, micros - millis * 1000), b"Z"]
+        n = len(us)
+        pieces = [p if isinstance(p, bytes) else p.view(np.uint8).reshape(n, -1) for p in pieces]
+        return _side_by_side(n, pieces), _validity(arr)
     hh, rest = np.divmod(secs, 3600)
     mi, ss = np.divmod(rest, 60)
-    y, m, d = _civil(days + _PG_EPOCH_DAYS)
-    if len(y) and y.min() >= -9998 and y.max() <= 9999:  # no infinity, 4-digit years
-        out = np.empty((len(y), 27), dtype=np.uint8)
-        _fixed_ymd(out, np.where(y <= 0, 1 - y, y), m, d)
-        out[:, 10] = ord("T")
-        _digits(out, 11, hh, 2)
-        out[:, 13] = out[:, 16] = ord(":")
-        _digits(out, 14, mi, 2)
-        _digits(out, 17, ss, 2)
-        out[:, 19] = ord(".")
-        _digits(out, 20, micros, 6)
-        out[:, 26] = ord("Z")
-        return _fixed_strings(out, _validity(arr))
     text = pc.binary_join_element_wise(
         _ymd(days + _PG_EPOCH_DAYS, era=False),
         _T,
@@ -213,14 +275,14 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
     return _keep_nulls(arr, _infinite(pg, text))
 
 
-def _float_text(arr: pa.Array) -> pa.Array:
+def _float_text(arr: pa.Array) -> Fixed:
     arr = _plain(arr)
     data = np.frombuffer(arr.buffers()[1], dtype="<u8", count=len(arr), offset=0)
     raw = data.astype(">u8").view(np.uint8).reshape(len(arr), 8)
     return _fixed_hex(raw, _validity(arr))
 
 
-def _vector_text(arr: pa.Array, dim: int) -> pa.Array:
+def _vector_text(arr: pa.Array, dim: int) -> Fixed:
     """pgvector's binary form in hex: uint16 dim, uint16 0, dim float32, big-endian."""
     if isinstance(arr, pa.ListArray | pa.LargeListArray):
         arr = arr.cast(pa.list_(pa.float32(), dim))
@@ -240,6 +302,12 @@ def _vector_text(arr: pa.Array, dim: int) -> pa.Array:
 def canonical_text(arr: pa.Array, type_: str) -> pa.Array:
     """The canonical text (spec v1) of each value of a column of declared type `type_`, NULL
     where the value is NULL."""
+    text = _canonical(arr, type_)
+    return _fixed_strings(*text) if isinstance(text, tuple) else text
+
+
+def _canonical(arr: pa.Array, type_: str) -> pa.Array | Fixed:
+    """`canonical_text`, as a matrix where all texts have one width."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     kinds = {
@@ -293,18 +361,38 @@ def _prefixes(text: pa.Array) -> pa.Array:
 def row_texts(batch: pa.RecordBatch, columns: list[dict[str, Any]]) -> pa.Array:
     """Each row's text: per declared column `N` for NULL, else `V<bytes>:<text>`."""
     parts: list[Any] = []
+    block: list[bytes | np.ndarray] = []  # adjacent fixed-width texts with no NULL, prefixed
     for c in columns:
         try:
-            text = canonical_text(batch.column(c["name"]), c["type"])
+            text = _canonical(batch.column(c["name"]), c["type"])
         except ArrowDigestError as exc:
             raise ArrowDigestError(f"column {c['name']}: {exc}") from None
+        if isinstance(text, tuple) and text[1] is None:
+            block += [f"V{text[0].shape[1]}:".encode(), text[0]]
+            continue
+        if block:
+            parts.append(_fixed_strings(_side_by_side(batch.num_rows, block), None))
+            block = []
+        if isinstance(text, tuple):
+            text = _fixed_strings(*text)
         # The short `V<len>:` / `N` prefixes apart, so each value's text is copied once, by the
         # one join of all columns below.
         parts.append(_prefixes(text))
         parts.append(text.fill_null(_EMPTY) if text.null_count else text)
+    if block:
+        parts.append(_fixed_strings(_side_by_side(batch.num_rows, block), None))
     if not parts:
         return arrays.strings([b""] * batch.num_rows, pa.binary())
     return pc.binary_join_element_wise(*parts, _EMPTY).cast(pa.binary())
+
+
+# Rows hashed between two moments the GIL is given up (about 0.1 ms): a thread building the
+# next batch's row texts, mostly outside the GIL, waits for it no longer than that (else up to
+# the interpreter's switch interval, 5 ms, each time it comes back from Arrow or numpy). Fewer
+# rows a run give that thread more time than the hashing, whose own waits then grow.
+_HASH_RUN = 128
+# Batches whose row texts are built ahead of the hashing (their memory: a few MB each).
+_AHEAD = 2
 
 
 def row_hashes(texts: pa.Array) -> bytes:
@@ -313,9 +401,43 @@ def row_hashes(texts: pa.Array) -> bytes:
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64, count=len(texts) + 1).tolist()
     data = memoryview(texts.buffers()[2] or b"")
     sha = hashlib.sha256
-    return b"".join(
-        [sha(data[a:b]).digest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-    )
+    hashes: list[bytes] = []
+    for start in range(0, len(texts), _HASH_RUN):
+        run = offsets[start : start + _HASH_RUN + 1]
+        hashes += [sha(data[a:b]).digest() for a, b in zip(run[:-1], run[1:], strict=True)]
+        time.sleep(0)  # gives the GIL to a thread waiting for it
+    return b"".join(hashes)
+
+
+# The row hashes are ordered a part at a time: those of _SORT_SPAN first bytes.
+_SORT_SPAN = 4
+
+
+def sorted_groups(hashes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """The 32-byte strings `hashes` (dtype S32) in byte order, as each first byte's group.
+
+    A part at a time (the hashes of `_SORT_SPAN` first bytes), so the memory taken besides
+    `hashes` is about that part's: taken out, ordered by an integer sort of their first 8 bytes
+    (big-endian) and one gather, several times faster than sorting byte strings. Only a group
+    in which different hashes share their first 8 bytes is sorted as byte strings."""
+    hashes = np.ascontiguousarray(hashes)
+    rows = hashes.view("V32")
+    first = hashes.view(np.uint8)[::32] // _SORT_SPAN
+    for start in range(0, 256, _SORT_SPAN):
+        part = np.take(rows, np.flatnonzero(first == start // _SORT_SPAN)).view("S32")
+        part = np.take(part.view("V32"), np.argsort(part.view(">u8")[::4].astype(np.uint64)))
+        part = part.view("S32")
+        span = np.arange(start, start + _SORT_SPAN + 1)
+        bounds = np.searchsorted(part.view(np.uint8)[::32], span).tolist()
+        for byte, lo, hi in zip(span.tolist(), bounds, bounds[1:], strict=False):
+            if hi == lo:
+                continue
+            group = part[lo:hi]
+            heads = group.view(">u8")[::4]
+            tied = heads[1:] == heads[:-1]
+            if tied.any() and (group[1:][tied] != group[:-1][tied]).any():
+                group.sort()
+            yield byte, group
 
 
 class ArrowDigest:
@@ -336,10 +458,12 @@ class ArrowDigest:
     def add(self, batch: pa.RecordBatch) -> None:
         if self._digest is not None:
             raise ValueError("rows added after the digest was taken")
-        n = batch.num_rows
-        if not n:
-            return
-        hashes = row_hashes(row_texts(batch, self.columns))
+        if batch.num_rows:
+            self._add_texts(row_texts(batch, self.columns))
+
+    def _add_texts(self, texts: pa.Array) -> None:
+        n = len(texts)
+        hashes = row_hashes(texts)
         if self.rows + n > len(self._hashes):
             grown = np.empty(max(self.rows + n, 2 * len(self._hashes)), dtype="S32")
             grown[: self.rows] = self._hashes[: self.rows]
@@ -350,8 +474,44 @@ class ArrowDigest:
         self.rows += n
 
     def add_all(self, batches: Iterable[pa.RecordBatch]) -> ArrowDigest:
-        for batch in batches:
-            self.add(batch)
+        """`add` each batch in turn, over two threads: another thread takes the batches from
+        `batches` (a Parquet reader decodes them then) and builds their row texts, up to
+        `_AHEAD` batches ahead, while this one hashes them. An exception in the other thread is
+        raised here; the other thread has ended when this returns or raises."""
+        if self._digest is not None:
+            raise ValueError("rows added after the digest was taken")
+        ahead: queue.Queue[pa.Array | Exception | None] = queue.Queue(maxsize=_AHEAD)
+        stop = threading.Event()
+
+        def put(item: pa.Array | Exception | None) -> bool:
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def build() -> None:
+            try:
+                for batch in batches:
+                    if batch.num_rows and not put(row_texts(batch, self.columns)):
+                        return
+            except Exception as exc:  # raised in the hashing thread
+                put(exc)
+            else:
+                put(None)
+
+        worker = threading.Thread(target=build, name="arrow-digest-row-texts", daemon=True)
+        worker.start()
+        try:
+            while (item := ahead.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                self._add_texts(item)
+        finally:
+            stop.set()
+            worker.join()
         return self
 
     def hexdigest(self) -> str:
@@ -362,17 +522,9 @@ class ArrowDigest:
         return self._digest
 
     def _group_digest(self) -> str:
-        # Sorted in place as fixed-width byte strings: byte order, so each group is a run of
-        # one first byte.
-        hashes = self._hashes[: self.rows]
-        hashes.sort()
-        flat = hashes.view(np.uint8)
-        bounds = np.searchsorted(flat[::32], np.arange(257), side="left")
         outer = hashlib.sha256()
-        for b in range(256):
-            lo, hi = int(bounds[b]), int(bounds[b + 1])
-            if hi > lo:
-                outer.update(bytes([b]) + hashlib.sha256(flat[lo * 32 : hi * 32].data).digest())
+        for byte, group in sorted_groups(self._hashes[: self.rows]):
+            outer.update(bytes([byte]) + hashlib.sha256(group.data).digest())
         return outer.hexdigest()
 
 

@@ -6,15 +6,26 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from psycopg import sql
 
+from dynamic_assets.copies import load
 from dynamic_assets.copies.export import ROW_ORIGIN, export_version
+from dynamic_assets.copies.load import CopyError, digest_copy
 from dynamic_assets.declarations.model import Column
-from dynamic_assets.provenance.arrow_digest import arrow_digest, canonical_text
+from dynamic_assets.provenance.arrow_digest import (
+    ArrowDigest,
+    arrow_digest,
+    canonical_text,
+    sorted_groups,
+)
 from dynamic_assets.provenance.fingerprint import content_digest
 from dynamic_assets.read.frames import typed_table
 
@@ -217,3 +228,149 @@ def test_an_archiving_process_digests_hostile_values_without_loading_pandas(db):
     rows_got, digest, pandas_loaded = json.loads(done.stdout)
     assert (rows_got, digest) == (want.rows, want.digest)
     assert not pandas_loaded
+
+
+def _in_groups(hashes: np.ndarray) -> list[tuple[int, list[bytes]]]:
+    return [
+        (byte, [bytes(h) for h in group.view(np.uint8).reshape(-1, 32)])
+        for byte, group in sorted_groups(hashes)
+    ]
+
+
+def _sorted_by_python(raw: np.ndarray) -> list[tuple[int, list[bytes]]]:
+    ordered = sorted(bytes(r) for r in raw)
+    return [(b, [h for h in ordered if h[0] == b]) for b in sorted({h[0] for h in ordered})]
+
+
+def test_row_hashes_are_ordered_byte_by_byte_also_where_their_first_bytes_agree():
+    """The row hashes are ordered by an integer sort of their first 8 bytes; hashes that share
+    those (and equal ones) are still in the order of a byte-wise sort, grouped by first byte."""
+    rng = np.random.default_rng(7)
+    raw = rng.integers(0, 256, size=(2000, 32), dtype=np.uint8)
+    raw[100:140, :8] = raw[0, :8]  # 41 hashes with one 8-byte head, differing after it
+    raw[140:150, :31] = raw[1, :31]  # differing in the last byte only
+    raw[150:160] = raw[2]  # equal hashes
+    raw[160:170, 8:] = 0  # zeros after a random head
+    raw[170:180, 0] = 0  # one first byte shared by several
+    assert _in_groups(raw.reshape(-1).view("S32")) == _sorted_by_python(raw)
+    # Equal hashes only (no two different ones with one head): the integer order as it is.
+    equal = raw[[*range(180, 2000), 2, 2, 3]]
+    assert _in_groups(equal.reshape(-1).view("S32")) == _sorted_by_python(equal)
+    assert _in_groups(raw[:0].reshape(-1).view("S32")) == []
+
+
+# Many rows from Postgres' own functions: NULLs in most columns, days and timestamps close
+# together (written from tables of their span) and far apart, years BC.
+MANY_COLUMNS = [
+    {"name": "s", "type": "string", "nullable": True},
+    {"name": "i", "type": "integer", "nullable": True},
+    {"name": "f", "type": "float", "nullable": True},
+    {"name": "b", "type": "boolean", "nullable": True},
+    {"name": "d", "type": "date", "nullable": True},
+    {"name": "t", "type": "timestamp", "nullable": False},
+    {"name": "tb", "type": "timestamp", "nullable": True},
+    {"name": "d2", "type": "date", "nullable": False},
+    {"name": "j", "type": "json", "nullable": True},
+    {"name": "v", "type": "vector(3)", "nullable": True},
+]
+MANY_VALUES = [
+    "CASE WHEN mod(g, 7) = 0 THEN NULL ELSE 'row ' || repeat('é', mod(g, 5)) || g END",
+    "CASE WHEN mod(g, 11) = 0 THEN NULL ELSE g * 7919 - 500000 END",
+    "CASE WHEN mod(g, 13) = 0 THEN NULL ELSE g / 7.0 - 300 END",
+    "CASE WHEN mod(g, 17) = 0 THEN NULL ELSE mod(g, 3) = 0 END",
+    "CASE WHEN mod(g, 19) = 0 THEN NULL ELSE date '2023-12-01' + mod(g, 400) END",
+    "timestamptz '2024-01-01 00:00:00+00' + g * interval '17 minutes 0.000003 seconds'",
+    "CASE WHEN mod(g, 23) = 0 THEN NULL WHEN mod(g, 29) = 0 THEN timestamptz '9999-12-31 23:59:59+00'"
+    " ELSE timestamptz '0044-03-15 10:00:00+00 BC' + g * interval '1 day 1 second' END",
+    "CASE WHEN mod(g, 31) = 0 THEN date '0001-01-01' ELSE date '2020-02-28' + mod(g, 3) END",
+    "CASE WHEN mod(g, 37) = 0 THEN NULL ELSE jsonb_build_object('g', g, 'h', g / 3.0) END",
+    "CASE WHEN mod(g, 41) = 0 THEN NULL ELSE ('[' || g || ',-0,' || g / 8.0 || ']')::vector END",
+]
+
+
+def _many(db, name: str, rows: int) -> list[Column]:
+    _table(db, name, MANY_COLUMNS, {"a": []})
+    with db.connect() as conn, conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO ai_curated.{} SELECT 'a', {}, 1, g FROM generate_series(1, %s) g"
+            ).format(sql.Identifier(name), sql.SQL(", ").join(map(sql.SQL, MANY_VALUES))),
+            (rows,),
+        )
+    return [Column.model_construct(**c) for c in MANY_COLUMNS]
+
+
+def _digest_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "arrow-digest-row-texts"]
+
+
+def test_a_copy_in_batches_of_uneven_sizes_over_two_threads_gives_postgres_digest(db, monkeypatch):
+    cols = _many(db, "many", 5000)
+    with db.connect() as conn:
+        want = content_digest(conn, "many", "a", MANY_COLUMNS)
+    record = {"schema": {"columns": MANY_COLUMNS}}
+    monkeypatch.setattr(load, "CHECK_BATCH_ROWS", 777)
+    with export_version(db, "many", "a", cols, governance=ROW_ORIGIN) as exported:
+        got = digest_copy(cols, record, exported.file, governance=ROW_ORIGIN)
+        exported.file.seek(0)
+        table = pq.read_table(exported.file)
+    assert (got.rows, got.hexdigest()) == (want.rows, want.digest) == (5000, want.digest)
+    sizes = [1, 0, 999, 2, 2500, 0, 1498]
+    cuts = np.cumsum([0, *sizes])
+    whole = table.combine_chunks().to_batches()[0]
+    uneven = [whole.slice(a, b - a) for a, b in pairwise(cuts)]
+    assert [b.num_rows for b in uneven] == sizes
+    piped = ArrowDigest(MANY_COLUMNS).add_all(uneven)
+    one_by_one = ArrowDigest(MANY_COLUMNS)
+    for b in uneven:
+        one_by_one.add(b)
+    assert (piped.rows, piped.hexdigest()) == (want.rows, want.digest)
+    assert (one_by_one.rows, one_by_one.hexdigest()) == (want.rows, want.digest)
+    assert _digest_threads() == []
+
+
+def test_an_error_reading_or_building_rows_is_the_copy_error_and_leaves_no_thread(
+    db, tmp_path, monkeypatch
+):
+    cols = _many(db, "broken", 3000)
+    with export_version(db, "broken", "a", cols, governance=ROW_ORIGIN) as exported:
+        table = pq.read_table(exported.file)
+    # Declared a date, the copy holds text: found while building the first batch's texts.
+    declared = [dict(c, type="date") if c["name"] == "s" else c for c in MANY_COLUMNS]
+    copy = tmp_path / "copy.parquet"
+    pq.write_table(table, copy, row_group_size=500)
+    with copy.open("rb") as f, pytest.raises(CopyError) as caught:
+        digest_copy(cols, {"schema": {"columns": declared}}, f, governance=ROW_ORIGIN)
+    assert str(caught.value) == (
+        "does not hold the version's columns as declared: column s: a date column of Arrow type "
+        "string"
+    )
+    assert _digest_threads() == []
+    # A page of the fifth row group overwritten: read after four batches have been hashed.
+    meta = pq.ParquetFile(copy).metadata
+    at = meta.row_group(4).column(1).data_page_offset
+    data = bytearray(copy.read_bytes())
+    data[at : at + 64] = b"\xff" * 64
+    copy.write_bytes(bytes(data))
+    with copy.open("rb") as f, pytest.raises(OSError) as direct:  # the error read in this thread
+        for _ in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=500):
+            pass
+    monkeypatch.setattr(load, "CHECK_BATCH_ROWS", 500)
+    with copy.open("rb") as f, pytest.raises(CopyError) as caught:
+        digest_copy(cols, {"schema": {"columns": MANY_COLUMNS}}, f, governance=ROW_ORIGIN)
+    assert str(caught.value) == f"cannot be read whole: {direct.value}"
+    assert _digest_threads() == []
+
+
+def test_an_error_in_the_batches_is_raised_where_they_are_digested():
+    batch = pa.record_batch({"x": pa.array([1, 2, 3], pa.int64())})
+    columns = [{"name": "x", "type": "integer", "nullable": False}]
+
+    def failing():
+        yield batch
+        yield batch
+        raise OSError("the third batch is lost")
+
+    with pytest.raises(OSError, match="the third batch is lost"):
+        ArrowDigest(columns).add_all(failing())
+    assert _digest_threads() == []
