@@ -41,6 +41,7 @@ from dynamic_assets.db.connection import redact_url
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.formats import arrays
+from dynamic_assets.formats.memory import bounded_copy_memory
 from dynamic_assets.read.frames import typed_table
 
 ROW_GROUP_ROWS = 65_536
@@ -284,6 +285,7 @@ def export_version(
     With `seal`, the Parquet bytes are written through `seal(file)` (closed when the Parquet
     file is complete) and the file, its SHA-256 and size are what `seal` wrote: an encrypting
     writer keeps the plaintext off the spool, which may spill to local disk."""
+    bounded_copy_memory()
     cols = [*columns, *governance]
     schema = parquet_schema(cols, dataset, version, fingerprint)
     with db.connect() as conn:

@@ -33,6 +33,7 @@ from dynamic_assets.db import Database
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident, table_columns
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.declarations.names import table_suffix
+from dynamic_assets.formats.memory import bounded_copy_memory
 from dynamic_assets.provenance.arrow_digest import ArrowDigest, ArrowDigestError
 from dynamic_assets.provenance.fingerprint import content_digest
 
@@ -243,6 +244,7 @@ def digest_copy(
 ) -> ArrowDigest:
     """The row count and content digest (over the record's schema) of the Parquet file in
     `source`, every column of which is read and decoded."""
+    bounded_copy_memory()
     try:
         # Each column chunk read when it is decoded: pre-buffering would read up to 32 MiB of
         # the file at once, ahead of the rows digested.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import bisect
 import io
 import math
-import os
 import queue
 import struct
 import threading
@@ -71,6 +70,7 @@ from dynamic_assets.formats.json import (
     dumps,
     json_records_or_lines,
 )
+from dynamic_assets.formats.memory import return_freed_memory
 from dynamic_assets.formats.parquet import (
     declared_arrow_type,
     open_parquet,
@@ -82,21 +82,6 @@ if TYPE_CHECKING:  # it builds on `curated`, which reads staging
     from dynamic_assets.datasets.typed_build import TypedBuild
 
 LINEAGE = [("_file_id", "bigint"), ("_row", "bigint")]
-
-
-def return_freed_memory() -> None:
-    """Arrow's allocations from jemalloc, which gives freed pages back to the system at once
-    (decay 0): the default pool (mimalloc) keeps each thread's freed pages, and the batches of
-    the two COPY streams are allocated and freed on several threads. A pool chosen in
-    `ARROW_DEFAULT_MEMORY_POOL` is left as it is."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except NotImplementedError:  # a pyarrow built without jemalloc
-        return
-    pa.jemalloc_set_decay_ms(0)
-    pa.set_memory_pool(pool)
 
 
 def staging_columns(ds: Dataset) -> list[tuple[str, str]]:

@@ -208,13 +208,18 @@ cols = [Column.model_construct(**c) for c in columns]
 with export_version(Database(uri), name, version, cols, governance=ROW_ORIGIN) as exported:
     record = {"schema": {"columns": columns}}
     got = digest_copy(cols, record, exported.file, governance=ROW_ORIGIN)
-    print(json.dumps([got.rows, got.hexdigest(), "pandas" in sys.modules]))
+    import pyarrow as pa
+    from dynamic_assets.formats.memory import map_large_blocks
+    pool = pa.default_memory_pool().backend_name
+    print(json.dumps([got.rows, got.hexdigest(), "pandas" in sys.modules, pool, map_large_blocks()]))
 """
 
 
 def test_an_archiving_process_digests_hostile_values_without_loading_pandas(db):
     """Exporting and digesting a copy takes no pandas (about 40 MB of the process's peak memory
-    when archiving), and its digest is still Postgres'."""
+    when archiving), its digest is still Postgres', and the process allocates so that freed
+    memory goes back to the system (Arrow's jemalloc pool; glibc mapping large blocks on their
+    own)."""
     rows = [list(r) for r in HOSTILE + ORDINARY]
     rows[1][7] = None
     _table(db, "nopandas", HOSTILE_COLUMNS, {"a": rows})
@@ -225,9 +230,11 @@ def test_an_archiving_process_digests_hostile_values_without_loading_pandas(db):
         [sys.executable, "-c", _ARCHIVING, argument], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    rows_got, digest, pandas_loaded = json.loads(done.stdout)
+    rows_got, digest, pandas_loaded, pool, mapped = json.loads(done.stdout)
     assert (rows_got, digest) == (want.rows, want.digest)
     assert not pandas_loaded
+    assert pool == "jemalloc"
+    assert mapped is True
 
 
 def _in_groups(hashes: np.ndarray) -> list[tuple[int, list[bytes]]]:
