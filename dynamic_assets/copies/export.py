@@ -335,12 +335,17 @@ def _write(
             _read_ahead(reader) as batches,
         ):
             sink: IO[bytes] | io.RawIOBase = spool if seal is None else seal(spool)
-            with pq.ParquetWriter(sink, schema, **WRITER_OPTIONS) as writer:
-                for group in _row_groups(batches, cols, order):
-                    writer.write_table(group.cast(schema), row_group_size=ROW_GROUP_ROWS)
-                    rows += group.num_rows
-            if sink is not spool:
-                sink.close()
+            try:
+                with pq.ParquetWriter(sink, schema, **WRITER_OPTIONS) as writer:
+                    for group in _row_groups(batches, cols, order):
+                        writer.write_table(group.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                        rows += group.num_rows
+            finally:
+                # Closed here also when the rows are read again: a sealing writer left open
+                # would write its last piece into the spool when it is collected, after the
+                # second read's bytes.
+                if sink is not spool:
+                    sink.close()
     except (adbc_driver_manager.Error, pa.ArrowException) as exc:
         raise ExportError(_reason(exc, uri)) from None
     return rows

@@ -13,8 +13,17 @@ from psycopg import sql
 
 from dynamic_assets.copies import export
 from dynamic_assets.copies.export import GOVERNANCE, ROW_ORIGIN, export_version
+from dynamic_assets.copies.load import check_copy
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident, partition_name
-from dynamic_assets.lifecycle.archive import registered
+from dynamic_assets.lifecycle.archive import ArchiveError, archive_version, registered
+from dynamic_assets_tests.lifecycle.test_encryption import DATASET as SENSITIVE
+from dynamic_assets_tests.lifecycle.test_encryption import (
+    KEY,
+    KEY_B64,
+    _independent_decrypt,
+    sensitive,  # noqa: F401
+)
+from dynamic_assets_tests.lifecycle.test_encryption import VERSION as SENSITIVE_VERSION
 from dynamic_assets_tests.support.tiers import VERSIONS
 
 DATASET, VERSION = "market", "2024-06-01"
@@ -162,8 +171,6 @@ def test_a_writer_that_stops_early_stops_the_reader():
 def test_an_export_the_server_refuses_fails_in_one_line_and_drops_nothing(
     curated, drive, drive_root, monkeypatch
 ):
-    from dynamic_assets.lifecycle.archive import ArchiveError, archive_version
-
     part = ident(CURATED_SCHEMA, partition_name(DATASET, VERSION))
     with curated.connect() as holder, holder.transaction():
         holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(part))
@@ -182,3 +189,56 @@ def test_an_export_the_server_refuses_fails_in_one_line_and_drops_nothing(
         assert registered(conn, DATASET, VERSION).tier == "core"
     assert not (drive_root / "archive").exists() or not any((drive_root / "archive").rglob("*"))
     assert archive_version(curated, drive, "archive", DATASET, VERSION) is not None
+
+
+def test_a_sealed_export_read_again_sorted_is_one_whole_envelope(
+    sensitive,  # noqa: F811
+    drive,
+    drive_root,
+    monkeypatch,
+):
+    """A sensitive version's rows no longer lying in order: the first, sealed attempt is
+    discarded and the archive in the drive is one envelope of the sorted file, which verifies."""
+    monkeypatch.setenv("DYNAMIC_ASSETS_ARCHIVE_KEY", KEY_B64)
+    part = ident(CURATED_SCHEMA, partition_name(SENSITIVE, SENSITIVE_VERSION))
+    with sensitive.connect() as conn:
+        conn.execute(
+            sql.SQL("UPDATE {} SET _schema_version = _schema_version WHERE _source_row < 3").format(
+                part
+            )
+        )
+    reads = []
+    real = export._write
+
+    def counted(*args):
+        reads.append(args[-1] is not None)
+        return real(*args)
+
+    monkeypatch.setattr(export, "_write", counted)
+    # The version's 300 rows come in one batch, which the client would put in order: row
+    # groups of 16 rows, and the second window refused as a row lying far out of order would
+    # be, so that the first attempt has sealed a row group when it is discarded.
+    monkeypatch.setattr(export, "ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr(export, "_WINDOW_ROWS", 16)
+    windows = []
+    ordered = export._OriginOrder.ordered
+
+    def second_refused(self, table):
+        windows.append(table.num_rows)
+        if len(windows) == 2:
+            raise export._OutOfOrder
+        return ordered(self, table)
+
+    monkeypatch.setattr(export._OriginOrder, "ordered", second_refused)
+    done = archive_version(sensitive, drive, "archive", SENSITIVE, SENSITIVE_VERSION)
+    assert done is not None and reads == [True, False]
+    plain = _independent_decrypt((drive_root / done.path).read_bytes(), KEY)
+    table = pq.read_table(io.BytesIO(plain), columns=["_source_file_id", "_source_row"])
+    origins = list(zip(*(table.column(i).to_pylist() for i in range(2)), strict=True))
+    assert origins == sorted(origins)
+    with sensitive.connect() as conn:
+        reg = registered(conn, SENSITIVE, SENSITIVE_VERSION)
+    check = check_copy(
+        sensitive, SENSITIVE, SENSITIVE_VERSION, reg.columns, reg.record, io.BytesIO(plain)
+    )
+    assert check.ok
