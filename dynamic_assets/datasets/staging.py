@@ -574,7 +574,9 @@ def _json_source(ds: Dataset, f: SourceFile) -> _Source:
             f.format,
             sensitive=sensitive,
             long_unparsed=not renamed,
-            exact_numbers=bool(renamed),  # written back by `dumps`, each number as it was
+            # Written back by `dumps`, each number as it was: a record whose keys are renamed,
+            # and every item of a JSON array.
+            exact_numbers=bool(renamed) or f.format == "json",
         )
         for record in records:
             number = record.number

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, Protocol
 
 import ijson
@@ -136,9 +136,10 @@ def json_records_or_lines(
 ) -> Iterator[JsonRecord | UnparsedRecord]:
     """`json_records`; with `long_unparsed`, a JSON Lines line of `LINE_PIECE` bytes or more that
     is plainly one object comes as an `UnparsedRecord`, refused or staged as its record would
-    be; with `exact_numbers`, a JSON Lines record's value holds its non-integer numbers as
-    `Decimal`, for `dumps` to write them back as they were (a JSON Lines line's own text is
-    otherwise what is staged)."""
+    be; with `exact_numbers`, a record's value holds its non-integer numbers as `Decimal` (and
+    an array item's integers of any size), for `dumps` to write them back as they were (a JSON
+    Lines line's own text is otherwise what is staged; an array item's text is always written
+    by `dumps`)."""
     head = stream.read(_HEAD)
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -147,7 +148,7 @@ def json_records_or_lines(
     if not first:
         raise LoadError(path, "the file is empty: no JSON records", line=1)
     if first == b"[" and fmt == "json":
-        yield from _array_records(path, src, sensitive)
+        yield from _array_records(path, src, sensitive, exact_numbers)
     elif first == b"{":
         yield from _lines_records(
             path,
@@ -454,13 +455,60 @@ def _encodable(path: str, obj: Any, lineno: int) -> bool:
     return True
 
 
-def _array_records(path: str, src: _Prefixed, sensitive: bool) -> Iterator[JsonRecord]:
+# Python converts no longer run of digits to an int (`sys.int_info.default_max_str_digits`); the
+# C parser's exact numbers crash the interpreter on a longer integer.
+LONGEST_DIGITS = 4_300
+# Each digit as `0`, any other byte as `.`: a run of digits is then found by `bytes.find` (a
+# regular expression tries again from every digit: 2 s for 43 MB of numbers).
+_AS_DIGITS = bytes(48 if 48 <= b <= 57 else 46 for b in range(256))
+_LONG_RUN = b"0" * LONGEST_DIGITS
+
+
+class _TooManyDigits(Exception):
+    def __init__(self, at: int):
+        self.at = at  # the run's first byte, counted from 1 (after a byte order mark)
+
+
+class _DigitRuns:
+    """A stream read by the array parser: each piece, before the parser sees it, checked to hold
+    no run of LONGEST_DIGITS digits or more (runs across pieces counted whole)."""
+
+    def __init__(self, src: ByteStream):
+        self._src = src
+        self._read = 0  # bytes handed over so far
+        self._carried = 0  # digits ending the last piece
+
+    def read(self, size: int = -1, /) -> bytes:
+        piece = self._src.read(size)
+        if not piece:
+            return piece
+        digits = piece.translate(_AS_DIGITS)
+        leading = len(digits) - len(digits.lstrip(b"0"))
+        if self._carried + leading >= LONGEST_DIGITS:
+            raise _TooManyDigits(self._read - self._carried + 1)
+        long = digits.find(_LONG_RUN)
+        if long >= 0:
+            raise _TooManyDigits(self._read + long + 1)
+        if leading == len(digits):
+            self._carried += leading
+        else:
+            self._carried = len(digits) - len(digits.rstrip(b"0"))
+        self._read += len(piece)
+        return piece
+
+
+def _array_records(
+    path: str, src: _Prefixed, sensitive: bool, exact_numbers: bool = False
+) -> Iterator[JsonRecord]:
     index = 0
     try:
-        # Numbers as floats, and integers within 64 bits (beyond, the parser refuses them): the
-        # C parser's exact numbers crash the interpreter on an integer of more digits than
-        # Python converts (4,300), which a hostile file can hold.
-        for obj in ijson.items(src, "item", use_float=True):
+        # With `exact_numbers`, an integer of any size and every other number a `Decimal`, for
+        # `dumps` to write each back as the file wrote it; the C parser's exact mode crashes the
+        # interpreter on an integer longer than Python converts, so no run of that many digits
+        # reaches it. Otherwise numbers as floats, and integers within 64 bits (beyond, the
+        # parser refuses them).
+        stream: _DigitRuns | _Prefixed = _DigitRuns(src) if exact_numbers else src
+        for obj in ijson.items(stream, "item", use_float=not exact_numbers):
             index += 1
             if not isinstance(obj, dict):
                 raise NotAnObject(
@@ -492,6 +540,21 @@ def _array_records(path: str, src: _Prefixed, sensitive: bool) -> Iterator[JsonR
                     sensitive=sensitive,
                 )
             yield JsonRecord(None, index, obj, text)
+    except _TooManyDigits as exc:
+        # Where the parser has got to is not where the run is (it reads ahead): the run's byte.
+        raise LoadError(
+            path,
+            f"a run of {LONGEST_DIGITS:,} digits or more at byte {exc.at:,}: a number this long "
+            "cannot be read exactly (a string of as many digits is refused with it)",
+        ) from None
+    except InvalidOperation:
+        raise BrokenJsonArray(
+            path,
+            f"a number out of range after array item {index}",
+            index,
+            "its exponent is beyond what a decimal number can hold",
+            sensitive=sensitive,
+        ) from None
     except ijson.JSONError as exc:
         # The parser's message goes on to quote the text around the error: only its first
         # line is kept, and none of it for a sensitive dataset.
