@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import queue
 import re
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from dynamic_assets.db.tables import CURATED_SCHEMA, ident
 from dynamic_assets.declarations.model import Column
 from dynamic_assets.formats import arrays
 from dynamic_assets.formats.memory import bounded_copy_memory
+from dynamic_assets.formats.threads import ahead
 from dynamic_assets.read.frames import typed_table
 
 ROW_GROUP_ROWS = 65_536
@@ -332,7 +331,7 @@ def _write(
     try:
         with (
             _result(uri, query, _AS_THEY_LIE if order is not None else ()) as reader,
-            _read_ahead(reader) as batches,
+            ahead(reader, depth=1, name="export-reader") as batches,
         ):
             sink: IO[bytes] | io.RawIOBase = spool if seal is None else seal(spool)
             try:
@@ -357,50 +356,3 @@ def _reason(exc: Exception, uri: str) -> str:
     text = " ".join(str(exc).split())
     text = re.sub(r"^[A-Z_]+: ", "", text).replace("[libpq] ", "").replace("ERROR: ", "")
     return text.replace(uri, redact_url(uri))
-
-
-_END = object()
-
-
-@contextmanager
-def _read_ahead(reader: pa.RecordBatchReader, depth: int = 1) -> Iterator[Iterator[pa.RecordBatch]]:
-    """The reader's batches, read on a thread of their own while this one writes the last ones
-    (the driver's decoding and Parquet's encoding each release the GIL), at most `depth` waiting
-    between them. On exit the thread is stopped and joined."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for batch in reader:
-                if not put(batch):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the writing thread
-            put(exc)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    worker = threading.Thread(target=work, name="export-reader", daemon=True)
-    worker.start()
-    try:
-        yield batches()
-    finally:
-        stop.set()
-        worker.join()

@@ -25,9 +25,7 @@ from __future__ import annotations
 import bisect
 import io
 import math
-import queue
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
@@ -77,6 +75,7 @@ from dynamic_assets.formats.parquet import (
     parquet_batches,
     spool_parquet,
 )
+from dynamic_assets.formats.threads import ahead
 
 if TYPE_CHECKING:  # it builds on `curated`, which reads staging
     from dynamic_assets.datasets.typed_build import TypedBuild
@@ -374,9 +373,6 @@ def _copy_error(
     )
 
 
-_DONE = object()
-
-
 def _pipe_copy(
     conn: psycopg.Connection,
     copy_sql: sql.Composed,
@@ -384,42 +380,15 @@ def _pipe_copy(
 ) -> int:
     """Run `produce` (yielding encoded COPY chunks and their row counts) on a worker thread and
     send its chunks to the server from this one. Returns the number of rows sent."""
-    q: queue.Queue = queue.Queue(maxsize=3)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in produce():
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
-        except BaseException as exc:  # handed to the consumer thread
-            q.put(exc)
-
-    worker = threading.Thread(target=work, name="copy-encoder", daemon=True)
     rows = 0
-    with conn.cursor() as cur:
-        try:
-            with cur.copy(copy_sql) as copy:
-                worker.start()
-                while True:
-                    item = q.get()
-                    if item is _DONE:
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
-                    data, n = item
-                    copy.write(data)
-                    rows += n
-        finally:
-            stop.set()
-            worker.join(timeout=10)
+    with (
+        conn.cursor() as cur,
+        cur.copy(copy_sql) as copy,
+        ahead(produce(), depth=3, name="copy-encoder") as chunks,
+    ):
+        for data, n in chunks:
+            copy.write(data)
+            rows += n
     return rows
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -30,6 +28,7 @@ import pyarrow.compute as pc
 
 from dynamic_assets.declarations.model import VECTOR_TYPE
 from dynamic_assets.formats import arrays
+from dynamic_assets.formats.threads import ahead
 
 _HEX = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint8).reshape(
     256, 2
@@ -480,38 +479,10 @@ class ArrowDigest:
         raised here; the other thread has ended when this returns or raises."""
         if self._digest is not None:
             raise ValueError("rows added after the digest was taken")
-        ahead: queue.Queue[pa.Array | Exception | None] = queue.Queue(maxsize=_AHEAD)
-        stop = threading.Event()
-
-        def put(item: pa.Array | Exception | None) -> bool:
-            while not stop.is_set():
-                try:
-                    ahead.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def build() -> None:
-            try:
-                for batch in batches:
-                    if batch.num_rows and not put(row_texts(batch, self.columns)):
-                        return
-            except Exception as exc:  # raised in the hashing thread
-                put(exc)
-            else:
-                put(None)
-
-        worker = threading.Thread(target=build, name="arrow-digest-row-texts", daemon=True)
-        worker.start()
-        try:
-            while (item := ahead.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                self._add_texts(item)
-        finally:
-            stop.set()
-            worker.join()
+        texts = (row_texts(batch, self.columns) for batch in batches if batch.num_rows)
+        with ahead(texts, depth=_AHEAD, name="arrow-digest-row-texts") as built:
+            for text in built:
+                self._add_texts(text)
         return self
 
     def hexdigest(self) -> str:

@@ -15,6 +15,7 @@ from dynamic_assets.copies import export
 from dynamic_assets.copies.export import GOVERNANCE, ROW_ORIGIN, export_version
 from dynamic_assets.copies.load import check_copy
 from dynamic_assets.db.tables import CURATED_SCHEMA, ident, partition_name
+from dynamic_assets.formats.threads import ahead
 from dynamic_assets.lifecycle.archive import ArchiveError, archive_version, registered
 from dynamic_assets_tests.lifecycle.test_encryption import DATASET as SENSITIVE
 from dynamic_assets_tests.lifecycle.test_encryption import (
@@ -154,7 +155,7 @@ def test_an_error_while_reading_reaches_the_writer_and_stops_the_reader():
     reader = pa.RecordBatchReader.from_batches(_batch([1], [1]).schema, broken())
     with (
         pytest.raises(OSError, match="the server went away"),
-        export._read_ahead(reader) as batches,
+        ahead(reader, depth=1, name="export-reader") as batches,
     ):
         assert [b.num_rows for b in batches] == [1]
     assert _readers() == []
@@ -163,7 +164,7 @@ def test_an_error_while_reading_reaches_the_writer_and_stops_the_reader():
 def test_a_writer_that_stops_early_stops_the_reader():
     many = (_batch([1], [i]) for i in range(1000))
     reader = pa.RecordBatchReader.from_batches(_batch([1], [1]).schema, many)
-    with export._read_ahead(reader) as batches:
+    with ahead(reader, depth=1, name="export-reader") as batches:
         next(batches)
     assert _readers() == []
 
